@@ -1,0 +1,28 @@
+// Command podkit is one binary with a subcommand per podkit component:
+// reusable containers for the container design patterns. Run `podkit help`
+// for the list.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/internal/demo"
+	"github.com/podkit/podkit/internal/sampleapp"
+	"github.com/podkit/podkit/sidecar/await"
+)
+
+// commands is the subcommand table.
+func commands() []cli.Command {
+	return []cli.Command{
+		await.Command(),
+		demo.Command(),
+		sampleapp.Command(),
+	}
+}
+
+func main() {
+	stdio := cli.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	os.Exit(cli.Main(context.Background(), commands(), os.Args[1:], stdio))
+}

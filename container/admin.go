@@ -1,0 +1,234 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/podkit/podkit/internal/buildinfo"
+)
+
+type adminServer struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+func (a *adminServer) addr() string {
+	if a == nil || a.ln == nil {
+		return "off"
+	}
+	return a.ln.Addr().String()
+}
+
+func (a *adminServer) close() {
+	if a == nil || a.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := a.srv.Shutdown(ctx); err != nil {
+		a.srv.Close()
+	}
+}
+
+func (h *Host) startAdmin(o Options) (*adminServer, error) {
+	if o.AdminListener == nil && o.AdminAddr == "off" {
+		return nil, nil
+	}
+	ln, err := listen(o.AdminAddr, o.AdminListener)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{
+		Handler:           h.AdminHandler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          nil,
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.log.Error("admin listener failed", "error", err)
+		}
+	}()
+	return &adminServer{srv: srv, ln: ln}, nil
+}
+
+// AdminHandler returns the admin endpoints' handler.
+func (h *Host) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
+		writeText(w, http.StatusOK, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", h.serveReadyz)
+	mux.HandleFunc("GET /healthz", h.serveHealthz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{
+		EnableOpenMetrics: true,
+		ErrorHandling:     promhttp.ContinueOnError,
+	}))
+	mux.HandleFunc("GET /info", h.serveInfo)
+	mux.HandleFunc("GET /lifecycle", h.serveLifecycle)
+	mux.HandleFunc("POST /quitquitquit", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
+		h.log.Info("stop requested", "via", "/quitquitquit", "remote", r.RemoteAddr)
+		h.requestStop("POST /quitquitquit")
+		writeText(w, http.StatusOK, "stopping\n")
+	}))
+	mux.HandleFunc("POST /pause", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
+		h.setPaused(true)
+		writeJSON(w, http.StatusOK, map[string]bool{"paused": true})
+	}))
+	mux.HandleFunc("POST /resume", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
+		h.setPaused(false)
+		writeJSON(w, http.StatusOK, map[string]bool{"paused": false})
+	}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" && r.Method == http.MethodGet {
+			writeText(w, http.StatusOK, "podkit "+h.name+" admin: /livez /readyz /healthz /metrics /info /lifecycle; POST /pause /resume /quitquitquit\n")
+			return
+		}
+		http.NotFound(w, r)
+	})
+	return mux
+}
+
+// loopbackOnly answers 403 unless the caller is on a loopback address.
+func loopbackOnly(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		ip := net.ParseIP(host)
+		if err != nil || ip == nil || !ip.IsLoopback() {
+			writeText(w, http.StatusForbidden, "forbidden: "+r.URL.Path+" is only accepted from loopback\n")
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (h *Host) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	ready, why := h.readiness()
+	if _, verbose := r.URL.Query()["verbose"]; verbose {
+		code := http.StatusOK
+		if !ready {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, map[string]any{"ready": ready, "reason": why})
+		return
+	}
+	if !ready {
+		writeText(w, http.StatusServiceUnavailable, "not ready: "+why+"\n")
+		return
+	}
+	writeText(w, http.StatusOK, "ok\n")
+}
+
+func (h *Host) serveHealthz(w http.ResponseWriter, r *http.Request) {
+	ready, why := h.readiness()
+	checks, allOK := h.checks.snapshot()
+	healthy := ready && allOK
+	code := http.StatusOK
+	if !healthy {
+		code = http.StatusServiceUnavailable
+	}
+	if _, verbose := r.URL.Query()["verbose"]; verbose {
+		status := "ok"
+		if !healthy {
+			status = "fail"
+		}
+		writeJSON(w, code, map[string]any{
+			"status": status, "ready": ready, "reason": why, "checks": checks,
+		})
+		return
+	}
+	if !healthy {
+		msg := "unhealthy"
+		if !ready {
+			msg += ": " + why
+		}
+		for n, c := range checks {
+			if !c.OK {
+				msg += fmt.Sprintf("; check %s: %s", n, c.Error)
+			}
+		}
+		writeText(w, code, msg+"\n")
+		return
+	}
+	writeText(w, code, "ok\n")
+}
+
+func (h *Host) serveInfo(w http.ResponseWriter, r *http.Request) {
+	info := map[string]any{
+		"component":  h.name,
+		"build":      buildinfo.Get(),
+		"started":    h.started.UTC().Format(time.RFC3339Nano),
+		"contract":   h.opts,
+		"paused":     h.Paused(),
+		"ready":      first(h.readiness()),
+		"admin_addr": h.opts.AdminAddr,
+	}
+	if c, ok := h.comp.(Configured); ok {
+		info["config"] = c.EffectiveConfig()
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func first(b bool, _ string) bool { return b }
+
+func (h *Host) serveLifecycle(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	past, ch, unsubscribe := h.events.subscribe()
+	defer unsubscribe()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	for _, e := range past {
+		writeEvent(w, e)
+	}
+	fl.Flush()
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case e, ok := <-ch:
+			if !ok {
+				return
+			}
+			writeEvent(w, e)
+			fl.Flush()
+		case <-keepalive.C:
+			fmt.Fprint(w, ": keepalive\n\n")
+			fl.Flush()
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func writeEvent(w http.ResponseWriter, e Event) {
+	b, _ := json.Marshal(e)
+	fmt.Fprintf(w, "event: %s\ndata: %s\n\n", e.Type, b)
+}
+
+func writeText(w http.ResponseWriter, code int, s string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	fmt.Fprint(w, s)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,290 @@
+// Package cli is podkit's command-line layer: one explicit table of
+// subcommands, stdlib flag sets whose every flag can also come from a
+// PODKIT_<NAME> environment variable (flag > env > default), help text that
+// names each flag's variable and default, and exit codes (2 for usage
+// errors).
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/podkit/podkit/internal/buildinfo"
+)
+
+// IO is the standard streams a command runs with.
+type IO struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Runner runs a command once its flags are parsed; args are the positional
+// arguments left after the flags.
+type Runner func(ctx context.Context, args []string, stdio IO) error
+
+// Command is one podkit subcommand.
+type Command struct {
+	Name     string
+	Summary  string // one line, shown by `podkit help`
+	Synopsis string // shown after the command name in usage, e.g. "[flags] [-- CMD ARGS...]"
+	Hidden   bool   // omitted from `podkit help` (helpers used by tests and the demo)
+	// Setup registers the command's flags on fs and returns the function
+	// that runs the command after parsing.
+	Setup func(fs *flag.FlagSet) Runner
+}
+
+// UsageError is a bad command line: a one-line message, exit status 2.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// Usagef returns a *UsageError.
+func Usagef(format string, args ...any) error {
+	return &UsageError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// ExitCoder is an error that carries the process exit status.
+type ExitCoder interface {
+	error
+	ExitCode() int
+}
+
+// EnvName is the environment variable that sets the flag name.
+func EnvName(flagName string) string {
+	return "PODKIT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Main runs the command named by args[0] and returns the process exit status.
+func Main(ctx context.Context, commands []Command, args []string, stdio IO) int {
+	if len(args) == 0 {
+		printHelp(stdio.Stdout, commands)
+		return 0
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 {
+			if c, ok := find(commands, rest[0]); ok {
+				fs := newFlagSet(c)
+				c.Setup(fs)
+				printUsage(stdio.Stdout, c, fs)
+				return 0
+			}
+			fmt.Fprintf(stdio.Stderr, "podkit: unknown command %q (see 'podkit help')\n", rest[0])
+			return 2
+		}
+		printHelp(stdio.Stdout, commands)
+		return 0
+	case "version", "-version", "--version":
+		bi := buildinfo.Get()
+		fmt.Fprintf(stdio.Stdout, "podkit %s (commit %s, %s)\n", bi.Version, bi.Commit, bi.GoVersion)
+		return 0
+	}
+	c, ok := find(commands, name)
+	if !ok {
+		fmt.Fprintf(stdio.Stderr, "podkit: unknown command %q (see 'podkit help')\n", name)
+		return 2
+	}
+	fs := newFlagSet(c)
+	run := c.Setup(fs)
+	pos, err := Parse(fs, rest, os.LookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdio.Stdout, c, fs)
+		return 0
+	}
+	if err == nil {
+		err = run(ctx, pos, stdio)
+	}
+	return report(stdio.Stderr, c.Name, err)
+}
+
+func report(w io.Writer, name string, err error) int {
+	if err == nil {
+		return 0
+	}
+	var ue *UsageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(w, "podkit %s: %s\n", name, oneLine(ue.Msg))
+		return 2
+	}
+	var ec ExitCoder
+	if errors.As(err, &ec) {
+		if msg := ec.Error(); msg != "" {
+			fmt.Fprintf(w, "podkit %s: %s\n", name, oneLine(msg))
+		}
+		return ec.ExitCode()
+	}
+	fmt.Fprintf(w, "podkit %s: %s\n", name, oneLine(err.Error()))
+	return 1
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ") }
+
+func find(commands []Command, name string) (Command, bool) {
+	for _, c := range commands {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Command{}, false
+}
+
+func newFlagSet(c Command) *flag.FlagSet {
+	fs := flag.NewFlagSet("podkit "+c.Name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// Parse parses args into fs, then fills every flag not given on the command
+// line from its PODKIT_<NAME> variable (looked up with lookupEnv). Errors are
+// *UsageError values naming the flag (and the variable). flag.ErrHelp is
+// returned as is.
+func Parse(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool)) ([]string, error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, &UsageError{Msg: flagError(fs, err.Error())}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		env := EnvName(f.Name)
+		v, ok := lookupEnv(env)
+		if !ok {
+			return
+		}
+		values := []string{v}
+		if _, multi := f.Value.(interface{ Multi() }); multi {
+			values = splitList(v)
+		}
+		for _, one := range values {
+			if err := fs.Set(f.Name, one); err != nil {
+				errs = append(errs, fmt.Errorf("%s (--%s): invalid value %q: %s", env, f.Name, one, explain(f, unwrapFlagErr(err).Error())))
+				return
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return nil, &UsageError{Msg: errors.Join(errs...).Error()}
+	}
+	return fs.Args(), nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func unwrapFlagErr(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
+}
+
+// flagError rewrites the flag package's messages into podkit's form:
+// "--name: reason", one line.
+func flagError(fs *flag.FlagSet, msg string) string {
+	switch {
+	case strings.HasPrefix(msg, "flag provided but not defined: -"):
+		return "unknown flag --" + strings.TrimLeft(strings.TrimPrefix(msg, "flag provided but not defined: "), "-")
+	case strings.HasPrefix(msg, "flag needs an argument: -"):
+		return "flag --" + strings.TrimLeft(strings.TrimPrefix(msg, "flag needs an argument: "), "-") + " needs a value"
+	case strings.HasPrefix(msg, "invalid value ") || strings.HasPrefix(msg, "invalid boolean value "):
+		// invalid value "x" for flag -name: reason
+		if i := strings.Index(msg, " for flag -"); i >= 0 {
+			rest := msg[i+len(" for flag -"):]
+			name, reason, _ := strings.Cut(rest, ": ")
+			name = strings.TrimLeft(name, "-")
+			if f := fs.Lookup(name); f != nil {
+				reason = explain(f, reason)
+			}
+			return "--" + name + ": " + msg[:i] + ": " + reason
+		}
+	case strings.HasPrefix(msg, "bad flag syntax: "):
+		return msg
+	}
+	return msg
+}
+
+func printHelp(w io.Writer, commands []Command) {
+	fmt.Fprintf(w, "podkit — reusable containers for the container design patterns.\n\nUsage: podkit <command> [flags]\n\nCommands:\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	visible := make([]Command, 0, len(commands))
+	for _, c := range commands {
+		if !c.Hidden {
+			visible = append(visible, c)
+		}
+	}
+	sort.SliceStable(visible, func(i, j int) bool { return visible[i].Name < visible[j].Name })
+	for _, c := range visible {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.Name, c.Summary)
+	}
+	fmt.Fprintf(tw, "  %s\t%s\n", "help", "show this list, or a command's flags: podkit help <command>")
+	fmt.Fprintf(tw, "  %s\t%s\n", "version", "print the version, commit and Go version")
+	tw.Flush()
+	fmt.Fprintf(w, "\nEvery flag can also be set with PODKIT_<FLAG_NAME> (flag > env > default).\nRun 'podkit <command> --help' for a command's flags.\n")
+}
+
+func printUsage(w io.Writer, c Command, fs *flag.FlagSet) {
+	syn := c.Synopsis
+	if syn == "" {
+		syn = "[flags]"
+	}
+	fmt.Fprintf(w, "Usage: podkit %s %s\n\n%s\n\nFlags:\n", c.Name, syn, c.Summary)
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if kind != "" {
+			line += " " + kind
+		}
+		def := f.DefValue
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(w, "%s\n      %s (env %s, default %s)\n", line, usage, EnvName(f.Name), def)
+	})
+}
+
+// explain replaces the flag package's bare "parse error" with what the flag
+// wants.
+func explain(f *flag.Flag, reason string) string {
+	if reason != "parse error" && reason != "invalid syntax" && !strings.Contains(reason, "parse error") {
+		return reason
+	}
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return reason
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return "want a duration such as 500ms, 5s or 1m"
+	case int, int64, uint, uint64:
+		return "want an integer"
+	case float64:
+		return "want a number"
+	case bool:
+		return "want true or false"
+	}
+	return reason
+}

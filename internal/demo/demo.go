@@ -1,0 +1,219 @@
+// Package demo implements `podkit demo`: everything podkit can do, started
+// on loopback with embedded defaults, printed as a table of what runs where,
+// and stopped cleanly on Ctrl-C. Each component adds a Service here.
+package demo
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/sidecar/await"
+)
+
+// Config configures the demo.
+type Config struct {
+	Host     string // interface every service listens on
+	PortBase int    // first port; services take consecutive ports from here
+	Exe      string // the podkit binary, for services that run it as a child
+	Log      *slog.Logger
+}
+
+// Endpoint is one address a service exposes.
+type Endpoint struct {
+	Service, What, URL string
+}
+
+// service is one demo entry: start runs it until ctx ends.
+type service struct {
+	name  string
+	start func(ctx context.Context, d *env) ([]Endpoint, <-chan error, error)
+}
+
+// services is the demo's table; each component adds its entry.
+var services = []service{
+	{name: "await", start: startAwait},
+}
+
+type env struct {
+	cfg  Config
+	mu   sync.Mutex
+	next int
+}
+
+// port returns the next port in the demo's range.
+func (e *env) port() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.cfg.PortBase + e.next
+	e.next++
+	return net.JoinHostPort(e.cfg.Host, strconv.Itoa(p))
+}
+
+// listen opens the next port, or fails naming it.
+func (e *env) listen() (net.Listener, error) {
+	addr := e.port()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("demo needs %s (use --port-base to move the range): %w", addr, err)
+	}
+	return ln, nil
+}
+
+// run hosts c under the contract with the demo's logger and an admin
+// listener on the next port.
+func (e *env) run(ctx context.Context, c container.Component) (adminURL string, errc <-chan error, err error) {
+	ln, err := e.listen()
+	if err != nil {
+		return "", nil, err
+	}
+	o := container.DefaultOptions()
+	o.AdminListener = ln
+	o.AdminAddr = ln.Addr().String()
+	o.DrainDelay = 0
+	o.DrainTimeout = 5 * time.Second
+	o.Logger = e.cfg.Log
+	ch := make(chan error, 1)
+	go func() { ch <- container.Run(ctx, c, o) }()
+	return "http://" + ln.Addr().String(), ch, nil
+}
+
+func startAwait(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
+	appAddr, appAdmin := d.port(), d.port()
+	for _, a := range []string{appAddr, appAdmin} {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return nil, nil, fmt.Errorf("demo needs %s (use --port-base to move the range): %w", a, err)
+		}
+		ln.Close()
+	}
+	cfg := await.DefaultConfig()
+	cfg.Command = []string{d.cfg.Exe, "sample-app", "--listen", appAddr, "--admin-addr", appAdmin,
+		"--drain-delay", "0s", "--log-format", "text"}
+	cfg.Stdout, cfg.Stderr = os.Stderr, os.Stderr
+	a, err := await.New(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	admin, errc, err := d.run(ctx, a)
+	if err != nil {
+		return nil, nil, err
+	}
+	return []Endpoint{
+		{"await", "sample app run by podkit await (readiness, lifecycle SSE)", admin + "/readyz"},
+		{"sample-app", "the app itself: GET /, /slow?d=2s, /status", "http://" + appAddr + "/"},
+		{"sample-app", "the app's own admin endpoints (contract)", "http://" + appAdmin + "/info"},
+	}, errc, nil
+}
+
+// Command is the `podkit demo` subcommand.
+func Command() cli.Command {
+	return cli.Command{
+		Name:     "demo",
+		Summary:  "run every podkit component on loopback with embedded defaults; Ctrl-C stops",
+		Synopsis: "[--host 127.0.0.1] [--port-base 18000]",
+		Setup: func(fs *flag.FlagSet) cli.Runner {
+			cfg := Config{Host: "127.0.0.1", PortBase: 18000}
+			fs.StringVar(&cfg.Host, "host", cfg.Host, "address every demo service listens on")
+			fs.IntVar(&cfg.PortBase, "port-base", cfg.PortBase, "first port of the range the demo uses")
+			return func(ctx context.Context, args []string, stdio cli.IO) error {
+				if len(args) > 0 {
+					return cli.Usagef("unexpected argument %q", args[0])
+				}
+				if cfg.PortBase < 1 || cfg.PortBase > 65000 {
+					return cli.Usagef("--port-base: %d is not a port from 1 to 65000", cfg.PortBase)
+				}
+				exe, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("cannot find the podkit binary: %w", err)
+				}
+				cfg.Exe = exe
+				cfg.Log = slog.New(slog.NewTextHandler(stdio.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+				ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				return Run(ctx, cfg, stdio.Stdout)
+			}
+		},
+	}
+}
+
+// Run starts every service, prints the table to out, and returns when ctx
+// ends and every service has stopped.
+func Run(ctx context.Context, cfg Config, out io.Writer) error {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d := &env{cfg: cfg}
+	var (
+		all   []Endpoint
+		waits []<-chan error
+	)
+	for _, s := range services {
+		eps, errc, err := s.start(ctx, d)
+		if err != nil {
+			cancel()
+			waitAll(waits)
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		all = append(all, eps...)
+		waits = append(waits, errc)
+	}
+	fmt.Fprintf(out, "podkit demo: running on %s (Ctrl-C to stop)\n\n", cfg.Host)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tWHAT\tURL")
+	for _, e := range all {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Service, e.What, e.URL)
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+
+	// Stop when asked, or when any service ends by itself.
+	first := make(chan error, len(waits))
+	for _, w := range waits {
+		go func() { first <- <-w }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-first:
+		if err != nil {
+			err = fmt.Errorf("a demo service stopped: %w", err)
+		}
+	}
+	cancel()
+	for range len(waits) - boolInt(err != nil || ctx.Err() == nil) {
+		if e := <-first; e != nil && err == nil && !errors.Is(e, context.Canceled) {
+			err = e
+		}
+	}
+	fmt.Fprintln(out, "podkit demo: stopped")
+	return err
+}
+
+func waitAll(ws []<-chan error) {
+	for _, w := range ws {
+		<-w
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,260 @@
+// Package await is the lifecycle sidecar helper for clusters and Jobs
+// without native sidecars: it holds a command until the pod's dependencies
+// answer, runs it as a child (forwarding the stop signal), and when it
+// exits tells the other containers to stop (POST to their /quitquitquit)
+// and exits with the command's status, so a Job can complete.
+//
+// The dependencies are the container contract's --wait-for targets; while
+// they have not answered, readiness is 503 and the command has not started.
+// Without a command, await only gates readiness on the targets.
+package await
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/cli"
+)
+
+// Config configures Await.
+type Config struct {
+	// Command is the program and its arguments; empty means "no child":
+	// await then only holds readiness until the --wait-for targets answer.
+	Command []string `json:"command"`
+	// Notify URLs are POSTed (empty body) after the command exits.
+	Notify []string `json:"notify"`
+	// NotifyTimeout bounds each notify attempt (default 5s); each URL is
+	// tried up to NotifyAttempts times (default 3).
+	NotifyTimeout  time.Duration `json:"notify_timeout"`
+	NotifyAttempts int           `json:"notify_attempts"`
+	// Stdin, Stdout and Stderr are the child's streams (nil: the process's).
+	Stdin          io.Reader `json:"-"`
+	Stdout, Stderr io.Writer `json:"-"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{NotifyTimeout: 5 * time.Second, NotifyAttempts: 3}
+}
+
+// RegisterFlags adds await's flags to fs.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.Var((*cli.StringList)(&c.Notify), "notify", "POST to this `URL` when the command exits, e.g. http://127.0.0.1:9901/quitquitquit (repeatable)")
+	fs.DurationVar(&c.NotifyTimeout, "notify-timeout", c.NotifyTimeout, "timeout of each --notify attempt")
+	fs.IntVar(&c.NotifyAttempts, "notify-attempts", c.NotifyAttempts, "attempts per --notify URL")
+}
+
+// Validate reports every invalid field, naming its flag.
+func (c Config) Validate() error {
+	var errs []error
+	for _, n := range c.Notify {
+		u, err := url.Parse(n)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("--notify %q: %v", n, err))
+		case u.Scheme != "http" && u.Scheme != "https":
+			errs = append(errs, fmt.Errorf("--notify %q: unknown scheme %q (want http or https)", n, u.Scheme))
+		case u.Host == "":
+			errs = append(errs, fmt.Errorf("--notify %q: missing host", n))
+		}
+	}
+	if c.NotifyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--notify-timeout: %s must be positive", c.NotifyTimeout))
+	}
+	if c.NotifyAttempts < 1 {
+		errs = append(errs, fmt.Errorf("--notify-attempts: %d must be at least 1", c.NotifyAttempts))
+	}
+	return errors.Join(errs...)
+}
+
+// Await is the component.
+type Await struct {
+	cfg     Config
+	runs    prometheus.Gauge
+	exitc   prometheus.Gauge
+	notifyF *prometheus.CounterVec
+}
+
+var _ container.Component = (*Await)(nil)
+
+// New validates cfg and returns an Await.
+func New(cfg Config) (*Await, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Await{
+		cfg: cfg,
+		runs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "podkit_await_child_running", Help: "1 while the command runs.",
+		}),
+		exitc: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "podkit_await_child_exit_code", Help: "The command's exit status (-1 until it exits).",
+		}),
+		notifyF: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podkit_await_notify_total", Help: "Notify POSTs after the command exited, by result.",
+		}, []string{"result"}),
+	}, nil
+}
+
+// Command is the `podkit await` subcommand.
+func Command() cli.Command {
+	return container.Command("await",
+		"hold a command until its dependencies answer, run it, then notify sidecars and exit with its status",
+		"[--wait-for tcp://H:P|http(s)://URL ...] [--notify URL ...] [flags] [-- CMD ARGS...]",
+		func(fs *flag.FlagSet) container.BuildFunc {
+			cfg := DefaultConfig()
+			cfg.RegisterFlags(fs)
+			return func(args []string) (container.Component, error) {
+				cfg.Command = args
+				return New(cfg)
+			}
+		})
+}
+
+// Name implements container.Component.
+func (a *Await) Name() string { return "await" }
+
+// EffectiveConfig implements container.Configured.
+func (a *Await) EffectiveConfig() any { return a.cfg }
+
+// Run implements container.Component.
+func (a *Await) Run(ctx context.Context, h *container.Host) error {
+	a.exitc.Set(-1)
+	h.Registerer().MustRegister(a.runs, a.exitc, a.notifyF)
+	log := h.Logger()
+	if err := h.Awaited(ctx); err != nil {
+		log.Info("stopped before the dependencies answered; the command was not started")
+		return nil
+	}
+	if len(a.cfg.Command) == 0 {
+		h.SetReady(true)
+		<-ctx.Done()
+		return nil
+	}
+	cmd := exec.Command(a.cfg.Command[0], a.cfg.Command[1:]...)
+	cmd.Stdin = orReader(a.cfg.Stdin, os.Stdin)
+	cmd.Stdout = orWriter(a.cfg.Stdout, os.Stdout)
+	cmd.Stderr = orWriter(a.cfg.Stderr, os.Stderr)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		code := 126
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			code = 127
+		}
+		a.notify(h)
+		return &container.ExitError{Code: code, Msg: fmt.Sprintf("cannot start %q: %v", a.cfg.Command[0], err)}
+	}
+	a.runs.Set(1)
+	log.Info("command started", "pid", cmd.Process.Pid, "argv", a.cfg.Command)
+	h.SetReady(true)
+
+	waitc := make(chan error, 1)
+	go func() { waitc <- cmd.Wait() }()
+	var werr error
+	select {
+	case werr = <-waitc:
+	case <-ctx.Done():
+		sig := h.StopSignal()
+		if sig == nil {
+			sig = syscall.SIGTERM
+		}
+		log.Info("forwarding stop signal to the command", "signal", sig.String(), "pid", cmd.Process.Pid)
+		_ = cmd.Process.Signal(sig)
+		select {
+		case werr = <-waitc:
+		case <-h.DrainContext().Done():
+			log.Warn("command did not exit by the drain deadline; killing it", "pid", cmd.Process.Pid)
+			_ = cmd.Process.Kill()
+			werr = <-waitc
+		}
+	}
+	h.SetReady(false)
+	a.runs.Set(0)
+	code := exitCode(cmd.ProcessState, werr)
+	a.exitc.Set(float64(code))
+	log.Info("command exited", "exit_code", code, "state", cmd.ProcessState.String())
+	a.notify(h)
+	if code == 0 {
+		return nil
+	}
+	return &container.ExitError{Code: code}
+}
+
+func exitCode(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		return 1
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	if c := ps.ExitCode(); c >= 0 {
+		return c
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// notify POSTs every --notify URL, retrying each a few times.
+func (a *Await) notify(h *container.Host) {
+	client := &http.Client{Timeout: a.cfg.NotifyTimeout}
+	for _, u := range a.cfg.Notify {
+		var err error
+		for attempt := 1; attempt <= a.cfg.NotifyAttempts; attempt++ {
+			err = post(client, u)
+			if err == nil {
+				break
+			}
+			if attempt < a.cfg.NotifyAttempts {
+				time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+			}
+		}
+		if err != nil {
+			a.notifyF.WithLabelValues("error").Inc()
+			h.Logger().Error("notify failed", "url", u, "attempts", a.cfg.NotifyAttempts, "error", err)
+			continue
+		}
+		a.notifyF.WithLabelValues("ok").Inc()
+		h.Logger().Info("notified", "url", u)
+	}
+}
+
+func post(client *http.Client, u string) error {
+	resp, err := client.Post(u, "text/plain", nil)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s answered %s", u, resp.Status)
+	}
+	return nil
+}
+
+func orReader(r, def io.Reader) io.Reader {
+	if r != nil {
+		return r
+	}
+	return def
+}
+
+func orWriter(w, def io.Writer) io.Writer {
+	if w != nil {
+		return w
+	}
+	return def
+}
