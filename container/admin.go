@@ -60,32 +60,42 @@ func (h *Host) startAdmin(o Options) (*adminServer, error) {
 
 // AdminHandler returns the admin endpoints' handler.
 func (h *Host) AdminHandler() http.Handler {
+	routes := []struct {
+		method, path string
+		handler      http.Handler
+	}{
+		{"GET", "/livez", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeText(w, http.StatusOK, "ok\n") })},
+		{"GET", "/readyz", http.HandlerFunc(h.serveReadyz)},
+		{"GET", "/healthz", http.HandlerFunc(h.serveHealthz)},
+		{"GET", "/metrics", promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{EnableOpenMetrics: true, ErrorHandling: promhttp.ContinueOnError})},
+		{"GET", "/info", http.HandlerFunc(h.serveInfo)},
+		{"GET", "/lifecycle", http.HandlerFunc(h.serveLifecycle)},
+		{"POST", "/quitquitquit", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
+			h.log.Info("stop requested", "via", "/quitquitquit", "remote", r.RemoteAddr)
+			h.requestStop("POST /quitquitquit")
+			writeText(w, http.StatusOK, "stopping\n")
+		})},
+		{"POST", "/pause", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
+			h.setPaused(true)
+			writeJSON(w, http.StatusOK, map[string]bool{"paused": true})
+		})},
+		{"POST", "/resume", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
+			h.setPaused(false)
+			writeJSON(w, http.StatusOK, map[string]bool{"paused": false})
+		})},
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
-		writeText(w, http.StatusOK, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", h.serveReadyz)
-	mux.HandleFunc("GET /healthz", h.serveHealthz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{
-		EnableOpenMetrics: true,
-		ErrorHandling:     promhttp.ContinueOnError,
-	}))
-	mux.HandleFunc("GET /info", h.serveInfo)
-	mux.HandleFunc("GET /lifecycle", h.serveLifecycle)
-	mux.HandleFunc("POST /quitquitquit", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
-		h.log.Info("stop requested", "via", "/quitquitquit", "remote", r.RemoteAddr)
-		h.requestStop("POST /quitquitquit")
-		writeText(w, http.StatusOK, "stopping\n")
-	}))
-	mux.HandleFunc("POST /pause", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
-		h.setPaused(true)
-		writeJSON(w, http.StatusOK, map[string]bool{"paused": true})
-	}))
-	mux.HandleFunc("POST /resume", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
-		h.setPaused(false)
-		writeJSON(w, http.StatusOK, map[string]bool{"paused": false})
-	}))
+	allowed := map[string]string{}
+	for _, rt := range routes {
+		mux.Handle(rt.method+" "+rt.path, rt.handler)
+		allowed[rt.path] = rt.method
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if m, ok := allowed[r.URL.Path]; ok {
+			w.Header().Set("Allow", m)
+			writeText(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path+"; use "+m+"\n")
+			return
+		}
 		if r.URL.Path == "/" && r.Method == http.MethodGet {
 			writeText(w, http.StatusOK, "podkit "+h.name+" admin: /livez /readyz /healthz /metrics /info /lifecycle; POST /pause /resume /quitquitquit\n")
 			return

@@ -22,6 +22,8 @@ type Event struct {
 	Deadline time.Time `json:"deadline,omitzero"` // draining: when the process will be gone at the latest
 }
 
+const maxHistory = 64
+
 // broker fans lifecycle events out to subscribers. It keeps the history so
 // a late subscriber learns the current state first.
 type broker struct {
@@ -40,6 +42,10 @@ func (b *broker) publish(e Event) {
 		return
 	}
 	b.history = append(b.history, e)
+	if len(b.history) > maxHistory {
+		// Keep the first two ("starting", "ready") and the most recent.
+		b.history = append(b.history[:2], b.history[len(b.history)-maxHistory+2:]...)
+	}
 	for ch := range b.subs {
 		select {
 		case ch <- e:

@@ -28,6 +28,9 @@ type Target struct {
 
 // Parse parses tcp://host:port, http://... or https://... .
 func Parse(s string) (Target, error) {
+	if !strings.Contains(s, "://") {
+		return Target{}, fmt.Errorf("%w %q: missing scheme (want tcp://, http:// or https://)", ErrBadTarget, s)
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return Target{}, fmt.Errorf("%w %q: %v", ErrBadTarget, s, err)
