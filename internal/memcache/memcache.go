@@ -37,14 +37,14 @@ var ErrTooLarge = fmt.Errorf("%w: too large", ErrProtocol)
 type Kind uint8
 
 const (
-	KindUnknown  Kind = iota
-	KindGet           // get, gets, gat, gats: multi-key, reply VALUE...END
-	KindStore         // set, add, replace, append, prepend, cas: data block, one-line reply
-	KindKey           // delete, incr, decr, touch: one key, one-line reply
-	KindMeta          // mg, ms, md, ma, me: one key, meta reply
-	KindMetaNoop      // mn
-	KindLocal         // version, quit, verbosity: answered by the proxy
-	KindUnsupported   // stats, flush_all, ...: cannot be sharded
+	KindUnknown     Kind = iota
+	KindGet              // get, gets, gat, gats: multi-key, reply VALUE...END
+	KindStore            // set, add, replace, append, prepend, cas: data block, one-line reply
+	KindKey              // delete, incr, decr, touch: one key, one-line reply
+	KindMeta             // mg, ms, md, ma, me: one key, meta reply
+	KindMetaNoop         // mn
+	KindLocal            // version, quit, verbosity: answered by the proxy
+	KindUnsupported      // stats, flush_all, ...: cannot be sharded
 )
 
 // Request is one parsed client request.
