@@ -1,0 +1,380 @@
+package tlsproxy
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrBadCertificate is returned when a certificate/key pair (or client CA
+// bundle) cannot be used; a reload that fails with it keeps the old one.
+var ErrBadCertificate = errors.New("bad certificate")
+
+// ErrClientNotAllowed is the handshake error for a verified client
+// certificate that matches none of the --allow-* lists.
+var ErrClientNotAllowed = errors.New("client certificate not allowed")
+
+// aeadSuites are the TLS 1.2 suites accepted: forward secret and AEAD only.
+// TLS 1.3 suites are all AEAD and not configurable.
+var aeadSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// material is one loaded generation of certificates.
+type material struct {
+	cert     *tls.Certificate
+	leaf     *x509.Certificate
+	clientCA *x509.CertPool
+	config   *tls.Config // the per-handshake config built from the above
+}
+
+// certStore holds the current material and reloads it from files.
+type certStore struct {
+	cfg   *Config
+	alpn  []string
+	minV  uint16
+	base  *tls.Config // what the listener uses; delegates to cur
+	cur   atomic.Pointer[material]
+	allow allowList
+
+	mu       sync.Mutex // serialises reloads
+	lastSeen [3][32]byte
+}
+
+// newCertStore loads the initial material; an error here is fatal.
+func newCertStore(cfg *Config, alpn []string) (*certStore, error) {
+	minV, _ := parseMinVersion(cfg.MinVersion)
+	s := &certStore{cfg: cfg, alpn: alpn, minV: minV, allow: newAllowList(cfg)}
+	var m *material
+	if cfg.SelfSigned {
+		cert, err := SelfSigned(cfg.SelfSignedHosts...)
+		if err != nil {
+			return nil, err
+		}
+		m = &material{cert: cert, leaf: cert.Leaf}
+		if cfg.ClientCA != "" {
+			pool, _, err := loadCA(cfg.ClientCA)
+			if err != nil {
+				return nil, err
+			}
+			m.clientCA = pool
+		}
+	} else {
+		var err error
+		var sums [3][32]byte
+		if m, sums, err = s.load(); err != nil {
+			return nil, err
+		}
+		s.lastSeen = sums
+	}
+	s.install(m)
+	s.base = &tls.Config{
+		MinVersion: minV,
+		// The handshake uses cur's config; this one only carries the
+		// session ticket keys, which therefore survive reloads.
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return s.cur.Load().config, nil
+		},
+		// Fallbacks used before GetConfigForClient runs.
+		CipherSuites: aeadSuites,
+		NextProtos:   alpn,
+	}
+	return s, nil
+}
+
+// install builds the handshake config for m and makes it current.
+func (s *certStore) install(m *material) {
+	c := &tls.Config{
+		MinVersion:   s.minV,
+		CipherSuites: aeadSuites,
+		NextProtos:   s.alpn,
+		Certificates: []tls.Certificate{*m.cert},
+	}
+	if m.clientCA != nil {
+		c.ClientAuth = tls.RequireAndVerifyClientCert
+		c.ClientCAs = m.clientCA
+		if !s.allow.empty() {
+			allow := s.allow
+			c.VerifyConnection = func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) == 0 || !allow.allows(cs.PeerCertificates[0]) {
+					return ErrClientNotAllowed
+				}
+				return nil
+			}
+		}
+	}
+	m.config = c
+	s.cur.Store(m)
+}
+
+// load reads the files named in the config and returns new material and
+// the content hashes it came from.
+func (s *certStore) load() (*material, [3][32]byte, error) {
+	var sums [3][32]byte
+	certPEM, err := os.ReadFile(s.cfg.CertFile)
+	if err != nil {
+		return nil, sums, fmt.Errorf("%w: --cert: %v", ErrBadCertificate, err)
+	}
+	keyPEM, err := os.ReadFile(s.cfg.KeyFile)
+	if err != nil {
+		return nil, sums, fmt.Errorf("%w: --key: %v", ErrBadCertificate, err)
+	}
+	sums[0], sums[1] = sha256.Sum256(certPEM), sha256.Sum256(keyPEM)
+	cert, err := parsePair(certPEM, keyPEM, time.Now())
+	if err != nil {
+		return nil, sums, fmt.Errorf("%w: --cert %s / --key %s: %v", ErrBadCertificate, s.cfg.CertFile, s.cfg.KeyFile, err)
+	}
+	m := &material{cert: cert, leaf: cert.Leaf}
+	if s.cfg.ClientCA != "" {
+		pool, sum, err := loadCA(s.cfg.ClientCA)
+		if err != nil {
+			return nil, sums, err
+		}
+		sums[2] = sum
+		m.clientCA = pool
+	}
+	return m, sums, nil
+}
+
+// parsePair parses a PEM certificate chain and key and checks that they
+// match and that the leaf is valid at now.
+func parsePair(certPEM, keyPEM []byte, now time.Time) (*tls.Certificate, error) {
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	if cert.Leaf == nil {
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, err
+		}
+	}
+	if now.After(cert.Leaf.NotAfter) {
+		return nil, fmt.Errorf("certificate expired at %s", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if now.Before(cert.Leaf.NotBefore) {
+		return nil, fmt.Errorf("certificate not valid before %s", cert.Leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return &cert, nil
+}
+
+func loadCA(path string) (*x509.CertPool, [32]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, [32]byte{}, fmt.Errorf("%w: --client-ca: %v", ErrBadCertificate, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, [32]byte{}, fmt.Errorf("%w: --client-ca %s: no PEM certificates found", ErrBadCertificate, path)
+	}
+	return pool, sha256.Sum256(b), nil
+}
+
+// reload re-reads the files. force reloads even if their content did not
+// change (SIGHUP). changed reports whether new material was installed.
+func (s *certStore) reload(force bool) (changed bool, err error) {
+	if s.cfg.SelfSigned && s.cfg.ClientCA == "" {
+		return false, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.SelfSigned {
+		pool, sum, err := loadCA(s.cfg.ClientCA)
+		if err == nil && !force && sum == s.lastSeen[2] {
+			return false, nil
+		}
+		s.lastSeen[2] = sum
+		if err != nil {
+			return false, err
+		}
+		old := s.cur.Load()
+		s.install(&material{cert: old.cert, leaf: old.leaf, clientCA: pool})
+		return true, nil
+	}
+	if !force {
+		// Cheap check: unchanged bytes, nothing to do.
+		same := true
+		for i, p := range []string{s.cfg.CertFile, s.cfg.KeyFile, s.cfg.ClientCA} {
+			if p == "" {
+				continue
+			}
+			b, err := os.ReadFile(p)
+			if err != nil || sha256.Sum256(b) != s.lastSeen[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return false, nil
+		}
+	}
+	m, sums, err := s.load()
+	// Remember what was tried, so a bad pair is reported once, not on
+	// every poll; a later change is tried again.
+	s.lastSeen = sums
+	if err != nil {
+		return false, err
+	}
+	s.install(m)
+	return true, nil
+}
+
+// current returns the certificate being served.
+func (s *certStore) current() *material { return s.cur.Load() }
+
+// SelfSigned returns an in-memory ECDSA P-256 certificate valid for a year
+// for hosts (default: localhost, 127.0.0.1, ::1). It is for development and
+// tests only: clients must be told to trust it.
+func SelfSigned(hosts ...string) (*tls.Certificate, error) {
+	if len(hosts) == 0 {
+		hosts = []string{"localhost", "127.0.0.1", "::1"}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: hosts[0], Organization: []string{"podkit tls-proxy self-signed"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// allowList is the OR of the --allow-* lists.
+type allowList struct {
+	cn, dns, uri []string
+}
+
+func newAllowList(c *Config) allowList {
+	return allowList{cn: c.AllowCN, dns: c.AllowSANDNS, uri: c.AllowSANURI}
+}
+
+func (a allowList) empty() bool { return len(a.cn)+len(a.dns)+len(a.uri) == 0 }
+
+func (a allowList) allows(leaf *x509.Certificate) bool {
+	if a.empty() {
+		return true
+	}
+	if leaf.Subject.CommonName != "" && slices.Contains(a.cn, leaf.Subject.CommonName) {
+		return true
+	}
+	for _, d := range leaf.DNSNames {
+		for _, want := range a.dns {
+			if strings.EqualFold(d, want) {
+				return true
+			}
+		}
+	}
+	for _, u := range leaf.URIs {
+		if slices.Contains(a.uri, u.String()) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIdentity formats a verified client certificate for the
+// X-Forwarded-Client-Cert header, in Envoy's element syntax:
+// Hash=<sha256 of the DER>;Subject="...";URI=...;DNS=...
+func clientIdentity(leaf *x509.Certificate) string {
+	var b bytes.Buffer
+	sum := sha256.Sum256(leaf.Raw)
+	fmt.Fprintf(&b, "Hash=%x", sum)
+	b.WriteString(`;Subject="`)
+	b.WriteString(quoteXFCC(leaf.Subject.String()))
+	b.WriteByte('"')
+	for _, u := range leaf.URIs {
+		b.WriteString(";URI=")
+		b.WriteString(xfccValue(u.String()))
+	}
+	for _, d := range leaf.DNSNames {
+		b.WriteString(";DNS=")
+		b.WriteString(xfccValue(d))
+	}
+	return b.String()
+}
+
+// quoteXFCC escapes a value placed inside double quotes.
+func quoteXFCC(s string) string {
+	s = strings.ReplaceAll(s, `\`, `\\`)
+	s = strings.ReplaceAll(s, `"`, `\"`)
+	return headerSafe(s)
+}
+
+// xfccValue quotes a value that contains separators.
+func xfccValue(s string) string {
+	if strings.ContainsAny(s, `,;="`) {
+		return `"` + quoteXFCC(s) + `"`
+	}
+	return headerSafe(s)
+}
+
+// headerSafe drops bytes that may not appear in a header value.
+func headerSafe(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return strings.Map(func(r rune) rune {
+				if r < 0x20 && r != '\t' || r == 0x7f {
+					return -1
+				}
+				return r
+			}, s)
+		}
+	}
+	return s
+}
+
+// sanURIs is a helper for logs.
+func sanURIs(us []*url.URL) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.String()
+	}
+	return out
+}

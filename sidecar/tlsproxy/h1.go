@@ -1,0 +1,438 @@
+package tlsproxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// The HTTP/1.1 path: one goroutine per client connection reads request
+// heads in place from a pooled buffer, rewrites only the headers it must,
+// and relays bodies verbatim over pooled keep-alive connections to the
+// target. Nothing is re-serialised that can be copied.
+
+const (
+	headBufSize  = 16 << 10 // largest request or response head
+	writeBufSize = 16 << 10 // one TLS record
+)
+
+var (
+	errEOF           = io.EOF
+	clientReaders    = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headBufSize) }}
+	clientWriters    = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
+	errBackendClosed = errors.New("target closed the connection before answering")
+)
+
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// h1conn is one HTTP/1.x client connection.
+type h1conn struct {
+	p   *Proxy
+	tc  *tls.Conn
+	raw *trackedConn
+	br  *bufio.Reader
+	bw  *bufio.Writer
+
+	fwd  []byte // "X-Forwarded-For: ip\r\nX-Forwarded-Proto: https\r\n" [+ client cert]
+	req  msg
+	resp msg
+
+	readDeadline  time.Time // last read deadline set on the client
+	writeDeadline time.Time
+	custom        bool // readDeadline is not the idle deadline
+}
+
+func (p *Proxy) serveH1(tc *tls.Conn, raw *trackedConn, st *tls.ConnectionState) {
+	c := &h1conn{p: p, tc: tc, raw: raw}
+	c.br = clientReaders.Get().(*bufio.Reader)
+	c.br.Reset(tc)
+	c.bw = clientWriters.Get().(*bufio.Writer)
+	c.bw.Reset(tc)
+	defer func() {
+		c.br.Reset(nil)
+		clientReaders.Put(c.br)
+		c.bw.Reset(nil)
+		clientWriters.Put(c.bw)
+	}()
+	ip := "unknown"
+	if ta, ok := raw.RemoteAddr().(*net.TCPAddr); ok {
+		ip = ta.IP.String()
+	}
+	fwd := make([]byte, 0, 128)
+	fwd = append(fwd, "X-Forwarded-For: "...)
+	fwd = append(fwd, ip...)
+	fwd = append(fwd, "\r\nX-Forwarded-Proto: https\r\n"...)
+	if len(st.PeerCertificates) > 0 {
+		fwd = append(fwd, p.cfg.ClientCertHeader...)
+		fwd = append(fwd, ": "...)
+		fwd = append(fwd, clientIdentity(st.PeerCertificates[0])...)
+		fwd = append(fwd, "\r\n"...)
+	}
+	c.fwd = fwd
+	c.serve()
+}
+
+// refreshRead sets the client's idle read deadline if the last one is
+// getting old (setting it on every read would cost more than it buys).
+func (c *h1conn) refreshRead(now time.Time) {
+	idle := c.p.cfg.IdleTimeout
+	if c.custom || c.readDeadline.Sub(now) < idle-idle/4 {
+		c.readDeadline = now.Add(idle)
+		c.custom = false
+		c.raw.Conn.SetReadDeadline(c.readDeadline)
+	}
+}
+
+func (c *h1conn) refreshWrite(now time.Time) {
+	idle := c.p.cfg.IdleTimeout
+	if c.writeDeadline.Sub(now) < idle-idle/4 {
+		c.writeDeadline = now.Add(idle)
+		c.raw.Conn.SetWriteDeadline(c.writeDeadline)
+	}
+}
+
+func (c *h1conn) serve() {
+	p := c.p
+	for n := 0; ; n++ {
+		if !c.raw.setIdle(true) {
+			return
+		}
+		// Waiting for the next request: the idle timeout applies.
+		c.refreshRead(time.Now())
+		if _, err := c.br.Peek(1); err != nil {
+			c.raw.setIdle(false)
+			return
+		}
+		c.raw.setIdle(false)
+		if p.stopped.Load() {
+			// Shutdown may have woken the read just now: undo that.
+			c.custom = true
+			c.refreshRead(time.Now())
+		}
+		head, err := readHead(c.br, c.headerWait)
+		if err != nil {
+			switch {
+			case errors.Is(err, errHeadTooLarge):
+				c.reject(431, "header_too_large", "Request Header Fields Too Large")
+			case errors.Is(err, io.EOF):
+			default:
+				var ne net.Error
+				if !errors.As(err, &ne) {
+					c.reject(400, "bad_request", "Bad Request")
+				}
+			}
+			return
+		}
+		if c.custom {
+			c.refreshRead(time.Now())
+		}
+		if !c.handle(head) {
+			return
+		}
+	}
+}
+
+// headerWait runs before a read for the rest of a head: the client has
+// --header-timeout from now.
+func (c *h1conn) headerWait() {
+	if !c.custom {
+		c.custom = true
+		c.readDeadline = time.Now().Add(c.p.cfg.HeaderTimeout)
+		c.raw.Conn.SetReadDeadline(c.readDeadline)
+	}
+}
+
+// reject answers a request the proxy will not forward, and the connection
+// then closes.
+func (c *h1conn) reject(code int, reason, text string) {
+	c.p.m.rejected.WithLabelValues(reason).Inc()
+	body := text + "\n"
+	c.bw.WriteString("HTTP/1.1 ")
+	c.bw.WriteString(strconv.Itoa(code))
+	c.bw.WriteString(" ")
+	c.bw.WriteString(text)
+	c.bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
+	c.bw.WriteString(strconv.Itoa(len(body)))
+	c.bw.WriteString("\r\nConnection: close\r\n\r\n")
+	c.bw.WriteString(body)
+	c.refreshWrite(time.Now())
+	c.bw.Flush()
+}
+
+// handle forwards one request and its response. It reports whether the
+// connection stays open for the next request.
+func (c *h1conn) handle(head []byte) bool {
+	p := c.p
+	start := time.Now()
+	r := &c.req
+	if err := parseRequest(r, head, p.certHeaderLower); err != nil {
+		c.br.Discard(len(head))
+		switch {
+		case errors.Is(err, errNotImplemented):
+			c.reject(501, "not_implemented", "Not Implemented")
+		case errors.Is(err, errBadVersion):
+			c.reject(505, "bad_request", "HTTP Version Not Supported")
+		default:
+			c.reject(400, "bad_request", "Bad Request")
+		}
+		return false
+	}
+	hasBody := r.chunked || r.contentLength > 0
+	upgrade := r.connUpgrade && len(r.upgrade) > 0 && !r.http10
+	keepClient := !r.connClose && !r.http10 && !p.stopped.Load()
+
+	var (
+		bc     *backendConn
+		reused bool
+		err    error
+	)
+	for attempt := 0; ; attempt++ {
+		bc, reused, err = p.pool.get()
+		if err != nil {
+			c.br.Discard(len(head))
+			c.reject(502, "backend", "Bad Gateway")
+			return false
+		}
+		c.writeRequestHead(bc.bw, r, upgrade)
+		if !hasBody {
+			err = bc.bw.Flush()
+			if err == nil {
+				err = bc.readHead(&c.resp, start)
+			}
+			if err != nil && reused && attempt == 0 && !isTimeout(err) {
+				// A pooled connection the target had closed: try a new one.
+				bc.close()
+				continue
+			}
+			c.br.Discard(len(head))
+		} else {
+			c.br.Discard(len(head))
+			if r.expect100 {
+				c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+				if err = c.bw.Flush(); err != nil {
+					bc.close()
+					return false
+				}
+			}
+			err = c.copyRequestBody(bc, r)
+			if err == nil {
+				err = bc.bw.Flush()
+			}
+			if err != nil {
+				var we *writeError
+				if !errors.As(err, &we) && !errors.Is(err, errBackendWrite) {
+					// The client failed: it gets nothing more.
+					bc.close()
+					return false
+				}
+			} else {
+				err = bc.readHead(&c.resp, start)
+			}
+		}
+		break
+	}
+	if err != nil {
+		bc.close()
+		kind := "read"
+		code, text := 502, "Bad Gateway"
+		if isTimeout(err) {
+			kind, code, text = "timeout", 504, "Gateway Timeout"
+		} else if errors.Is(err, errBadRequest) || errors.Is(err, errHeadTooLarge) {
+			kind = "protocol"
+		} else if errors.Is(err, errBackendWrite) {
+			kind = "write"
+		}
+		p.m.backendErrs.WithLabelValues(kind).Inc()
+		p.log.Warn("target failed", "target", p.target.String(), "kind", kind, "error", err)
+		c.reject(code, "backend", text)
+		return false
+	}
+
+	// Interim responses (100 Continue was answered by the proxy; 102,
+	// 103) go to the client as they come.
+	for resp := &c.resp; resp.status < 200 && resp.status != 101; {
+		c.writeResponseHead(resp, true)
+		bc.br.Discard(len(resp.head))
+		if err := c.bw.Flush(); err != nil {
+			bc.close()
+			return false
+		}
+		if err := bc.readHead(resp, start); err != nil {
+			bc.close()
+			p.m.backendErrs.WithLabelValues("read").Inc()
+			return false
+		}
+	}
+	resp := &c.resp
+	if resp.status == 101 {
+		if !upgrade {
+			bc.close()
+			p.m.backendErrs.WithLabelValues("protocol").Inc()
+			c.reject(502, "backend", "Bad Gateway")
+			return false
+		}
+		c.writeResponseHead(resp, true)
+		bc.br.Discard(len(resp.head))
+		p.m.reqH1.Observe(time.Since(start).Seconds())
+		if err := c.bw.Flush(); err != nil {
+			bc.close()
+			return false
+		}
+		c.raw.Conn.SetDeadline(time.Time{})
+		bc.c.SetDeadline(time.Time{})
+		splice(c.br, c.tc, bc.br, bc.c, p.cfg.IdleTimeout)
+		bc.close()
+		return false
+	}
+
+	noBody := resp.status == 204 || resp.status == 304 || foldEq(r.method, "head")
+	untilClose := !noBody && !resp.chunked && resp.contentLength < 0
+	keepBackend := !resp.connClose && !resp.http10 && !untilClose && !r.http10
+	if untilClose {
+		keepClient = false
+	}
+	c.writeResponseHead(resp, keepClient)
+	bc.br.Discard(len(resp.head))
+	block := func() {
+		now := time.Now()
+		c.bw.Flush()
+		bc.refreshRead(now, p.cfg.IdleTimeout)
+		c.refreshWrite(now)
+	}
+	c.refreshWrite(start)
+	switch {
+	case noBody:
+	case resp.chunked:
+		_, err = copyChunked(c.bw, bc.br, block)
+	case resp.contentLength >= 0:
+		_, err = copyN(c.bw, bc.br, resp.contentLength, block)
+	default:
+		_, err = copyEOF(c.bw, bc.br, block)
+	}
+	if err == nil {
+		if err = c.bw.Flush(); err != nil {
+			err = &writeError{err}
+		}
+	}
+	p.m.reqH1.Observe(time.Since(start).Seconds())
+	if err != nil {
+		bc.close()
+		var we *writeError
+		if !errors.As(err, &we) {
+			p.m.backendErrs.WithLabelValues("read").Inc()
+			p.log.Warn("target failed mid-response", "target", p.target.String(), "error", err)
+		}
+		return false
+	}
+	if keepBackend {
+		p.pool.put(bc)
+	} else {
+		bc.close()
+	}
+	return keepClient
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// writeRequestHead writes the rewritten request head to the target.
+func (c *h1conn) writeRequestHead(w *bufio.Writer, r *msg, upgrade bool) {
+	w.Write(r.method)
+	w.WriteByte(' ')
+	w.Write(r.target)
+	if r.http10 {
+		w.WriteString(" HTTP/1.0\r\n")
+	} else {
+		w.WriteString(" HTTP/1.1\r\n")
+	}
+	for _, l := range r.lines {
+		switch l.kind {
+		case hKeep, hHost, hContentLength, hTransferEncoding:
+			w.Write(r.head[l.start:l.end])
+		case hUpgrade:
+			if upgrade {
+				w.Write(r.head[l.start:l.end])
+			}
+		}
+	}
+	if !r.hasHost {
+		w.WriteString("Host: ")
+		w.WriteString(c.p.targetHost())
+		w.WriteString("\r\n")
+	}
+	w.Write(c.fwd)
+	if r.hasHost {
+		w.WriteString("X-Forwarded-Host: ")
+		w.Write(r.host)
+		w.WriteString("\r\n")
+	}
+	if upgrade {
+		w.WriteString("Connection: Upgrade\r\n")
+	}
+	w.WriteString("\r\n")
+}
+
+// writeResponseHead writes the target's response head to the client,
+// without its hop-by-hop headers.
+func (c *h1conn) writeResponseHead(r *msg, keep bool) {
+	w := c.bw
+	eol := 0
+	for eol < len(r.head) && r.head[eol] != '\r' {
+		eol++
+	}
+	w.Write(r.head[:eol+2])
+	for _, l := range r.lines {
+		switch l.kind {
+		case hKeep, hTransferEncoding:
+			w.Write(r.head[l.start:l.end])
+		case hContentLength:
+			if !r.chunked {
+				w.Write(r.head[l.start:l.end])
+			}
+		case hUpgrade:
+			if r.status == 101 {
+				w.Write(r.head[l.start:l.end])
+			}
+		}
+	}
+	switch {
+	case r.status == 101:
+		w.WriteString("Connection: Upgrade\r\n")
+	case !keep && r.status >= 200:
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+}
+
+var errBackendWrite = errors.New("writing to the target failed")
+
+// copyRequestBody relays the request body to the target.
+func (c *h1conn) copyRequestBody(bc *backendConn, r *msg) error {
+	block := func() {
+		bc.bw.Flush()
+		c.refreshRead(time.Now())
+	}
+	var err error
+	if r.chunked {
+		_, err = copyChunked(bc.bw, c.br, block)
+	} else {
+		_, err = copyN(bc.bw, c.br, r.contentLength, block)
+	}
+	var we *writeError
+	if errors.As(err, &we) {
+		return errBackendWrite
+	}
+	return err
+}

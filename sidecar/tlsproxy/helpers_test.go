@@ -1,0 +1,305 @@
+package tlsproxy
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/podkit/podkit/container"
+)
+
+// pki is a test CA that issues server and client certificates.
+type pki struct {
+	t    testing.TB
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+	pem  []byte
+}
+
+var serial atomic.Int64
+
+func newPKI(t testing.TB, name string) *pki {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(serial.Add(1)),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &pki{t: t, cert: cert, key: key, pool: pool, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+type leafOpts struct {
+	cn       string
+	dns      []string
+	ips      []net.IP
+	uris     []string
+	client   bool
+	notAfter time.Time
+}
+
+// issue returns PEM cert and key and the tls.Certificate.
+func (p *pki) issue(o leafOpts) (certPEM, keyPEM []byte, cert tls.Certificate) {
+	p.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if o.notAfter.IsZero() {
+		o.notAfter = time.Now().Add(12 * time.Hour)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial.Add(1)),
+		Subject:      pkix.Name{CommonName: o.cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     o.notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     o.dns,
+		IPAddresses:  o.ips,
+	}
+	if o.client {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	for _, u := range o.uris {
+		pu, err := url.Parse(u)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		tmpl.URIs = append(tmpl.URIs, pu)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	cert, err = tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return certPEM, keyPEM, cert
+}
+
+// serverFiles issues a server certificate for 127.0.0.1/localhost and
+// writes it to dir, returning the paths.
+func (p *pki) serverFiles(dir string) (certFile, keyFile string, leaf *x509.Certificate) {
+	p.t.Helper()
+	c, k, cert := p.issue(leafOpts{cn: "localhost", dns: []string{"localhost"}, ips: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	writeAtomic(p.t, certFile, c)
+	writeAtomic(p.t, keyFile, k)
+	return certFile, keyFile, cert.Leaf
+}
+
+// writeAtomic replaces path's content with a rename, as Kubernetes and
+// cert-manager do.
+func writeAtomic(t testing.TB, path string, b []byte) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// running is a proxy started in-process under container.Run.
+type running struct {
+	p      *Proxy
+	addr   string
+	admin  string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startProxy runs New(cfg) under the container contract until the test
+// ends. cfg.Listen is replaced by a loopback listener.
+func startProxy(t testing.TB, cfg Config) *running {
+	t.Helper()
+	if cfg.Listen == "" || cfg.Listen == DefaultConfig().Listen {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	cfg.Logger = testLogger(t)
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Listener = ln
+	aln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := container.DefaultOptions()
+	o.AdminListener = aln
+	o.AdminAddr = aln.Addr().String()
+	o.DrainDelay = 0
+	o.DrainTimeout = 5 * time.Second
+	o.Logger = cfg.Logger
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{p: p, addr: ln.Addr().String(), admin: "http://" + aln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- container.Run(ctx, p, o) }()
+	t.Cleanup(func() { r.stop(t) })
+	select {
+	case <-p.Ready():
+	case err := <-r.done:
+		t.Fatalf("proxy stopped: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("proxy not serving after 10s")
+	}
+	return r
+}
+
+func (r *running) stop(t testing.TB) {
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("proxy Run: %v", err)
+		}
+		r.done <- nil
+	case <-time.After(15 * time.Second):
+		t.Error("proxy did not stop within 15s")
+	}
+}
+
+// metric returns the value of the first /metrics line starting with
+// prefix (a name with optional labels), or -1.
+func (r *running) metric(t testing.TB, prefix string) float64 {
+	t.Helper()
+	resp, err := http.Get(r.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, prefix+" ") {
+			var v float64
+			fmt.Sscan(strings.TrimPrefix(line, prefix+" "), &v)
+			return v
+		}
+	}
+	return -1
+}
+
+func (r *running) readyz(t testing.TB) int {
+	t.Helper()
+	resp, err := http.Get(r.admin + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// eventually polls f every 20ms until it returns nil or 10s pass.
+func eventually(t testing.TB, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing after 10s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// echoed is what the echo backend reports about a request.
+type echoed struct {
+	Method, Path, Host, Proto string
+	Header                    http.Header
+	Body                      string
+}
+
+// echoBackend is a real HTTP server on loopback that describes each
+// request it gets as JSON, and upgrades /ws to a WebSocket echo.
+func echoBackend(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ws", wsEcho)
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		for i := range 3 {
+			fmt.Fprintf(w, "part %d\n", i)
+			w.(http.Flusher).Flush()
+		}
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1048576")
+		w.Write([]byte(strings.Repeat("abcdefgh", 1<<17)))
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(echoed{Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Proto: r.Proto, Header: r.Header, Body: string(body)})
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}

@@ -1,0 +1,567 @@
+// Package tlsproxy adds HTTPS to a legacy service: `podkit tls-proxy`
+// terminates TLS (1.2 with AEAD suites only, or 1.3) and forwards to a
+// target on loopback or a unix socket in the same pod.
+//
+// In http mode (the default) it speaks HTTP/1.1 and HTTP/2 to clients and
+// HTTP/1.1 with pooled keep-alive connections to the target, passes
+// WebSocket upgrades through, sets X-Forwarded-For, -Proto and -Host
+// (stripping any copies the client sent), and can redirect plain HTTP to
+// https. In tcp mode it is a layer-4 tunnel: TLS in, bytes out, optionally
+// preceded by a PROXY protocol v2 header.
+//
+// Certificates come from PEM files and are reloaded on SIGHUP and when the
+// files change, without dropping connections; a bad new pair is rejected
+// and the old one kept. With --client-ca it requires client certificates
+// (mutual TLS), optionally restricted by CN, DNS SAN or URI SAN, and in
+// http mode forwards the verified identity in X-Forwarded-Client-Cert.
+// Readiness follows a health check of the target.
+package tlsproxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/cli"
+)
+
+// Proxy is the tls-proxy component.
+type Proxy struct {
+	cfg    Config
+	target target
+	certs  *certStore
+	m      *metrics
+	log    *slog.Logger
+
+	// Listener, if set before Run, is served instead of listening on
+	// Config.Listen (tests and embedding).
+	Listener net.Listener
+
+	addrMu sync.Mutex
+	addr   net.Addr
+	ready  chan struct{}
+
+	pool    *backendPool
+	h2      *http.Server
+	h2ln    *chanListener
+	stopped atomic.Bool // set when Run's context ends: finish and close
+
+	connMu sync.Mutex
+	conns  map[*trackedConn]struct{}
+	connWG sync.WaitGroup
+
+	hupCount atomic.Int64 // SIGHUP reloads handled, for tests
+
+	certHeaderLower string
+}
+
+var (
+	_ container.Component  = (*Proxy)(nil)
+	_ container.Configured = (*Proxy)(nil)
+)
+
+// New validates cfg, loads the certificates and returns a Proxy.
+func New(cfg Config) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t, _, _ := parseTarget(cfg.Target)
+	var alpn []string
+	if cfg.Mode == ModeHTTP {
+		alpn = []string{"h2", "http/1.1"}
+	}
+	p := &Proxy{
+		cfg:    cfg,
+		target: t,
+		m:      newMetrics(),
+		log:    cfg.Logger,
+		ready:  make(chan struct{}),
+		conns:  map[*trackedConn]struct{}{},
+
+		certHeaderLower: strings.ToLower(cfg.ClientCertHeader),
+	}
+	if p.log == nil {
+		p.log = slog.Default().With("component", "tls-proxy")
+	}
+	certs, err := newCertStore(&p.cfg, alpn)
+	if err != nil {
+		return nil, err
+	}
+	p.certs = certs
+	p.pool = newBackendPool(p)
+	return p, nil
+}
+
+// Command is the `podkit tls-proxy` subcommand.
+func Command() cli.Command {
+	return container.Command("tls-proxy",
+		"add HTTPS (or mutual TLS) in front of a legacy service in the same pod",
+		"--target HOST:PORT|unix:/PATH (--cert FILE --key FILE | --self-signed) [--mode http|tcp] [flags]",
+		func(fs *flag.FlagSet) container.BuildFunc {
+			cfg := DefaultConfig()
+			cfg.RegisterFlags(fs)
+			return func(args []string) (container.Component, error) {
+				if err := container.NoArgs(args); err != nil {
+					return nil, err
+				}
+				p, err := New(cfg)
+				if err != nil {
+					var ue *cli.UsageError
+					if errors.Is(err, ErrBadCertificate) && !errors.As(err, &ue) {
+						// Unreadable or bad files: name them, exit 2 too.
+						return nil, &cli.UsageError{Msg: err.Error()}
+					}
+					return nil, err
+				}
+				return p, nil
+			}
+		})
+}
+
+// Name implements container.Component.
+func (p *Proxy) Name() string { return "tls-proxy" }
+
+// EffectiveConfig implements container.Configured.
+func (p *Proxy) EffectiveConfig() any { return p.cfg }
+
+// Addr returns the TLS listener's address once Run is serving, or nil.
+func (p *Proxy) Addr() net.Addr {
+	p.addrMu.Lock()
+	defer p.addrMu.Unlock()
+	return p.addr
+}
+
+// Ready is closed once Run is serving.
+func (p *Proxy) Ready() <-chan struct{} { return p.ready }
+
+// Run implements container.Component: it serves until ctx ends, then stops
+// accepting, lets open connections finish until h.DrainContext() ends and
+// closes what is left.
+func (p *Proxy) Run(ctx context.Context, h *container.Host) error {
+	p.log = h.Logger()
+	if err := p.m.register(h.Registerer()); err != nil {
+		return err
+	}
+	p.setCertMetrics()
+	ln := p.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", p.cfg.Listen); err != nil {
+			return fmt.Errorf("--listen %s: %w", p.cfg.Listen, err)
+		}
+	}
+	defer ln.Close()
+
+	var redirect *http.Server
+	if p.cfg.RedirectHTTP != "" {
+		rln, err := net.Listen("tcp", p.cfg.RedirectHTTP)
+		if err != nil {
+			return fmt.Errorf("--redirect-http %s: %w", p.cfg.RedirectHTTP, err)
+		}
+		redirect = &http.Server{Handler: redirectHandler(ln.Addr()), ReadHeaderTimeout: p.cfg.HeaderTimeout, IdleTimeout: p.cfg.IdleTimeout}
+		go redirect.Serve(rln)
+		defer redirect.Close()
+	}
+
+	h.AddCheck(container.Check{
+		Name:   "target",
+		Period: p.cfg.TargetHealthPeriod,
+		Ready:  true,
+		Func:   p.checkTarget,
+	})
+
+	// SIGHUP and file changes reload the certificates.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go p.watch(watchCtx, hup)
+
+	if p.cfg.Mode == ModeHTTP {
+		p.startH2()
+	}
+
+	p.addrMu.Lock()
+	p.addr = ln.Addr()
+	p.addrMu.Unlock()
+	acceptDone := make(chan error, 1)
+	go func() { acceptDone <- p.accept(ctx, h, ln) }()
+	h.SetReady(true)
+	close(p.ready)
+	p.log.Info("serving", "listen", ln.Addr().String(), "target", p.target.String(), "mode", p.cfg.Mode,
+		"mtls", p.cfg.ClientCA != "", "cert_not_after", p.certs.current().leaf.NotAfter.UTC().Format(time.RFC3339))
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-acceptDone:
+	}
+	h.SetReady(false)
+	ln.Close()
+	if redirect != nil {
+		redirect.Close()
+	}
+	p.shutdown(h.DrainContext())
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// accept runs the accept loop until the listener closes.
+func (p *Proxy) accept(ctx context.Context, h *container.Host, ln net.Listener) error {
+	var sem chan struct{}
+	if p.cfg.MaxConns > 0 {
+		sem = make(chan struct{}, p.cfg.MaxConns)
+	}
+	var backoff time.Duration
+	for {
+		if sem != nil {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		if h.Paused() {
+			if err := h.WaitResumed(ctx); err != nil {
+				return nil
+			}
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			if sem != nil {
+				<-sem
+			}
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				p.log.Warn("accept error; retrying", "error", err, "delay", backoff.String())
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		tc := &trackedConn{Conn: c, p: p}
+		if sem != nil {
+			tc.release = func() { <-sem }
+		}
+		p.m.accepted.Inc()
+		p.m.open.Inc()
+		if !p.track(tc) {
+			tc.Close()
+			continue
+		}
+		go p.serveConn(tc)
+	}
+}
+
+func isTemporary(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
+
+// serveConn handshakes and hands the connection to its mode.
+func (p *Proxy) serveConn(raw *trackedConn) {
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			raw.Close()
+		}
+	}()
+	tc := tls.Server(raw, p.certs.base)
+	start := time.Now()
+	raw.SetDeadline(start.Add(p.cfg.HandshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		reason := handshakeReason(err)
+		p.m.handshakeErrs.WithLabelValues(reason).Inc()
+		p.log.Debug("handshake failed", "remote", raw.RemoteAddr().String(), "reason", reason, "error", err)
+		return
+	}
+	p.m.handshakeDur.Observe(time.Since(start).Seconds())
+	raw.handshook = start
+	raw.SetDeadline(time.Time{})
+	if p.cfg.Mode == ModeTCP {
+		p.serveTCP(tc, raw)
+		return
+	}
+	state := tc.ConnectionState()
+	if state.NegotiatedProtocol == "h2" {
+		if p.h2ln.deliver(tc) {
+			handedOff = true
+		}
+		return
+	}
+	p.serveH1(tc, raw, &state)
+}
+
+func handshakeReason(err error) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, ErrClientNotAllowed):
+		return "not_allowed"
+	case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	}
+	var ce *tls.CertificateVerificationError
+	if errors.As(err, &ce) || strings.Contains(err.Error(), "client didn't provide a certificate") || strings.Contains(err.Error(), "certificate") {
+		return "client_cert"
+	}
+	return "protocol"
+}
+
+// trackedConn is a client connection: it counts bytes (TLS records) and
+// releases its --max-conns slot when closed.
+type trackedConn struct {
+	net.Conn
+	p         *Proxy
+	release   func()
+	once      sync.Once
+	handshook time.Time
+
+	in, out atomic.Int64
+
+	// For graceful stop of HTTP/1.1 connections.
+	mu   sync.Mutex
+	idle bool
+}
+
+const flushBytes = 256 << 10
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if v := c.in.Add(int64(n)); v >= flushBytes {
+		c.p.m.bytesIn.Add(float64(c.in.Swap(0)))
+	}
+	return n, err
+}
+
+func (c *trackedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if v := c.out.Add(int64(n)); v >= flushBytes {
+		c.p.m.bytesOut.Add(float64(c.out.Swap(0)))
+	}
+	return n, err
+}
+
+// Close closes the connection once and settles its accounting.
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		p := c.p
+		p.untrack(c)
+		p.m.open.Dec()
+		if !c.handshook.IsZero() {
+			p.m.connDur.Observe(time.Since(c.handshook).Seconds())
+		}
+		if c.release != nil {
+			c.release()
+		}
+		// A Read or Write still returning after Close adds to the
+		// counters below but is not flushed; metrics tolerate that.
+		p.m.bytesIn.Add(float64(c.in.Swap(0)))
+		p.m.bytesOut.Add(float64(c.out.Swap(0)))
+	})
+	return err
+}
+
+// setIdle marks an HTTP/1.1 connection as waiting for a request (true) or
+// serving one. It returns false if the proxy is stopping and the
+// connection should close instead of waiting.
+func (c *trackedConn) setIdle(idle bool) bool {
+	c.mu.Lock()
+	c.idle = idle
+	c.mu.Unlock()
+	return !(idle && c.p.stopped.Load())
+}
+
+func (p *Proxy) track(c *trackedConn) bool {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	if p.stopped.Load() {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	p.connWG.Add(1)
+	return true
+}
+
+func (p *Proxy) untrack(c *trackedConn) {
+	p.connMu.Lock()
+	if _, ok := p.conns[c]; ok {
+		delete(p.conns, c)
+		p.connWG.Done()
+	}
+	p.connMu.Unlock()
+}
+
+// aLongTimeAgo is a deadline in the past, to wake blocked reads.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// shutdown closes idle connections at once, lets active ones finish until
+// ctx ends, then closes the rest.
+func (p *Proxy) shutdown(ctx context.Context) {
+	p.stopped.Store(true)
+	if p.h2 != nil {
+		go p.h2.Shutdown(ctx)
+	}
+	p.connMu.Lock()
+	for c := range p.conns {
+		c.mu.Lock()
+		if c.idle {
+			c.Conn.SetReadDeadline(aLongTimeAgo)
+		}
+		c.mu.Unlock()
+	}
+	open := len(p.conns)
+	p.connMu.Unlock()
+	if open > 0 {
+		p.log.Info("draining connections", "open", open)
+	}
+	done := make(chan struct{})
+	go func() { p.connWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		p.connMu.Lock()
+		n := len(p.conns)
+		for c := range p.conns {
+			c.Conn.Close()
+		}
+		p.connMu.Unlock()
+		p.log.Warn("closed connections still open at the drain deadline", "closed", n)
+		<-done
+	}
+	if p.h2 != nil {
+		p.h2.Close()
+	}
+	p.pool.closeAll()
+}
+
+// watch reloads the certificates on SIGHUP and when the files change.
+func (p *Proxy) watch(ctx context.Context, hup <-chan os.Signal) {
+	var tick <-chan time.Time
+	if p.cfg.WatchInterval > 0 && (!p.cfg.SelfSigned || p.cfg.ClientCA != "") {
+		t := time.NewTicker(p.cfg.WatchInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			p.reload(true, "SIGHUP")
+			p.hupCount.Add(1)
+		case <-tick:
+			p.reload(false, "file change")
+		}
+	}
+}
+
+// Reload re-reads the certificate files now, as SIGHUP does. On error the
+// certificate being served is kept.
+func (p *Proxy) Reload() error { return p.reload(true, "Reload") }
+
+func (p *Proxy) reload(force bool, why string) error {
+	changed, err := p.certs.reload(force)
+	if err != nil {
+		p.m.certReloads.WithLabelValues("error").Inc()
+		p.log.Error("certificate reload failed; keeping the current certificate", "trigger", why, "error", err,
+			"current_not_after", p.certs.current().leaf.NotAfter.UTC().Format(time.RFC3339))
+		return err
+	}
+	if changed {
+		p.m.certReloads.WithLabelValues("ok").Inc()
+		p.setCertMetrics()
+		leaf := p.certs.current().leaf
+		p.log.Info("certificate reloaded", "trigger", why, "subject", leaf.Subject.String(),
+			"dns", leaf.DNSNames, "uris", sanURIs(leaf.URIs), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func (p *Proxy) setCertMetrics() {
+	p.m.certExpiry.Set(float64(p.certs.current().leaf.NotAfter.Unix()))
+}
+
+// checkTarget is the readiness check: the --target-health URL answers
+// 2xx/3xx, or the target accepts a connection.
+func (p *Proxy) checkTarget(ctx context.Context) error {
+	if p.cfg.TargetHealth != "" {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.cfg.TargetHealth, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := healthClient.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode >= 400 {
+			return fmt.Errorf("%s answered %s", p.cfg.TargetHealth, resp.Status)
+		}
+		return nil
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, p.target.network, p.target.addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+var healthClient = &http.Client{
+	Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}},
+	CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	},
+}
+
+// redirectHandler 301s every request to the same host and path on https,
+// at the TLS listener's port.
+func redirectHandler(tlsAddr net.Addr) http.Handler {
+	port := ""
+	if ta, ok := tlsAddr.(*net.TCPAddr); ok && ta.Port != 443 {
+		port = fmt.Sprint(ta.Port)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if host == "" {
+			http.Error(w, "missing Host header", http.StatusBadRequest)
+			return
+		}
+		if strings.Contains(host, ":") { // IPv6 literal
+			host = "[" + strings.Trim(host, "[]") + "]"
+		}
+		if port != "" {
+			host += ":" + port
+		}
+		w.Header().Set("Connection", "close")
+		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusMovedPermanently)
+	})
+}

@@ -1,0 +1,139 @@
+package tlsproxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const bufSize = 32 << 10
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+func getBuf() *[]byte { return buffers.Get().(*[]byte) }
+func putBuf(b *[]byte) {
+	if cap(*b) >= bufSize {
+		*b = (*b)[:bufSize]
+		buffers.Put(b)
+	}
+}
+
+// serveTCP tunnels the decrypted stream to the target.
+func (p *Proxy) serveTCP(tc *tls.Conn, raw *trackedConn) {
+	back, err := p.dialTarget()
+	if err != nil {
+		p.log.Warn("cannot reach target", "target", p.target.String(), "error", err)
+		return
+	}
+	defer back.Close()
+	if p.cfg.ProxyProtocol {
+		st := tc.ConnectionState()
+		hdr := proxyHeaderV2(raw.RemoteAddr(), raw.LocalAddr(), &st)
+		back.SetWriteDeadline(time.Now().Add(p.cfg.DialTimeout))
+		if _, err := back.Write(hdr); err != nil {
+			p.m.backendErrs.WithLabelValues("write").Inc()
+			p.log.Warn("cannot send PROXY header to target", "error", err)
+			return
+		}
+		back.SetWriteDeadline(time.Time{})
+	}
+	splice(tc, tc, back, back, p.cfg.IdleTimeout)
+}
+
+// dialTarget connects to the target, counting failures.
+func (p *Proxy) dialTarget() (net.Conn, error) {
+	c, err := net.DialTimeout(p.target.network, p.target.addr, p.cfg.DialTimeout)
+	if err != nil {
+		p.m.backendErrs.WithLabelValues("dial").Inc()
+		return nil, err
+	}
+	return c, nil
+}
+
+// halfCloser is a connection whose write side can be closed alone.
+type halfCloser interface {
+	CloseWrite() error
+}
+
+// spliceState is shared by the two directions of a splice.
+type spliceState struct {
+	last atomic.Int64 // unix nanos of the last byte either way
+	stop atomic.Bool  // one direction failed: the other must end too
+	idle time.Duration
+}
+
+// splice copies client→back and back→client until both directions end,
+// or neither carries a byte for idle. cr and br are where to read each
+// side (they may hold bytes already buffered). It closes neither
+// connection; the callers do.
+func splice(cr io.Reader, client net.Conn, br io.Reader, back net.Conn, idle time.Duration) {
+	st := &spliceState{idle: idle}
+	st.last.Store(time.Now().UnixNano())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		direction(st, back, cr, client)
+	}()
+	direction(st, client, br, back)
+	<-done
+}
+
+// direction runs one half of a splice: src (read from srcConn) to dst.
+func direction(st *spliceState, dst net.Conn, src io.Reader, srcConn net.Conn) {
+	if err := pump(st, dst, src, srcConn); err == nil {
+		// The source finished sending: pass the half-close on. The
+		// other direction goes on until it ends or idles out.
+		if hc, ok := dst.(halfCloser); ok && hc.CloseWrite() == nil {
+			return
+		}
+	}
+	st.stop.Store(true)
+	dst.SetReadDeadline(aLongTimeAgo)
+	srcConn.SetReadDeadline(aLongTimeAgo)
+}
+
+// pump copies src to dst until EOF (nil) or an error. The read deadline
+// of srcConn and the write deadline of dst implement the idle timeout: a
+// read that times out while the other direction was recently active is
+// retried.
+func pump(st *spliceState, dst net.Conn, src io.Reader, srcConn net.Conn) error {
+	bp := getBuf()
+	defer putBuf(bp)
+	buf := *bp
+	idle := int64(st.idle)
+	var deadlineSet int64
+	for {
+		now := time.Now().UnixNano()
+		if now-deadlineSet > idle/4 {
+			d := time.Unix(0, now+idle)
+			srcConn.SetReadDeadline(d)
+			dst.SetWriteDeadline(d)
+			deadlineSet = now
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			st.last.Store(time.Now().UnixNano())
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !st.stop.Load() {
+				if l := st.last.Load(); time.Now().UnixNano()-l < idle {
+					// The other direction is active: keep waiting.
+					deadlineSet = 0
+					continue
+				}
+			}
+			return err
+		}
+	}
+}
