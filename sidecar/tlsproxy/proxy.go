@@ -529,6 +529,17 @@ func (p *Proxy) checkTarget(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if p.cfg.ProxyProtocol {
+		// A health check is what the LOCAL command is for: the target
+		// then does not log a connection without a header.
+		if dl, ok := ctx.Deadline(); ok {
+			c.SetWriteDeadline(dl)
+		}
+		if _, err := c.Write(proxyHeaderLocal()); err != nil {
+			c.Close()
+			return err
+		}
+	}
 	return c.Close()
 }
 

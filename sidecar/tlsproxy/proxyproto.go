@@ -37,7 +37,7 @@ func proxyHeaderV2(src, dst net.Addr, st *tls.ConnectionState) []byte {
 	da, dok := dst.(*net.TCPAddr)
 	if !sok || !dok {
 		// Not TCP (cannot happen for a TCP listener): LOCAL, no addresses.
-		return append(b, pp2VersionLocal, 0, 0, 0)
+		return proxyHeaderLocal()
 	}
 	b = append(b, pp2VersionProxy)
 	s4, d4 := sa.IP.To4(), da.IP.To4()
@@ -80,6 +80,12 @@ func proxyHeaderV2(src, dst net.Addr, st *tls.ConnectionState) []byte {
 	b = binary.BigEndian.AppendUint16(b, uint16(len(addrs)+len(tlvs)))
 	b = append(b, addrs...)
 	return append(b, tlvs...)
+}
+
+// proxyHeaderLocal is a v2 header with the LOCAL command: a connection
+// made by the proxy itself (health checks), with no addresses.
+func proxyHeaderLocal() []byte {
+	return append(append([]byte(nil), proxySig...), pp2VersionLocal, 0, 0, 0)
 }
 
 func appendTLV(b []byte, typ byte, v []byte) []byte {

@@ -1,0 +1,102 @@
+package tlsproxy
+
+import (
+	"crypto/tls"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestMutualTLS(t *testing.T) {
+	serverCA := newPKI(t, "server CA")
+	clientCA := newPKI(t, "client CA")
+	otherCA := newPKI(t, "other CA")
+	caFile := filepath.Join(t.TempDir(), "clients.pem")
+	if err := os.WriteFile(caFile, clientCA.pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := serverProxy(t, serverCA, echoBackend(t), func(c *Config) {
+		c.ClientCA = caFile
+		c.AllowCN = []string{"alice"}
+		c.AllowSANDNS = []string{"bob.apps.svc"}
+		c.AllowSANURI = []string{"spiffe://cluster.local/ns/apps/sa/carol"}
+	})
+	cert := func(ca *pki, o leafOpts) []tls.Certificate {
+		o.client = true
+		_, _, c := ca.issue(o)
+		return []tls.Certificate{c}
+	}
+	tests := []struct {
+		name     string
+		certs    []tls.Certificate
+		allowed  bool
+		wantXFCC []string
+	}{
+		{"allowed by CN", cert(clientCA, leafOpts{cn: "alice"}), true, []string{`Subject="CN=alice"`, "Hash="}},
+		{"allowed by DNS SAN", cert(clientCA, leafOpts{cn: "bob", dns: []string{"bob.apps.svc"}}), true, []string{"DNS=bob.apps.svc"}},
+		{"allowed by URI SAN", cert(clientCA, leafOpts{cn: "carol", uris: []string{"spiffe://cluster.local/ns/apps/sa/carol"}}), true, []string{"URI=spiffe://cluster.local/ns/apps/sa/carol"}},
+		{"not on any list", cert(clientCA, leafOpts{cn: "mallory", dns: []string{"mallory.apps.svc"}}), false, nil},
+		{"listed CN from another CA", cert(otherCA, leafOpts{cn: "alice"}), false, nil},
+		{"no client certificate", nil, false, nil},
+	}
+	for _, tt := range tests {
+		for _, h2 := range []bool{false, true} {
+			name := tt.name + "/http1.1"
+			if h2 {
+				name = tt.name + "/h2"
+			}
+			t.Run(name, func(t *testing.T) {
+				c := httpsClient(serverCA, h2, tt.certs...)
+				req, _ := http.NewRequest("GET", "https://"+r.addr+"/who", nil)
+				if !tt.allowed {
+					resp, err := c.Do(req)
+					if err == nil {
+						resp.Body.Close()
+						t.Fatalf("request succeeded (%s), want a TLS failure", resp.Status)
+					}
+					return
+				}
+				_, e := getEcho(t, c, req)
+				xfcc := e.Header.Get(DefaultClientCertHeader)
+				for _, w := range tt.wantXFCC {
+					if !strings.Contains(xfcc, w) {
+						t.Errorf("X-Forwarded-Client-Cert %q does not contain %q", xfcc, w)
+					}
+				}
+				if n := len(e.Header[DefaultClientCertHeader]); n != 1 {
+					t.Errorf("%d X-Forwarded-Client-Cert headers, want 1", n)
+				}
+			})
+		}
+	}
+	if v := r.metric(t, `podkit_tlsproxy_handshake_errors_total{reason="not_allowed"}`); v < 2 {
+		t.Errorf("not_allowed handshake errors = %v, want >= 2", v)
+	}
+}
+
+func TestAllowList(t *testing.T) {
+	ca := newPKI(t, "CA")
+	_, _, alice := ca.issue(leafOpts{cn: "alice", dns: []string{"a.example"}, uris: []string{"spiffe://x/a"}})
+	tests := []struct {
+		name string
+		list allowList
+		want bool
+	}{
+		{"empty allows all", allowList{}, true},
+		{"cn", allowList{cn: []string{"bob", "alice"}}, true},
+		{"dns case-insensitive", allowList{dns: []string{"A.EXAMPLE"}}, true},
+		{"uri", allowList{uri: []string{"spiffe://x/a"}}, true},
+		{"uri prefix is not a match", allowList{uri: []string{"spiffe://x"}}, false},
+		{"cn is not a dns match", allowList{dns: []string{"alice"}}, false},
+		{"none match", allowList{cn: []string{"bob"}, dns: []string{"b.example"}, uri: []string{"spiffe://x/b"}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.list.allows(alice.Leaf); got != tt.want {
+				t.Errorf("allows = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

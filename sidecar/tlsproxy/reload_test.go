@@ -1,0 +1,239 @@
+package tlsproxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// servedSerial dials a new connection and returns the serial number of
+// the certificate the proxy presents.
+func servedSerial(t testing.TB, addr string, ca *pki) (*big.Int, error) {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost"})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber, nil
+}
+
+// k8sSecretDir mimics a Kubernetes secret volume: the files are symlinks
+// through ..data, which is swapped atomically on update.
+type k8sSecretDir struct {
+	t   testing.TB
+	dir string
+	gen int
+}
+
+func (d *k8sSecretDir) write(cert, key []byte) {
+	d.t.Helper()
+	d.gen++
+	ts := filepath.Join(d.dir, fmt.Sprintf("..%d", d.gen))
+	if err := os.Mkdir(ts, 0o755); err != nil {
+		d.t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(ts, "tls.crt"), cert, 0o600)
+	os.WriteFile(filepath.Join(ts, "tls.key"), key, 0o600)
+	tmp := filepath.Join(d.dir, "..data_tmp")
+	os.Remove(tmp)
+	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
+		d.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(d.dir, "..data")); err != nil {
+		d.t.Fatal(err)
+	}
+	for _, f := range []string{"tls.crt", "tls.key"} {
+		link := filepath.Join(d.dir, f)
+		if _, err := os.Lstat(link); err != nil {
+			os.Symlink(filepath.Join("..data", f), link)
+		}
+	}
+}
+
+// TestCertRotationUnderLoad rotates the certificate while clients keep
+// sending requests, over new and over long-lived connections: no request
+// may fail, new connections get the new certificate, and a connection
+// opened before the rotation keeps working.
+func TestCertRotationUnderLoad(t *testing.T) {
+	for _, trigger := range []string{"file change", "SIGHUP"} {
+		t.Run(trigger, func(t *testing.T) {
+			ca := newPKI(t, "CA")
+			sec := &k8sSecretDir{t: t, dir: t.TempDir()}
+			c0, k0, first := ca.issue(leafOpts{cn: "localhost", dns: []string{"localhost"}})
+			sec.write(c0, k0)
+			r := serverProxy(t, ca, echoBackend(t), func(c *Config) {
+				c.CertFile = filepath.Join(sec.dir, "tls.crt")
+				c.KeyFile = filepath.Join(sec.dir, "tls.key")
+				if trigger == "SIGHUP" {
+					c.WatchInterval = 0
+				} else {
+					c.WatchInterval = 20 * time.Millisecond
+				}
+			})
+			// A long-lived keep-alive connection, opened before rotation.
+			longLived := httpsClient(ca, false)
+			mustGet(t, longLived, "https://"+r.addr+"/before")
+
+			var (
+				stop     atomic.Bool
+				ok, fail atomic.Int64
+				wg       sync.WaitGroup
+				firstErr atomic.Value
+			)
+			load := func(c *http.Client) {
+				defer wg.Done()
+				for !stop.Load() {
+					resp, err := c.Get("https://" + r.addr + "/load")
+					if err == nil {
+						_, err = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if err == nil && resp.StatusCode != 200 {
+							err = errors.New(resp.Status)
+						}
+					}
+					if err != nil {
+						fail.Add(1)
+						firstErr.CompareAndSwap(nil, err)
+						continue
+					}
+					ok.Add(1)
+				}
+			}
+			for i := range 4 {
+				c := httpsClient(ca, i%2 == 1)
+				if i < 2 {
+					// New connection (full handshake) for every request.
+					c.Transport.(*http.Transport).DisableKeepAlives = true
+				}
+				wg.Add(1)
+				go load(c)
+			}
+			prev := first.Leaf.SerialNumber
+			for range 3 {
+				cp, kp, next := ca.issue(leafOpts{cn: "localhost", dns: []string{"localhost"}})
+				sec.write(cp, kp)
+				if trigger == "SIGHUP" {
+					before := r.p.hupCount.Load()
+					syscall.Kill(os.Getpid(), syscall.SIGHUP)
+					eventually(t, "SIGHUP handled", func() error {
+						if r.p.hupCount.Load() == before {
+							return errors.New("not yet")
+						}
+						return nil
+					})
+				}
+				want := next.Leaf.SerialNumber
+				eventually(t, "new certificate served", func() error {
+					got, err := servedSerial(t, r.addr, ca)
+					if err != nil {
+						return err
+					}
+					if got.Cmp(want) != 0 {
+						return fmt.Errorf("serial %v, want %v (previous %v)", got, want, prev)
+					}
+					return nil
+				})
+				prev = want
+				time.Sleep(50 * time.Millisecond) // let load run on the new certificate
+			}
+			stop.Store(true)
+			wg.Wait()
+			if n := fail.Load(); n > 0 {
+				t.Errorf("%d of %d requests failed during rotation; first: %v", n, n+ok.Load(), firstErr.Load())
+			}
+			if ok.Load() == 0 {
+				t.Error("no request succeeded")
+			}
+			mustGet(t, longLived, "https://"+r.addr+"/after")
+			if v := r.metric(t, `podkit_tlsproxy_cert_reloads_total{result="ok"}`); v != 3 {
+				t.Errorf("cert_reloads_total{ok} = %v, want 3", v)
+			}
+		})
+	}
+}
+
+func mustGet(t testing.TB, c *http.Client, url string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+}
+
+// TestBadCertificateKept writes bad pairs: each reload is rejected, counted
+// and logged, and the proxy keeps serving the old certificate.
+func TestBadCertificateKept(t *testing.T) {
+	ca := newPKI(t, "CA")
+	dir := t.TempDir()
+	certFile, keyFile, leaf := ca.serverFiles(dir)
+	r := serverProxy(t, ca, echoBackend(t), func(c *Config) {
+		c.CertFile, c.KeyFile = certFile, keyFile
+		c.WatchInterval = 20 * time.Millisecond
+	})
+	goodCert, _ := os.ReadFile(certFile)
+	goodKey, _ := os.ReadFile(keyFile)
+	otherCert, otherKey, _ := ca.issue(leafOpts{cn: "localhost", dns: []string{"localhost"}})
+	expiredCert, expiredKey, _ := ca.issue(leafOpts{cn: "localhost", dns: []string{"localhost"}, notAfter: time.Now().Add(-time.Minute)})
+	tests := []struct {
+		name      string
+		cert, key []byte
+	}{
+		{"garbage certificate", []byte("not a certificate"), goodKey},
+		{"key of another certificate", otherCert, goodKey},
+		{"expired certificate", expiredCert, expiredKey},
+		{"empty key", goodCert, nil},
+		{"truncated key", otherCert, otherKey[:len(otherKey)/2]},
+	}
+	c := httpsClient(ca, false)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			writeAtomic(t, keyFile, tt.key)
+			writeAtomic(t, certFile, tt.cert)
+			eventually(t, "reload rejected", func() error {
+				if v := r.metric(t, `podkit_tlsproxy_cert_reloads_total{result="error"}`); v < float64(i+1) {
+					return fmt.Errorf("cert_reloads_total{error} = %v", v)
+				}
+				return nil
+			})
+			got, err := servedSerial(t, r.addr, ca)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Cmp(leaf.SerialNumber) != 0 {
+				t.Errorf("serving serial %v, want the old %v", got, leaf.SerialNumber)
+			}
+			mustGet(t, c, "https://"+r.addr+"/still-ok")
+			if err := r.p.Reload(); !errors.Is(err, ErrBadCertificate) {
+				t.Errorf("Reload() = %v, want ErrBadCertificate", err)
+			}
+		})
+	}
+	// A good pair is picked up again.
+	writeAtomic(t, keyFile, otherKey)
+	writeAtomic(t, certFile, otherCert)
+	eventually(t, "good pair after bad ones", func() error {
+		if v := r.metric(t, `podkit_tlsproxy_cert_reloads_total{result="ok"}`); v < 1 {
+			return fmt.Errorf("cert_reloads_total{ok} = %v", v)
+		}
+		return nil
+	})
+	if v := r.metric(t, "podkit_tlsproxy_cert_expiry_timestamp_seconds"); v <= float64(time.Now().Unix()) {
+		t.Errorf("cert expiry metric %v is not in the future", v)
+	}
+}
