@@ -23,6 +23,14 @@ func (e *CorruptError) Error() string {
 	return fmt.Sprintf("%s: corrupt at offset %d: %s; refusing to start so that nothing after it is lost (restore the data directory from a backup, or move the file away to accept the loss)", e.File, e.Offset, e.Reason)
 }
 
+// readOnlyError: the state loaded, but the log cannot be opened for
+// writing.
+type readOnlyError struct{ err error }
+
+func (e *readOnlyError) Error() string {
+	return fmt.Sprintf("the log cannot be opened for writing: %v", e.err)
+}
+
 // load rebuilds st from the snapshot and segments in dir, truncates a torn
 // tail of the last segment, and opens the last segment for appending.
 func (s *Store) load() error {
@@ -69,15 +77,19 @@ func (s *Store) load() error {
 	if len(replay) > 0 {
 		cur = replay[len(replay)-1]
 	}
+	s.st = st
+	s.wl.seq = cur
+	s.wl.size.Store(size)
 	f, err := os.OpenFile(filepath.Join(dir, segName(cur)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("opening log: %w", err)
-	}
-	if len(replay) == 0 {
-		if err := syncDir(dir); err != nil {
+	if err == nil && len(replay) == 0 {
+		if err = syncDir(dir); err != nil {
 			f.Close()
-			return err
 		}
+	}
+	if err != nil {
+		// Read-only or full: serve what is stored, refuse writes, and try
+		// again later (the next write after RetryAfterFailure reloads).
+		return &readOnlyError{err: err}
 	}
 	// Leftovers of an interrupted compaction.
 	for _, n := range segs {
@@ -95,9 +107,7 @@ func (s *Store) load() error {
 			os.Remove(t)
 		}
 	}
-	s.st = st
-	s.wl.f, s.wl.seq = f, cur
-	s.wl.size.Store(size)
+	s.wl.f = f
 	return nil
 }
 

@@ -95,12 +95,6 @@ func (h *heap) remove(it *item) {
 	}
 }
 
-func (h *heap) fix(it *item) {
-	if !h.down(it.heapIdx) {
-		h.up(it.heapIdx)
-	}
-}
-
 func (h *heap) swap(i, j int) {
 	h.items[i], h.items[j] = h.items[j], h.items[i]
 	h.items[i].heapIdx = i

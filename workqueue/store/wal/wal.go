@@ -136,7 +136,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	s.wl.onFail = s.recover
 	start := time.Now()
 	if err := s.load(); err != nil {
-		return nil, err
+		var ro *readOnlyError
+		if !errors.As(err, &ro) {
+			return nil, err
+		}
+		s.log.Error("data dir is not writable: serving reads, refusing writes until it is", "dir", dir, "error", err,
+			"retry_after", s.opts.RetryAfterFailure.String())
+		s.downErr = err
+		s.downUntil = s.now().Add(s.opts.RetryAfterFailure)
 	}
 	s.log.Info("queue store opened", "dir", dir, "items", len(s.st.items), "queues", len(s.st.queues),
 		"segment", segName(s.wl.seq), "took", time.Since(start).Round(time.Millisecond).String())
@@ -235,7 +242,10 @@ func (s *Store) recover(werr error) {
 		s.wl.f = nil
 	}
 	old := s.st
-	if err := s.load(); err != nil {
+	var ro *readOnlyError
+	if err := s.load(); errors.As(err, &ro) {
+		s.downErr = err
+	} else if err != nil {
 		s.log.Error("rebuilding the state from disk failed; the store stays unavailable", "error", err)
 		s.downUntil = s.now().Add(100 * 365 * 24 * time.Hour)
 		s.downErr = fmt.Errorf("%v (and reloading failed: %v)", werr, err)

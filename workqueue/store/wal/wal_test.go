@@ -50,3 +50,5 @@ func TestConformanceMemory(t *testing.T) {
 		},
 	})
 }
+
+func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
