@@ -493,3 +493,26 @@ func isNumber(b []byte) bool {
 	}
 	return true
 }
+
+// TryRequest is ReadRequest without reading from the connection: it
+// returns nil and no error when no complete request is buffered. Earlier
+// requests' slices stay valid, but the Request itself is reused.
+func (r *Reader) TryRequest() (*Request, error) {
+	for r.r < r.w {
+		n, _, err := r.parseRequest(r.buf[r.r:r.w])
+		if n > 0 {
+			r.req.Raw = r.buf[r.r : r.r+n]
+			r.r += n
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, nil
+		}
+		if len(r.req.Name) > 0 {
+			return &r.req, nil
+		}
+	}
+	return nil, nil
+}

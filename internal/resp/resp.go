@@ -464,3 +464,24 @@ func AppendCommand(b []byte, args ...[]byte) []byte {
 	}
 	return b
 }
+
+// TryCommand is ReadCommand without reading from the connection: it
+// returns ok false when no complete command is buffered. Earlier
+// commands' slices stay valid (the buffer is not moved).
+func (r *Reader) TryCommand() (args [][]byte, raw []byte, ok bool, err error) {
+	for r.r < r.w {
+		n, _, args, err := r.parseCommand(r.buf[r.r:r.w])
+		if err != nil {
+			return nil, nil, false, err
+		}
+		if n == 0 {
+			return nil, nil, false, nil
+		}
+		raw = r.buf[r.r : r.r+n]
+		r.r += n
+		if len(args) > 0 {
+			return args, raw, true, nil
+		}
+	}
+	return nil, nil, false, nil
+}

@@ -1,0 +1,175 @@
+package shard
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/resp"
+)
+
+// running is a Proxy hosted by container.Run for a test.
+type running struct {
+	px    *Proxy
+	admin string
+	logs  *syncBuffer
+}
+
+type syncBuffer struct {
+	mu  chan struct{}
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.String()
+}
+
+// start runs a Proxy for cfg until the test ends.
+func start(t *testing.T, cfg Config) *running {
+	t.Helper()
+	px, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{mu: make(chan struct{}, 1)}
+	o := container.DefaultOptions()
+	o.AdminListener = ln
+	o.AdminAddr = ln.Addr().String()
+	o.DrainDelay = 0
+	o.DrainTimeout = 5 * time.Second
+	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- container.Run(ctx, px, o) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("proxy stopped with %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("proxy did not stop")
+		}
+		if t.Failed() {
+			t.Logf("proxy log:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(px.pools()) == 0 || px.Addr(px.pools()[0].cfg.Name) == nil {
+		select {
+		case err := <-done:
+			t.Fatalf("proxy stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("proxy did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return &running{px: px, admin: "http://" + ln.Addr().String(), logs: logs}
+}
+
+// addr is the listen address of pool name ("" for the first pool).
+func (r *running) addr(name string) string {
+	if name == "" {
+		name = r.px.pools()[0].cfg.Name
+	}
+	return r.px.Addr(name).String()
+}
+
+// redisConn is a minimal RESP client for tests.
+type redisConn struct {
+	t  testing.TB
+	nc net.Conn
+	rd *resp.Reader
+}
+
+func dialRedis(t testing.TB, addr string) *redisConn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &redisConn{t: t, nc: nc, rd: resp.NewReader(nc, 4096, resp.DefaultLimits)}
+}
+
+func cmd(args ...string) []byte {
+	bs := make([][]byte, len(args))
+	for i, a := range args {
+		bs[i] = []byte(a)
+	}
+	return resp.AppendCommand(nil, bs...)
+}
+
+// do sends one command and returns its raw reply.
+func (c *redisConn) do(args ...string) string {
+	c.t.Helper()
+	c.send(cmd(args...))
+	return c.read()
+}
+
+func (c *redisConn) send(b []byte) {
+	c.t.Helper()
+	c.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.nc.Write(b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+func (c *redisConn) read() string {
+	c.t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	raw, err := c.rd.ReadReply()
+	if err != nil {
+		c.t.Fatalf("read reply: %v", err)
+	}
+	return string(raw)
+}
+
+// tryRead is read that returns the error instead of failing.
+func (c *redisConn) tryRead() (string, error) {
+	c.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	raw, err := c.rd.ReadReply()
+	return string(raw), err
+}
+
+func bulk(s string) string { return fmt.Sprintf("$%d\r\n%s\r\n", len(s), s) }
+
+// keysOn returns the keys with prefix stored on a server (read directly).
+func keysOn(t testing.TB, addr, prefix string) map[string]bool {
+	t.Helper()
+	c := dialRedis(t, addr)
+	elems, ok := resp.ArrayElems([]byte(c.do("KEYS", prefix+"*")), nil)
+	if !ok {
+		t.Fatalf("KEYS on %s failed", addr)
+	}
+	out := map[string]bool{}
+	for _, e := range elems {
+		s := string(e)
+		out[s[strings.Index(s, "\r\n")+2:len(s)-2]] = true
+	}
+	return out
+}
+
+var _ = io.EOF

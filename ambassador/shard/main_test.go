@@ -1,0 +1,20 @@
+package shard
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/podkit/podkit/internal/cli"
+)
+
+// TestMain lets the test binary act as `podkit shard` when
+// PODKIT_SHARD_AS_COMMAND=1, so tests can run the component as a real
+// subprocess (signals, exit codes) without the podkit binary.
+func TestMain(m *testing.M) {
+	if os.Getenv("PODKIT_SHARD_AS_COMMAND") == "1" {
+		stdio := cli.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+		os.Exit(cli.Main(context.Background(), []cli.Command{Command()}, os.Args[1:], stdio))
+	}
+	os.Exit(m.Run())
+}

@@ -1,0 +1,286 @@
+package shard
+
+import (
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podkit/podkit/internal/ketama"
+)
+
+// Error kinds counted by podkit_shard_server_errors_total.
+const (
+	kindConnect    = "connect"
+	kindConnection = "connection"
+	kindTimeout    = "timeout"
+	kindDown       = "down"
+)
+
+type limits struct {
+	maxBulk int
+}
+
+// pool is the running form of a Pool: its servers and the current ring.
+// A reload builds a new pool value; servers whose spec and connection
+// settings did not change are carried over with their connections.
+type pool struct {
+	cfg    Pool
+	hash   ketama.HashFunc
+	limits limits
+	log    *slog.Logger
+
+	servers  []*server // twemproxy's order (sorted by name)
+	ring     atomic.Pointer[ketama.Ring]
+	ringMu   sync.Mutex
+	counters *poolCounters
+}
+
+// server is one backend server and its connections.
+type server struct {
+	owner atomic.Pointer[pool]
+	cfg   Server
+	key   string // identity across reloads
+	cs    []*conn
+	log   *slog.Logger
+
+	failures  atomic.Int32
+	down      atomic.Bool // ejected (auto_eject_hosts) or marked down (fail_closed)
+	downMu    sync.Mutex
+	downUntil time.Time
+	retired   atomic.Bool
+
+	requests  atomic.Uint64
+	open      atomic.Int64
+	ejections atomic.Uint64
+	errMu     sync.Mutex
+	errs      map[string]uint64
+	latency   prometheus.Observer
+}
+
+// serverKey identifies a server with its connection settings: a reload
+// that changes neither keeps the server's connections.
+func serverKey(p Pool, s Server) string {
+	return fmt.Sprintf("%s|%s|%s|%s|%d|%s|%v|%d|%s", p.Name, s.Spec, s.Network, p.Protocol, p.RedisDB, p.RedisAuth, p.TCPKeepalive, p.ServerConnections, p.Timeout)
+}
+
+// newPool builds the running pool, reusing servers from old by key.
+func buildPool(cfg Pool, lim limits, log *slog.Logger, m *metrics, old map[string]*server) (*pool, error) {
+	h, err := ketama.Hash(cfg.Hash)
+	if err != nil {
+		return nil, err
+	}
+	p := &pool{cfg: cfg, hash: h, limits: lim, log: log.With("pool", cfg.Name)}
+	specs := append([]Server(nil), cfg.Servers...)
+	ring := make([]ketama.Server, len(specs))
+	for i, s := range specs {
+		ring[i] = ketama.Server{Name: s.Name, Weight: uint32(s.Weight)}
+	}
+	// twemproxy keeps servers sorted by name; the order decides modula.
+	order := make([]int, len(specs))
+	for i := range order {
+		order[i] = i
+	}
+	sortByName(order, specs)
+	for _, i := range order {
+		s := specs[i]
+		key := serverKey(cfg, s)
+		srv := old[key]
+		if srv == nil {
+			srv = &server{cfg: s, key: key, errs: map[string]uint64{}, log: p.log.With("server", s.Name, "addr", s.Addr)}
+			for range cfg.ServerConnections {
+				c := &conn{srv: srv}
+				if cfg.Protocol == Memcache {
+					c.work = make(chan struct{}, 1)
+				}
+				srv.cs = append(srv.cs, c)
+			}
+			srv.latency = m.latency.WithLabelValues(cfg.Name, s.Name)
+		}
+		srv.owner.Store(p)
+		p.servers = append(p.servers, srv)
+	}
+	p.rebuild()
+	return p, nil
+}
+
+func sortByName(order []int, specs []Server) {
+	tmp := make([]ketama.Server, len(order))
+	for i, o := range order {
+		tmp[i] = ketama.Server{Name: specs[o].Name, Weight: uint32(o)} // weight carries the index
+	}
+	ketama.SortServers(tmp)
+	for i := range order {
+		order[i] = int(tmp[i].Weight)
+	}
+}
+
+// rebuild recomputes the ring from the servers that are not ejected.
+func (p *pool) rebuild() {
+	p.ringMu.Lock()
+	defer p.ringMu.Unlock()
+	servers := make([]ketama.Server, len(p.servers))
+	live := make([]bool, len(p.servers))
+	for i, s := range p.servers {
+		servers[i] = ketama.Server{Name: s.cfg.Name, Weight: uint32(s.cfg.Weight)}
+		live[i] = !(p.cfg.AutoEjectHosts && s.down.Load())
+	}
+	r, err := ketama.NewRing(p.cfg.Distribution, servers, live)
+	if err != nil {
+		p.log.Error("cannot build the ring", "error", err)
+		return
+	}
+	p.ring.Store(r)
+}
+
+// pick returns the server for a key, or nil when no server is live.
+func (p *pool) pick(key []byte) *server {
+	r := p.ring.Load()
+	var h uint32
+	if len(p.servers) > 1 && len(key) > 0 {
+		h = p.hash(ketama.HashTag(key, p.cfg.HashTag))
+	}
+	i := r.Pick(h)
+	if i < 0 {
+		return nil
+	}
+	return p.servers[i]
+}
+
+// pickMeta is pick for a meta command key, base64-decoded when the
+// request has the b flag.
+func (p *pool) pickMeta(key []byte, b64 bool) *server {
+	if b64 {
+		dec := make([]byte, base64.StdEncoding.DecodedLen(len(key)))
+		n, err := base64.StdEncoding.Decode(dec, key)
+		if err == nil {
+			key = dec[:n]
+		}
+	}
+	return p.pick(key)
+}
+
+// conn returns the server connection for client number id.
+func (s *server) conn(id uint32) *conn {
+	if len(s.cs) == 1 {
+		return s.cs[0]
+	}
+	return s.cs[id%uint32(len(s.cs))]
+}
+
+// failure counts one failure (a connection that could not be made, broke
+// or timed out); after server_failure_limit in a row the server is
+// ejected (auto_eject_hosts) or marked down (fail_closed) for
+// server_retry_timeout.
+func (s *server) failure(err error) {
+	p := s.owner.Load()
+	if !p.cfg.AutoEjectHosts && !p.cfg.FailClosed {
+		s.log.Warn("server failed", "error", err)
+		return
+	}
+	if s.down.Load() {
+		return
+	}
+	if n := s.failures.Add(1); n < int32(p.cfg.ServerFailureLimit) {
+		s.log.Warn("server failed", "error", err, "failures", n, "limit", p.cfg.ServerFailureLimit)
+		return
+	}
+	s.failures.Store(0)
+	retry := p.cfg.ServerRetryTimeout
+	s.downMu.Lock()
+	s.downUntil = time.Now().Add(retry)
+	s.downMu.Unlock()
+	if s.down.Swap(true) {
+		return
+	}
+	s.ejections.Add(1)
+	if p.cfg.AutoEjectHosts {
+		s.log.Warn("server ejected from the ring; its keys go to the other servers", "error", err, "retry_in", retry.String())
+		p.rebuild()
+	} else {
+		s.log.Warn("server marked down; its keys get errors (fail_closed)", "error", err, "retry_in", retry.String())
+	}
+	time.AfterFunc(retry, func() {
+		s.down.Store(false)
+		s.log.Info("retrying server")
+		if cur := s.owner.Load(); cur.cfg.AutoEjectHosts {
+			cur.rebuild()
+		}
+	})
+}
+
+// success resets the failure count.
+func (s *server) success() {
+	if s.failures.Load() != 0 {
+		s.failures.Store(0)
+	}
+}
+
+func (s *server) countError(kind string, n int) {
+	s.errMu.Lock()
+	s.errs[kind] += uint64(n)
+	s.errMu.Unlock()
+}
+
+// observe records a completed request.
+func (s *server) observe(r *request) {
+	s.requests.Add(1)
+	s.success()
+	s.latency.Observe(time.Since(r.sent).Seconds())
+}
+
+// failAll completes requests with an error naming the server.
+func (s *server) failAll(reqs []*request, reason, kind string) {
+	if len(reqs) == 0 {
+		return
+	}
+	s.countError(kind, len(reqs))
+	p := s.owner.Load()
+	msg := s.errorReply(p.cfg.Protocol, reason)
+	for _, r := range reqs {
+		r.complete(msg, true)
+	}
+}
+
+func (s *server) errorReply(protocol, reason string) []byte {
+	text := fmt.Sprintf("podkit shard: server %s (%s): %s", s.cfg.Name, s.cfg.Addr, reason)
+	if protocol == Redis {
+		return []byte("-ERR " + text + "\r\n")
+	}
+	return []byte("SERVER_ERROR " + text + "\r\n")
+}
+
+// downReply is the error for a key whose server is marked down.
+func (s *server) downReply(protocol string) []byte {
+	s.downMu.Lock()
+	left := time.Until(s.downUntil).Round(time.Millisecond)
+	s.downMu.Unlock()
+	s.countError(kindDown, 1)
+	return s.errorReply(protocol, fmt.Sprintf("down after %d failures, retrying in %s (fail_closed)", s.owner.Load().cfg.ServerFailureLimit, max(left, 0)))
+}
+
+// retire closes the server's connections once nothing is in flight on
+// them, or after grace.
+func (s *server) retire(grace time.Duration) {
+	s.retired.Store(true)
+	go func() {
+		deadline := time.Now().Add(grace)
+		for time.Now().Before(deadline) {
+			busy := false
+			for _, c := range s.cs {
+				busy = busy || c.busy()
+			}
+			if !busy {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		for _, c := range s.cs {
+			c.close()
+		}
+	}()
+}

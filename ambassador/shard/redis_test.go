@@ -1,0 +1,282 @@
+package shard
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/podkit/podkit/internal/testdeps"
+)
+
+func redisConfig(servers ...string) Config {
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	for i, s := range servers {
+		cfg.Servers = append(cfg.Servers, fmt.Sprintf("%s:1 shard%d", s, i))
+	}
+	return cfg
+}
+
+func TestRedisCommands(t *testing.T) {
+	a, b := testdeps.StartRedis(t), testdeps.StartRedis(t)
+	if a == "" {
+		return
+	}
+	cfg := redisConfig(a, b)
+	cfg.HashTag = "{}"
+	r := start(t, cfg)
+	c := dialRedis(t, r.addr(""))
+	tests := []struct {
+		args []string
+		want string // exact reply, or a prefix ending in "*"
+	}{
+		{[]string{"PING"}, "+PONG\r\n"},
+		{[]string{"ping", "hi"}, bulk("hi")},
+		{[]string{"ECHO", "x y"}, bulk("x y")},
+		{[]string{"SELECT", "0"}, "+OK\r\n"},
+		{[]string{"SELECT", "1"}, "-ERR podkit shard: SELECT 1 is not supported*"},
+		{[]string{"COMMAND"}, "*0\r\n"},
+		{[]string{"HELLO", "3"}, "-NOPROTO*"},
+		{[]string{"HELLO", "2"}, "*14\r\n$6\r\nserver\r\n*"},
+		{[]string{"SET", "k1", "v1"}, "+OK\r\n"},
+		{[]string{"GET", "k1"}, bulk("v1")},
+		{[]string{"GET", "missing"}, "$-1\r\n"},
+		{[]string{"APPEND", "k1", "!"}, ":3\r\n"},
+		{[]string{"INCR", "n"}, ":1\r\n"},
+		{[]string{"INCRBY", "n", "41"}, ":42\r\n"},
+		{[]string{"EXPIRE", "n", "100"}, ":1\r\n"},
+		{[]string{"TTL", "n"}, ":100\r\n"},
+		{[]string{"HSET", "h", "f", "1", "g", "2"}, ":2\r\n"},
+		{[]string{"HGET", "h", "g"}, bulk("2")},
+		{[]string{"HGETALL", "h"}, "*4\r\n*"},
+		{[]string{"RPUSH", "l", "a", "b", "c"}, ":3\r\n"},
+		{[]string{"LRANGE", "l", "0", "-1"}, "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n"},
+		{[]string{"SADD", "s", "x"}, ":1\r\n"},
+		{[]string{"SISMEMBER", "s", "x"}, ":1\r\n"},
+		{[]string{"ZADD", "z", "1", "one", "2", "two"}, ":2\r\n"},
+		{[]string{"ZRANGE", "z", "0", "-1"}, "*2\r\n$3\r\none\r\n$3\r\ntwo\r\n"},
+		{[]string{"TYPE", "z"}, "+zset\r\n"},
+		{[]string{"MSET", "m1", "a", "m2", "b", "m3", "c", "m4", "d"}, "+OK\r\n"},
+		{[]string{"MGET", "m1", "m2", "nope", "m3", "m4"}, "*5\r\n$1\r\na\r\n$1\r\nb\r\n$-1\r\n$1\r\nc\r\n$1\r\nd\r\n"},
+		{[]string{"EXISTS", "m1", "m2", "nope", "m3", "m4"}, ":4\r\n"},
+		{[]string{"TOUCH", "m1", "m2"}, ":2\r\n"},
+		{[]string{"DEL", "m1", "m2", "nope"}, ":2\r\n"},
+		{[]string{"UNLINK", "m3", "m4"}, ":2\r\n"},
+		{[]string{"SET", "{u1}:a", "1"}, "+OK\r\n"},
+		{[]string{"RENAME", "{u1}:a", "{u1}:b"}, "+OK\r\n"},
+		{[]string{"GET", "{u1}:b"}, bulk("1")},
+		{[]string{"EVAL", "return redis.call('GET', KEYS[1])", "1", "{u1}:b"}, bulk("1")},
+		{[]string{"EVAL", "return 1", "0"}, "-ERR podkit shard: EVAL without keys*"},
+		{[]string{"SUNIONSTORE", "{t}:d", "{t}:a", "{t}:b"}, ":0\r\n"},
+		{[]string{"KEYS", "*"}, "-ERR podkit shard: KEYS is not supported: it would see only one server's keys\r\n"},
+		{[]string{"SCAN", "0"}, "-ERR podkit shard: SCAN is not supported*"},
+		{[]string{"MULTI"}, "-ERR podkit shard: MULTI is not supported: a transaction cannot span servers\r\n"},
+		{[]string{"BLPOP", "l", "0"}, "-ERR podkit shard: BLPOP is not supported*"},
+		{[]string{"SUBSCRIBE", "ch"}, "-ERR podkit shard: SUBSCRIBE is not supported*"},
+		{[]string{"FLUSHALL"}, "-ERR podkit shard: FLUSHALL is not supported*"},
+		{[]string{"NOSUCHCMD", "x"}, "-ERR unknown command 'NOSUCHCMD'*"},
+		{[]string{"GET"}, "-ERR wrong number of arguments for 'get' command\r\n"},
+		{[]string{"AUTH", "x"}, "-ERR AUTH <password> called without any password configured*"},
+		{[]string{"GET", "k1"}, bulk("v1!")},
+	}
+	for _, tt := range tests {
+		got := c.do(tt.args...)
+		if p, ok := strings.CutSuffix(tt.want, "*"); ok && tt.want != "*0\r\n" {
+			if !strings.HasPrefix(got, p) {
+				t.Errorf("%q = %q, want prefix %q", tt.args, got, p)
+			}
+		} else if got != tt.want {
+			t.Errorf("%q = %q, want %q", tt.args, got, tt.want)
+		}
+	}
+	// A cross-server RENAME is refused, naming the command.
+	var k1, k2 string
+	for i := 0; k2 == ""; i++ {
+		k := fmt.Sprintf("x%d", i)
+		switch {
+		case k1 == "":
+			k1 = k
+		case r.px.pools()[0].pick([]byte(k)) != r.px.pools()[0].pick([]byte(k1)):
+			k2 = k
+		}
+	}
+	if got := c.do("RENAME", k1, k2); !strings.HasPrefix(got, "-ERR podkit shard: RENAME keys are on different servers") {
+		t.Errorf("cross-server RENAME: %q", got)
+	}
+	if got := c.do("QUIT"); got != "+OK\r\n" {
+		t.Errorf("QUIT: %q", got)
+	}
+	if _, err := c.tryRead(); err == nil {
+		t.Error("connection still open after QUIT")
+	}
+}
+
+// TestPipeline sends 10k mixed commands in one pipeline and checks every
+// reply arrives, in order.
+func TestPipeline(t *testing.T) {
+	a, b, c3 := testdeps.StartRedis(t), testdeps.StartRedis(t), testdeps.StartRedis(t)
+	if a == "" {
+		return
+	}
+	r := start(t, redisConfig(a, b, c3))
+	c := dialRedis(t, r.addr(""))
+	const n = 10000
+	var out []byte
+	var want []string
+	for i := range n {
+		k := fmt.Sprintf("p:%d", i)
+		switch i % 5 {
+		case 0:
+			out = append(out, cmd("SET", k, k)...)
+			want = append(want, "+OK\r\n")
+		case 1:
+			out = append(out, cmd("GET", fmt.Sprintf("p:%d", i-1))...)
+			want = append(want, bulk(fmt.Sprintf("p:%d", i-1)))
+		case 2:
+			out = append(out, cmd("INCR", k)...)
+			want = append(want, ":1\r\n")
+		case 3:
+			out = append(out, cmd("MGET", fmt.Sprintf("p:%d", i-3), fmt.Sprintf("p:%d", i-1), "p:none")...)
+			want = append(want, "*3\r\n"+bulk(fmt.Sprintf("p:%d", i-3))+bulk("1")+"$-1\r\n")
+		case 4:
+			out = append(out, cmd("PING")...)
+			want = append(want, "+PONG\r\n")
+		}
+	}
+	go c.send(out)
+	for i, w := range want {
+		if got := c.read(); got != w {
+			t.Fatalf("reply %d = %q, want %q", i, got, w)
+		}
+	}
+}
+
+// TestMultiKeySplit checks that MSET spreads keys over the servers as the
+// ring says, and that MGET, EXISTS and DEL merge the servers' replies.
+func TestMultiKeySplit(t *testing.T) {
+	addrs := []string{testdeps.StartRedis(t), testdeps.StartRedis(t), testdeps.StartRedis(t)}
+	if addrs[0] == "" {
+		return
+	}
+	cfg := redisConfig(addrs...)
+	cfg.Hash = "murmur" // twemproxy's fnv1a_64 clusters keys like split:N
+	r := start(t, cfg)
+	c := dialRedis(t, r.addr(""))
+	args := []string{"MSET"}
+	mget := []string{"MGET"}
+	for i := range 300 {
+		args = append(args, fmt.Sprintf("split:%d", i), fmt.Sprint(i))
+		mget = append(mget, fmt.Sprintf("split:%d", i))
+	}
+	if got := c.do(args...); got != "+OK\r\n" {
+		t.Fatalf("MSET: %q", got)
+	}
+	pl := r.px.pools()[0]
+	seen := map[string]int{}
+	for _, a := range addrs {
+		for k := range keysOn(t, a, "split:") {
+			if want := pl.pick([]byte(k)).cfg.Addr; want != a {
+				t.Errorf("key %s on %s, ring says %s", k, a, want)
+			}
+			seen[a]++
+		}
+	}
+	if len(seen) != 3 {
+		t.Fatalf("keys on %d servers, want 3: %v", len(seen), seen)
+	}
+	var want strings.Builder
+	fmt.Fprintf(&want, "*300\r\n")
+	for i := range 300 {
+		want.WriteString(bulk(fmt.Sprint(i)))
+	}
+	if got := c.do(mget...); got != want.String() {
+		t.Fatalf("MGET: %q", got)
+	}
+	mget[0] = "EXISTS"
+	if got := c.do(mget...); got != ":300\r\n" {
+		t.Fatalf("EXISTS: %q", got)
+	}
+	mget[0] = "DEL"
+	if got := c.do(mget...); got != ":300\r\n" {
+		t.Fatalf("DEL: %q", got)
+	}
+}
+
+// TestProtocolErrors checks that a malformed or oversized frame gets a
+// protocol error on its own connection, after the replies to what came
+// before it, and that other clients are not disturbed.
+func TestProtocolErrors(t *testing.T) {
+	a := testdeps.StartRedis(t)
+	if a == "" {
+		return
+	}
+	cfg := redisConfig(a)
+	cfg.MaxBulk = 1024
+	r := start(t, cfg)
+	other := dialRedis(t, r.addr(""))
+	other.send(cmd("SET", "other", "1"))
+	tests := []struct{ name, in, want string }{
+		{"bad length", "*1\r\n$x\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+		{"not bulk", "*1\r\n:1\r\n", "-ERR Protocol error: expected '$', got ':'\r\n"},
+		{"oversized", "*2\r\n$3\r\nSET\r\n$2000\r\n", "-ERR Protocol error: frame too large: bulk string of 2000 bytes, the limit is 1024 (--max-bulk)\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dialRedis(t, r.addr(""))
+			c.send(append(cmd("PING"), tt.in...))
+			if got := c.read(); got != "+PONG\r\n" {
+				t.Fatalf("reply before the bad frame: %q", got)
+			}
+			if got := c.read(); got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+			if _, err := c.tryRead(); err == nil {
+				t.Fatal("connection still open")
+			}
+		})
+	}
+	if got := other.read(); got != "+OK\r\n" {
+		t.Fatalf("other client: %q", got)
+	}
+	if got := other.do("GET", "other"); got != bulk("1") {
+		t.Fatalf("other client: %q", got)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	a := testdeps.StartRedis(t, "--requirepass", "s3cret")
+	if a == "" {
+		return
+	}
+	pw := t.TempDir() + "/pw"
+	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
+	cfg := redisConfig(a)
+	cfg.PasswordFile = pw
+	r := start(t, cfg)
+	c := dialRedis(t, r.addr(""))
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"GET", "k"}, "-NOAUTH Authentication required.\r\n"},
+		{[]string{"AUTH", "wrong"}, "-WRONGPASS invalid username-password pair or user is disabled.\r\n"},
+		{[]string{"AUTH", "s3cret"}, "+OK\r\n"},
+		{[]string{"SET", "k", "v"}, "+OK\r\n"},
+		{[]string{"GET", "k"}, bulk("v")},
+	} {
+		if got := c.do(tt.args...); got != tt.want {
+			t.Errorf("%q = %q, want %q", tt.args, got, tt.want)
+		}
+	}
+	c2 := dialRedis(t, r.addr(""))
+	if got := c2.do("HELLO", "2", "AUTH", "default", "s3cret"); !strings.HasPrefix(got, "*14\r\n") {
+		t.Errorf("HELLO AUTH: %q", got)
+	}
+	if got := c2.do("GET", "k"); got != bulk("v") {
+		t.Errorf("after HELLO AUTH: %q", got)
+	}
+	if strings.Contains(r.logs.String(), "s3cret") {
+		t.Error("password in the log")
+	}
+}

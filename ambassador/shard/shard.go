@@ -1,0 +1,552 @@
+// Package shard is the sharding ambassador: the application talks to one
+// local port and podkit shards its keys over several Redis or memcached
+// servers, exactly as twemproxy (nutcracker) does for the same
+// nutcracker.yml: same hashes, same ketama ring, same modula order, so a
+// migration keeps every key on its server.
+//
+// One process serves every pool of the file. Redis pools speak RESP2 with
+// pipelining, split MGET/MSET/DEL/UNLINK/EXISTS/TOUCH across servers and
+// merge the replies, and refuse with a clear error what cannot be sharded.
+// memcached pools speak the text protocol and the meta commands. Each
+// server connection is shared by many clients: requests queued while one
+// client writes are sent in one write, and replies are matched in order.
+//
+// Failures follow twemproxy (timeout, server_failure_limit,
+// server_retry_timeout, auto_eject_hosts), plus fail_closed, which marks a
+// failing server down without moving its keys. The configuration reloads
+// on SIGHUP or when the file changes; a bad file is refused with its line
+// and the running configuration kept.
+package shard
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/cli"
+)
+
+// Proxy is the shard component.
+type Proxy struct {
+	cfg    Config
+	limits limits
+	m      *metrics
+	log    *slog.Logger
+
+	mu        sync.Mutex // serialises reloads
+	listeners map[string]*listener
+	current   atomic.Pointer[[]*pool]
+	counters  map[string]*poolCounters
+	fileHash  [32]byte
+	reloadReq chan chan error
+
+	wg sync.WaitGroup
+}
+
+var (
+	_ container.Component  = (*Proxy)(nil)
+	_ container.Configured = (*Proxy)(nil)
+)
+
+// listener is one pool's listening socket and its clients.
+type listener struct {
+	name   string
+	listen string
+	proto  string
+	ln     net.Listener
+	pool   atomic.Pointer[pool]
+
+	mu      sync.Mutex
+	clients map[net.Conn]struct{}
+	closing bool
+	wg      sync.WaitGroup
+}
+
+// New validates cfg and returns a Proxy. The pools are read (and the
+// file checked) here, so a bad configuration fails before anything runs.
+func New(cfg Config) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if _, _, err := cfg.pools(); err != nil {
+		return nil, err
+	}
+	px := &Proxy{
+		cfg:       cfg,
+		limits:    limits{maxBulk: cfg.MaxBulk},
+		listeners: map[string]*listener{},
+		counters:  map[string]*poolCounters{},
+		reloadReq: make(chan chan error),
+	}
+	px.m = newMetrics(px.pools)
+	return px, nil
+}
+
+// Command is the `podkit shard` subcommand.
+func Command() cli.Command {
+	return container.Command("shard",
+		"shard Redis or memcached keys over several servers, twemproxy-compatible (reads nutcracker.yml)",
+		"--config nutcracker.yml | --listen ADDR --server HOST:PORT:WEIGHT [--server ...] [flags]",
+		func(fs *flag.FlagSet) container.BuildFunc {
+			cfg := DefaultConfig()
+			cfg.RegisterFlags(fs)
+			return func(args []string) (container.Component, error) {
+				if err := container.NoArgs(args); err != nil {
+					return nil, err
+				}
+				return New(cfg)
+			}
+		})
+}
+
+// Name implements container.Component.
+func (px *Proxy) Name() string { return "shard" }
+
+// EffectiveConfig implements container.Configured: the flags and the
+// pools in force.
+func (px *Proxy) EffectiveConfig() any {
+	var pools []Pool
+	for _, p := range px.pools() {
+		pools = append(pools, p.cfg)
+	}
+	return struct {
+		Config
+		Pools []Pool `json:"pools"`
+	}{px.cfg, pools}
+}
+
+func (px *Proxy) pools() []*pool {
+	if p := px.current.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Addr returns the address pool name listens on, once Run has started it.
+func (px *Proxy) Addr(name string) net.Addr {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	if l, ok := px.listeners[name]; ok {
+		return l.ln.Addr()
+	}
+	return nil
+}
+
+// Reload rereads the configuration and applies it; on error the running
+// configuration is kept. It is what SIGHUP and a file change do.
+func (px *Proxy) Reload() error {
+	ch := make(chan error, 1)
+	px.reloadReq <- ch
+	return <-ch
+}
+
+// Run implements container.Component.
+func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
+	px.log = h.Logger()
+	if err := h.Registerer().Register(px.m); err != nil {
+		return err
+	}
+	if err := px.apply(); err != nil {
+		px.closeAll()
+		return err
+	}
+	px.m.lastOK.Set(1)
+	h.AddCheck(container.Check{Name: "servers", Ready: true, Period: 5 * time.Second, Func: px.checkServers})
+	h.SetReady(true)
+	watchdog := make(chan struct{})
+	defer close(watchdog)
+	go px.watchTimeouts(watchdog)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var tick <-chan time.Time
+	if px.cfg.ConfigFile != "" && px.cfg.WatchInterval > 0 {
+		t := time.NewTicker(px.cfg.WatchInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			px.drain(h.DrainContext())
+			return nil
+		case <-hup:
+			if px.cfg.ConfigFile == "" {
+				px.log.Info("SIGHUP: nothing to reload (no --config)")
+				continue
+			}
+			px.reload("SIGHUP")
+		case <-tick:
+			if px.fileChanged() {
+				px.reload("file changed")
+			}
+		case ch := <-px.reloadReq:
+			ch <- px.reload("requested")
+		}
+	}
+}
+
+func (px *Proxy) fileChanged() bool {
+	b, err := os.ReadFile(px.cfg.ConfigFile)
+	if err != nil {
+		return false
+	}
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	return sha256.Sum256(b) != px.fileHash
+}
+
+func (px *Proxy) reload(why string) error {
+	err := px.apply()
+	if err != nil {
+		px.m.reloads.WithLabelValues("error").Inc()
+		px.m.lastOK.Set(0)
+		px.log.Error("configuration reload refused; the running configuration is kept", "reason", why, "error", err)
+		// Do not retry the same bad file on every tick.
+		if b, rerr := os.ReadFile(px.cfg.ConfigFile); rerr == nil {
+			px.mu.Lock()
+			px.fileHash = sha256.Sum256(b)
+			px.mu.Unlock()
+		}
+		return err
+	}
+	px.m.reloads.WithLabelValues("ok").Inc()
+	px.m.lastOK.Set(1)
+	px.log.Info("configuration reloaded", "reason", why, "pools", len(px.pools()))
+	return nil
+}
+
+// apply reads the configuration and swaps it in: new pools start
+// listening, changed pools get their new servers and ring, removed pools
+// stop listening; servers that did not change keep their connections.
+func (px *Proxy) apply() error {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	var raw []byte
+	if px.cfg.ConfigFile != "" {
+		var err error
+		if raw, err = os.ReadFile(px.cfg.ConfigFile); err != nil {
+			return fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+	}
+	specs, warns, err := px.cfg.pools()
+	if err != nil {
+		return err
+	}
+	for _, w := range warns {
+		px.log.Warn("configuration: " + w.String())
+	}
+	old := map[string]*server{}
+	for _, p := range px.pools() {
+		for _, s := range p.servers {
+			old[s.key] = s
+		}
+	}
+	// Build everything before changing anything.
+	var (
+		built   []*pool
+		opened  = map[string]net.Listener{}
+		fail    error
+		keep    = map[string]bool{}
+		newKeys = map[string]bool{}
+	)
+	for _, spec := range specs {
+		p, err := buildPool(spec, px.limits, px.log, px.m, old)
+		if err != nil {
+			fail = fmt.Errorf("pool %q: %w", spec.Name, err)
+			break
+		}
+		ctr := px.counters[spec.Name]
+		if ctr == nil {
+			ctr = &poolCounters{}
+		}
+		p.counters = ctr
+		built = append(built, p)
+		for _, s := range p.servers {
+			newKeys[s.key] = true
+		}
+		if l, ok := px.listeners[spec.Name]; ok && l.listen == spec.Listen && l.proto == spec.Protocol {
+			keep[spec.Name] = true
+			continue
+		}
+		ln, err := listen(spec.Listen)
+		if err != nil {
+			fail = fmt.Errorf("pool %q: listen %s: %w", spec.Name, spec.Listen, err)
+			break
+		}
+		opened[spec.Name] = ln
+	}
+	if fail != nil {
+		for _, ln := range opened {
+			ln.Close()
+		}
+		for _, p := range built {
+			for _, s := range p.servers {
+				if old[s.key] == nil {
+					s.retire(0)
+				} else {
+					s.owner.Store(px.poolOf(s))
+				}
+			}
+		}
+		return fail
+	}
+	// Swap.
+	for _, p := range built {
+		px.counters[p.cfg.Name] = p.counters
+		if keep[p.cfg.Name] {
+			px.listeners[p.cfg.Name].pool.Store(p)
+			continue
+		}
+		if l, ok := px.listeners[p.cfg.Name]; ok {
+			l.stop(5 * time.Second)
+		}
+		l := &listener{name: p.cfg.Name, listen: p.cfg.Listen, proto: p.cfg.Protocol, ln: opened[p.cfg.Name], clients: map[net.Conn]struct{}{}}
+		l.pool.Store(p)
+		px.listeners[p.cfg.Name] = l
+		px.wg.Add(1)
+		go px.accept(l)
+		px.log.Info("pool listening", "pool", p.cfg.Name, "listen", l.ln.Addr().String(), "protocol", p.cfg.Protocol,
+			"servers", len(p.servers), "hash", p.cfg.Hash, "distribution", p.cfg.Distribution)
+	}
+	names := map[string]bool{}
+	for _, p := range built {
+		names[p.cfg.Name] = true
+	}
+	for name, l := range px.listeners {
+		if !names[name] {
+			l.stop(5 * time.Second)
+			delete(px.listeners, name)
+			delete(px.counters, name)
+		}
+	}
+	live := map[[2]string]bool{}
+	for _, p := range built {
+		for _, s := range p.servers {
+			live[[2]string{p.cfg.Name, s.cfg.Name}] = true
+		}
+	}
+	for key, s := range old {
+		if !newKeys[key] {
+			s.retire(10 * time.Second)
+			if p := s.owner.Load(); p != nil && !live[[2]string{p.cfg.Name, s.cfg.Name}] {
+				px.m.latency.DeleteLabelValues(p.cfg.Name, s.cfg.Name)
+			}
+		}
+	}
+	px.current.Store(&built)
+	px.fileHash = sha256.Sum256(raw)
+	for _, p := range built {
+		if p.cfg.Preconnect {
+			for _, s := range p.servers {
+				for _, c := range s.cs {
+					c.submit(nil)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// poolOf finds the running pool a server belongs to (after a failed
+// reload pointed it at a pool that was not swapped in).
+func (px *Proxy) poolOf(s *server) *pool {
+	for _, p := range px.pools() {
+		for _, x := range p.servers {
+			if x == s {
+				return p
+			}
+		}
+	}
+	return s.owner.Load()
+}
+
+func listen(addr string) (net.Listener, error) {
+	network, a, perm := listenNetwork(addr)
+	if network == "unix" {
+		os.Remove(a)
+	}
+	ln, err := net.Listen(network, a)
+	if err != nil {
+		return nil, err
+	}
+	if network == "unix" {
+		if err := os.Chmod(a, perm); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	return ln, nil
+}
+
+func (px *Proxy) accept(l *listener) {
+	defer px.wg.Done()
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			px.log.Warn("accept failed", "pool", l.name, "error", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		p := l.pool.Load()
+		if max := p.cfg.ClientConnections; max > 0 && p.counters.clients.Load() >= int64(max) {
+			px.log.Warn("client refused: client_connections reached", "pool", l.name, "client_connections", max)
+			nc.Close()
+			continue
+		}
+		if tc, ok := nc.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+		}
+		l.mu.Lock()
+		if l.closing {
+			l.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		l.clients[nc] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		p.counters.clients.Add(1)
+		go px.serveClient(l, nc)
+	}
+}
+
+func (px *Proxy) serveClient(l *listener, nc net.Conn) {
+	ctr := l.pool.Load().counters
+	defer func() {
+		nc.Close()
+		ctr.clients.Add(-1)
+		l.mu.Lock()
+		delete(l.clients, nc)
+		l.mu.Unlock()
+		l.wg.Done()
+	}()
+	c := newClient(px, l, nc, clientIDs.Add(1))
+	if l.proto == Redis {
+		(&redisClient{client: c}).serve()
+	} else {
+		(&mcClient{client: c}).serve()
+	}
+}
+
+// stop closes the listener and lets its clients finish the batch in
+// hand: their next read fails at once. After grace they are closed.
+func (l *listener) stop(grace time.Duration) {
+	l.ln.Close()
+	l.mu.Lock()
+	l.closing = true
+	for nc := range l.clients {
+		nc.SetReadDeadline(time.Now())
+	}
+	l.mu.Unlock()
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(grace):
+			l.mu.Lock()
+			for nc := range l.clients {
+				nc.Close()
+			}
+			l.mu.Unlock()
+		}
+	}()
+}
+
+// drain stops accepting, lets clients finish what they sent, and closes
+// the server connections.
+func (px *Proxy) drain(ctx context.Context) {
+	px.mu.Lock()
+	ls := make([]*listener, 0, len(px.listeners))
+	for _, l := range px.listeners {
+		ls = append(ls, l)
+	}
+	px.mu.Unlock()
+	grace := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		grace = time.Until(dl)
+	}
+	for _, l := range ls {
+		l.stop(grace)
+	}
+	for _, l := range ls {
+		done := make(chan struct{})
+		go func() { l.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+	px.wg.Wait()
+	px.closeAll()
+}
+
+func (px *Proxy) closeAll() {
+	for _, p := range px.pools() {
+		for _, s := range p.servers {
+			s.retire(0)
+		}
+	}
+}
+
+// checkServers is the readiness check: every server that is not ejected
+// or marked down accepts a connection.
+func (px *Proxy) checkServers(ctx context.Context) error {
+	var errs []error
+	for _, p := range px.pools() {
+		for _, s := range p.servers {
+			if s.down.Load() {
+				continue
+			}
+			var d net.Dialer
+			c, err := d.DialContext(ctx, s.cfg.Network, s.cfg.Addr)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("pool %s: server %s (%s): %v", p.cfg.Name, s.cfg.Name, s.cfg.Addr, err))
+				continue
+			}
+			c.Close()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// watchTimeouts closes a server connection whose oldest request has
+// waited longer than its pool's timeout; the requests on it then fail with
+// an error naming the server.
+func (px *Proxy) watchTimeouts(stop <-chan struct{}) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			for _, p := range px.pools() {
+				if p.cfg.Timeout <= 0 {
+					continue
+				}
+				for _, s := range p.servers {
+					for _, c := range s.cs {
+						c.checkTimeout(now, p.cfg.Timeout)
+					}
+				}
+			}
+		}
+	}
+}
