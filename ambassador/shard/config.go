@@ -456,6 +456,9 @@ func checkListens(pools []Pool) []error {
 	var errs []error
 	seen := map[string]string{}
 	for _, p := range pools {
+		if strings.HasSuffix(p.Listen, ":0") {
+			continue // port 0: each pool gets its own free port
+		}
 		if other, dup := seen[p.Listen]; dup {
 			errs = append(errs, fmt.Errorf("line %d: pools %q and %q have the same listen address %q", p.line, other, p.Name, p.Listen))
 		}
