@@ -641,7 +641,12 @@ var pageTemplate = template.Must(template.New("topz").Funcs(template.FuncMap{
 		}
 		return strconv.Itoa(n)
 	},
-	"bar":  func(f float64) template.CSS { return template.CSS(fmt.Sprintf("--pct:%.1f%%", min(f, 100))) },
+	"bar": func(f float64) template.CSS {
+		if f <= 0 {
+			return ""
+		}
+		return template.CSS(fmt.Sprintf("--pct:%.1f%%", min(f, 100)))
+	},
 	"join": strings.Join,
 }).Parse(pageHTML))
 
@@ -704,7 +709,7 @@ footer { padding:0 24px 24px; color:var(--muted); font-size:12px; }
 {{end}}<div class="card"><table id="processes">
 <thead><tr><th class="n">PID</th><th class="n">PPID</th><th>User</th><th>S</th><th class="n">CPU %</th><th class="n">RSS</th><th class="n">Thr</th><th class="n">FDs</th><th>Started</th><th>Container</th><th>Command</th></tr></thead>
 <tbody>
-{{range .Rows}}<tr{{if .Self}} class="self"{{end}} data-pid="{{.PID}}"><td class="n">{{.PID}}</td><td class="n">{{.PPID}}</td><td>{{.User}}</td><td><span class="state {{.State}}" title="{{.StateName}}">{{.State}}</span></td><td class="n cpu" style="{{bar .CPUPercent}}">{{pct .CPUPercent}}</td><td class="n">{{.RSS}}</td><td class="n">{{.Threads}}</td><td class="n"{{if .Notes}} title="{{join .Notes "; "}}"{{end}}>{{fds .FDs}}</td><td title="{{.StartedFull}}">{{.Started}}</td><td>{{if .Container.ID}}<span class="chip" style="{{css .ColorStyle}}" title="{{.Container.ID}}">{{.Container.ShortID}}</span>{{else}}<span class="none" title="{{.Container.Cgroup}}">–</span>{{end}}</td><td class="cmd" title="{{.Command}}">{{.Command}}</td></tr>
+{{range .Rows}}<tr{{if .Self}} class="self"{{end}} data-pid="{{.PID}}"><td class="n">{{.PID}}</td><td class="n">{{.PPID}}</td><td>{{.User}}</td><td><span class="state {{.State}}" title="{{.StateName}}">{{.State}}</span></td><td class="n{{if gt .CPUPercent 0.0}} cpu{{end}}" style="{{bar .CPUPercent}}">{{pct .CPUPercent}}</td><td class="n">{{.RSS}}</td><td class="n">{{.Threads}}</td><td class="n"{{if .Notes}} title="{{join .Notes "; "}}"{{end}}>{{fds .FDs}}</td><td title="{{.StartedFull}}">{{.Started}}</td><td>{{if .Container.ID}}<span class="chip" style="{{css .ColorStyle}}" title="{{.Container.ID}}">{{.Container.ShortID}}</span>{{else}}<span class="none" title="{{.Container.Cgroup}}">–</span>{{end}}</td><td class="cmd" title="{{.Command}}">{{.Command}}</td></tr>
 {{end}}</tbody></table></div>
 {{if .Notes}}<div class="notes"><strong>Notes</strong><ul>{{range .Notes}}<li>{{.}}</li>{{end}}</ul></div>
 {{end}}<footer>podkit topz · <a href="/topz?format=json">JSON</a> · <a href="/topz?format=text">text</a> · ?sort=cpu|rss|pid&amp;limit=N&amp;refresh=SECONDS&amp;fresh=1&amp;container=ID</footer>
