@@ -11,6 +11,7 @@ import (
 	"github.com/podkit/podkit/internal/demo"
 	"github.com/podkit/podkit/internal/sampleapp"
 	"github.com/podkit/podkit/sidecar/await"
+	"github.com/podkit/podkit/sidecar/topz"
 )
 
 // commands is the subcommand table.
@@ -19,6 +20,7 @@ func commands() []cli.Command {
 		await.Command(),
 		demo.Command(),
 		sampleapp.Command(),
+		topz.Command(),
 	}
 }
 

@@ -46,6 +46,7 @@ type service struct {
 // services is the demo's table; each component adds its entry.
 var services = []service{
 	{name: "await", start: startAwait},
+	{name: "topz", start: startTopz},
 }
 
 type env struct {
