@@ -58,6 +58,9 @@ type Config struct {
 	MaxLineBytes int
 	// ReadBytes is the size of each read.
 	ReadBytes int
+	// ExitOnEOF makes Run return once every file found has been read to
+	// its end (a last line without a newline included): a batch run.
+	ExitOnEOF bool
 	Logger    *slog.Logger
 
 	// Hooks for metrics; nil means none.
@@ -252,6 +255,17 @@ func (t *Tail) Run(ctx context.Context, drain context.Context) (err error) {
 				return err
 			}
 			lastScan = now
+		}
+		if !progressed && t.cfg.ExitOnEOF {
+			for _, s := range t.order {
+				if len(s.carry) > 0 {
+					if err := t.h.Line(s, bytes.TrimSuffix(s.carry, []byte("\r")), s.readOff); err != nil {
+						return err
+					}
+					s.carry = s.carry[:0]
+				}
+			}
+			break
 		}
 		if !progressed && !sleep(ctx, timer, t.cfg.PollInterval) {
 			break
