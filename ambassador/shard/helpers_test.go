@@ -173,3 +173,5 @@ func keysOn(t testing.TB, addr, prefix string) map[string]bool {
 }
 
 var _ = io.EOF
+
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
