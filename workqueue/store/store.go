@@ -127,6 +127,9 @@ type Lease struct {
 	Token    string
 	Deadline time.Time
 	Timeout  time.Duration
+	// ReadySince is when the item became ready (its enqueue time, or the
+	// end of its delay or backoff): the dispatch latency is measured from it.
+	ReadySince time.Time
 }
 
 // Op is what a Completion does to a lease.
@@ -167,7 +170,9 @@ type CompletionResult struct {
 	ID       string
 	State    State     // the item's state afterwards
 	Deadline time.Time // Heartbeat: the new deadline
-	Err      error     // ErrStaleLease, ErrBadToken
+	Leased   time.Time // Ack, Nack: when the attempt started
+	Queue    string
+	Err      error // ErrStaleLease, ErrBadToken
 }
 
 // ListRequest pages through a queue's items in id order.

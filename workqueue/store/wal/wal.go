@@ -466,6 +466,7 @@ func (s *Store) leaseLocked(q *queue, max int) []store.Lease {
 	out := make([]store.Lease, 0, min(max, q.ready.Len()))
 	for len(out) < max && q.ready.Len() > 0 {
 		it := q.ready.top()
+		since := it.notBefore
 		r := record{
 			typ: recLease, id: it.id, attempt: it.attempt + 1, tokenRand: rand.Uint64() | 1,
 			deadline: now.Add(it.timeout), at: now,
@@ -474,7 +475,7 @@ func (s *Store) leaseLocked(q *queue, max int) []store.Lease {
 		out = append(out, store.Lease{
 			ID: strconv.FormatUint(it.id, 10), Queue: q.name, Payload: json.RawMessage(it.payload),
 			Attempt: it.attempt, Token: store.FormatToken(it.id, it.attempt, it.tokenRand),
-			Deadline: it.deadline.UTC(), Timeout: it.timeout,
+			Deadline: it.deadline.UTC(), Timeout: it.timeout, ReadySince: since,
 		})
 	}
 	return out
@@ -518,6 +519,8 @@ func (s *Store) Complete(ctx context.Context, cs []store.Completion) ([]store.Co
 			continue
 		}
 		q := it.q
+		res[i].Queue = q.name
+		res[i].Leased = it.updated
 		switch c.Op {
 		case store.Heartbeat:
 			r := record{typ: recHeartbeat, id: id, attempt: attempt, deadline: now.Add(it.timeout)}

@@ -1,0 +1,793 @@
+package workqueue
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/podkit/podkit/workqueue/store"
+)
+
+// HandlerOptions configure the HTTP API.
+type HandlerOptions struct {
+	// MaxPayload is the largest item payload in bytes (default 1 MiB).
+	MaxPayload int64
+	// MaxBody is the largest request body in bytes (default 64 MiB, and
+	// at least MaxPayload + 64 KiB).
+	MaxBody int64
+	// Queues are declared queues; with StrictQueues, the only ones.
+	Queues       []string
+	StrictQueues bool
+	// Paused reports whether leases are held back (the container's
+	// POST /pause); nil means never. PauseChanged signals a change.
+	Paused       func() bool
+	PauseChanged func() <-chan struct{}
+	// Stopping ends long-polls (nil: only the request's context).
+	Stopping <-chan struct{}
+	Logger   *slog.Logger
+	// Metrics, if set, observes completions and dispatches.
+	Metrics *Metrics
+}
+
+// API is the coordinator's HTTP API over a Store.
+type API struct {
+	s    store.Store
+	o    HandlerOptions
+	mux  *http.ServeMux
+	log  *slog.Logger
+	decl map[string]bool
+
+	rmu   sync.Mutex
+	rates map[string]*rateRing
+}
+
+// NewHandler returns the HTTP API over s.
+func NewHandler(s store.Store, o HandlerOptions) *API {
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = 1 << 20
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = 64 << 20
+	}
+	o.MaxBody = max(o.MaxBody, o.MaxPayload+64<<10)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	a := &API{s: s, o: o, mux: http.NewServeMux(), log: o.Logger, decl: map[string]bool{}, rates: map[string]*rateRing{}}
+	for _, q := range o.Queues {
+		a.decl[q] = true
+	}
+	routes := []struct {
+		path    string
+		methods map[string]http.HandlerFunc
+	}{
+		{"/queues", map[string]http.HandlerFunc{"GET": a.listQueues}},
+		{"/queues/{q}", map[string]http.HandlerFunc{"GET": a.stats}},
+		{"/queues/{q}/items", map[string]http.HandlerFunc{"POST": a.enqueue, "GET": a.list}},
+		{"/queues/{q}/items/{id}", map[string]http.HandlerFunc{"GET": a.get, "DELETE": a.cancel}},
+		{"/queues/{q}/items/{id}/replay", map[string]http.HandlerFunc{"POST": a.replayOne}},
+		{"/queues/{q}/dead", map[string]http.HandlerFunc{"GET": a.listDead}},
+		{"/queues/{q}/dead/replay", map[string]http.HandlerFunc{"POST": a.replay}},
+		{"/queues/{q}/drained", map[string]http.HandlerFunc{"GET": a.drained}},
+		{"/queues/{q}/lease", map[string]http.HandlerFunc{"POST": a.lease}},
+		{"/leases/{token}/{op}", map[string]http.HandlerFunc{"POST": a.completeOne}},
+		{"/leases/{op}", map[string]http.HandlerFunc{"POST": a.completeMany}},
+	}
+	for _, rt := range routes {
+		a.mux.Handle(rt.path, methods(rt.methods))
+	}
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %s %s (see docs/queue.md)", r.Method, r.URL.Path))
+	})
+	return a
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+func methods(m map[string]http.HandlerFunc) http.Handler {
+	var allow []string
+	for k := range m {
+		allow = append(allow, k)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, ok := m[r.Method]
+		if !ok && r.Method == http.MethodHead {
+			h, ok = m["GET"]
+		}
+		if !ok {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
+		h(w, r)
+	})
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = 500, []byte(`{"error":"encoding the answer failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{Error: msg})
+}
+
+// statusOf maps store errors to HTTP statuses.
+func statusOf(err error) int {
+	var re *requestError
+	switch {
+	case errors.As(err, &re):
+		return re.status
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, store.ErrStaleLease), errors.Is(err, store.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, store.ErrBadToken), errors.Is(err, store.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, store.ErrUnavailable):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func (a *API) fail(w http.ResponseWriter, err error) {
+	st := statusOf(err)
+	if st == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	if st >= 500 && st != http.StatusServiceUnavailable {
+		a.log.Error("request failed", "error", err)
+	}
+	writeError(w, st, err.Error())
+}
+
+// queueName validates {q} and, with --strict-queues, that it is declared.
+func (a *API) queueName(w http.ResponseWriter, r *http.Request) (string, bool) {
+	q := r.PathValue("q")
+	if err := store.ValidQueueName(q); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return "", false
+	}
+	if a.o.StrictQueues && !a.decl[q] {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no queue %q (the coordinator runs with --strict-queues; declare it with --queue)", q))
+		return "", false
+	}
+	return q, true
+}
+
+// readBody reads the body up to MaxBody.
+func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if r.ContentLength > a.o.MaxBody {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is over the limit of %d bytes", r.ContentLength, a.o.MaxBody))
+		return nil, false
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, a.o.MaxBody+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "reading the body: "+err.Error())
+		return nil, false
+	}
+	if int64(buf.Len()) > a.o.MaxBody {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over the limit of %d bytes", a.o.MaxBody))
+		return nil, false
+	}
+	return buf.Bytes(), true
+}
+
+// EnqueueResult is one item's answer in a batch enqueue.
+type EnqueueResult struct {
+	Status    int    `json:"status"`
+	ID        string `json:"id,omitempty"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+func (a *API) enqueue(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.queueName(w, r)
+	if !ok {
+		return
+	}
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return
+	}
+	ndjson := strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-ndjson")
+	items, batch, err := decodeEnqueue(body, q, ndjson, a.o.MaxPayload, time.Now())
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	results := make([]EnqueueResult, len(items))
+	valid := make([]store.NewItem, 0, len(items))
+	idx := make([]int, 0, len(items))
+	for i, it := range items {
+		if it.status != 0 {
+			results[i] = EnqueueResult{Status: it.status, Error: it.err}
+			continue
+		}
+		valid = append(valid, it.item)
+		idx = append(idx, i)
+	}
+	if len(valid) > 0 {
+		res, err := a.s.Enqueue(r.Context(), valid)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		for j, rr := range res {
+			i := idx[j]
+			switch {
+			case rr.Err != nil:
+				results[i] = EnqueueResult{Status: statusOf(rr.Err), Error: rr.Err.Error()}
+			case rr.Duplicate:
+				results[i] = EnqueueResult{Status: http.StatusOK, ID: rr.ID, Duplicate: true}
+			default:
+				results[i] = EnqueueResult{Status: http.StatusCreated, ID: rr.ID}
+			}
+		}
+	}
+	if batch {
+		writeJSON(w, http.StatusOK, map[string]any{"items": results})
+		return
+	}
+	res := results[0]
+	if res.Error != "" {
+		writeError(w, res.Status, res.Error)
+		return
+	}
+	writeJSON(w, res.Status, res)
+}
+
+// LeaseJSON is a leased item as the API answers it.
+type LeaseJSON struct {
+	ID             string          `json:"id"`
+	Queue          string          `json:"queue"`
+	Payload        json.RawMessage `json:"payload"`
+	Attempt        int             `json:"attempt"`
+	Token          string          `json:"token"`
+	Deadline       time.Time       `json:"deadline"`
+	TimeoutSeconds float64         `json:"timeout_seconds"`
+}
+
+func (a *API) paused() bool { return a.o.Paused != nil && a.o.Paused() }
+
+func (a *API) lease(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.queueName(w, r)
+	if !ok {
+		return
+	}
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return
+	}
+	wait, n, batch, err := decodeLease(body)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	deadline := time.Now().Add(wait)
+	var leases []store.Lease
+	for {
+		remaining := time.Until(deadline)
+		if a.paused() {
+			// While paused no leases are handed out: wait for a resume.
+			if remaining <= 0 || !a.sleepPaused(r.Context(), remaining) {
+				break
+			}
+			continue
+		}
+		ctx, cancel := context.WithCancel(r.Context())
+		stop := a.cancelOnPause(ctx, cancel)
+		leases, err = a.s.Lease(ctx, store.LeaseRequest{Queue: q, Max: n, Wait: max(remaining, 0)})
+		stop()
+		cancel()
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		if len(leases) > 0 || time.Until(deadline) <= 0 || r.Context().Err() != nil || a.stopping() || !a.paused() {
+			break
+		}
+	}
+	if len(leases) > 0 && r.Context().Err() != nil {
+		// The worker went away before it got them: give them back.
+		cs := make([]store.Completion, len(leases))
+		for i, l := range leases {
+			cs[i] = store.Completion{Token: l.Token, Op: store.Release}
+		}
+		a.s.Complete(context.Background(), cs)
+		return
+	}
+	if len(leases) == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	now := time.Now()
+	out := make([]LeaseJSON, len(leases))
+	for i, l := range leases {
+		out[i] = LeaseJSON{ID: l.ID, Queue: l.Queue, Payload: l.Payload, Attempt: l.Attempt, Token: l.Token, Deadline: l.Deadline, TimeoutSeconds: l.Timeout.Seconds()}
+		if a.o.Metrics != nil && !l.ReadySince.IsZero() {
+			a.o.Metrics.dispatch.WithLabelValues(l.Queue).Observe(max(now.Sub(l.ReadySince), 0).Seconds())
+		}
+	}
+	if batch {
+		writeJSON(w, http.StatusOK, map[string]any{"items": out})
+		return
+	}
+	writeJSON(w, http.StatusOK, out[0])
+}
+
+func (a *API) stopping() bool {
+	if a.o.Stopping == nil {
+		return false
+	}
+	select {
+	case <-a.o.Stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// cancelOnPause cancels a lease wait when the coordinator is paused or
+// stops.
+func (a *API) cancelOnPause(ctx context.Context, cancel context.CancelFunc) (stop func()) {
+	if a.o.PauseChanged == nil && a.o.Stopping == nil {
+		return func() {}
+	}
+	var pc <-chan struct{}
+	if a.o.PauseChanged != nil {
+		pc = a.o.PauseChanged()
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-pc:
+			cancel()
+		case <-a.o.Stopping:
+			cancel()
+		case <-ctx.Done():
+		case <-done:
+		}
+	}()
+	return func() { close(done) }
+}
+
+// sleepPaused waits up to d for a resume; false when the wait ended
+// otherwise.
+func (a *API) sleepPaused(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var pc <-chan struct{}
+	if a.o.PauseChanged != nil {
+		pc = a.o.PauseChanged()
+	}
+	if !a.paused() {
+		return true
+	}
+	select {
+	case <-pc:
+		return !a.stopping()
+	case <-t.C:
+	case <-ctx.Done():
+	case <-a.o.Stopping:
+	}
+	return false
+}
+
+// CompletionResult is one lease's answer in a batch heartbeat, ack or nack.
+type CompletionResult struct {
+	Token    string     `json:"token"`
+	ID       string     `json:"id,omitempty"`
+	Status   int        `json:"status"`
+	State    string     `json:"state,omitempty"`
+	Deadline *time.Time `json:"deadline,omitempty"`
+	Error    string     `json:"error,omitempty"`
+}
+
+func parseOp(s string) (store.Op, bool) {
+	switch s {
+	case "ack":
+		return store.Ack, true
+	case "nack":
+		return store.Nack, true
+	case "heartbeat":
+		return store.Heartbeat, true
+	}
+	return 0, false
+}
+
+func (a *API) completeOne(w http.ResponseWriter, r *http.Request) {
+	op, ok := parseOp(r.PathValue("op"))
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such lease operation %q (want heartbeat, ack or nack)", r.PathValue("op")))
+		return
+	}
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return
+	}
+	c := store.Completion{Op: op}
+	if op == store.Nack {
+		var err error
+		if c, err = decodeSingleNack(body, r.Header.Get("Content-Type")); err != nil {
+			a.fail(w, err)
+			return
+		}
+	}
+	c.Token = r.PathValue("token")
+	res, err := a.complete(r.Context(), []store.Completion{c})
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if res[0].Error != "" {
+		writeError(w, res[0].Status, res[0].Error)
+		return
+	}
+	writeJSON(w, res[0].Status, res[0])
+}
+
+func (a *API) completeMany(w http.ResponseWriter, r *http.Request) {
+	op, ok := parseOp(r.PathValue("op"))
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint POST %s (want /leases/heartbeat, /leases/ack or /leases/nack for batches)", r.URL.Path))
+		return
+	}
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return
+	}
+	cs, err := decodeBatchCompletion(body, op)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	res, err := a.complete(r.Context(), cs)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": res})
+}
+
+// complete is the one code path of single and batch completions.
+func (a *API) complete(ctx context.Context, cs []store.Completion) ([]CompletionResult, error) {
+	res, err := a.s.Complete(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := make([]CompletionResult, len(res))
+	for i, rr := range res {
+		out[i] = CompletionResult{Token: cs[i].Token, ID: rr.ID, Status: http.StatusOK, State: string(rr.State)}
+		if rr.Err != nil {
+			out[i].Status = statusOf(rr.Err)
+			out[i].Error = rr.Err.Error()
+			if a.o.Metrics != nil && errors.Is(rr.Err, store.ErrStaleLease) {
+				a.o.Metrics.stale.Inc()
+			}
+			continue
+		}
+		if cs[i].Op == store.Heartbeat {
+			d := rr.Deadline
+			out[i].Deadline = &d
+		}
+		if a.o.Metrics != nil && (cs[i].Op == store.Ack || cs[i].Op == store.Nack) && !rr.Leased.IsZero() {
+			result := "ack"
+			if cs[i].Op == store.Nack {
+				result = "nack"
+			}
+			a.o.Metrics.processing.WithLabelValues(rr.Queue, result).Observe(max(now.Sub(rr.Leased), 0).Seconds())
+		}
+	}
+	return out, nil
+}
+
+// ItemJSON is an item as the API answers it.
+type ItemJSON struct {
+	store.Item
+	Timeout string `json:"timeout"`
+}
+
+func itemJSON(it store.Item) ItemJSON { return ItemJSON{Item: it, Timeout: it.Timeout.String()} }
+
+func (a *API) get(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.queueName(w, r)
+	if !ok {
+		return
+	}
+	it, err := a.s.Get(r.Context(), q, r.PathValue("id"))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, itemJSON(it))
+}
+
+func (a *API) cancel(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.queueName(w, r)
+	if !ok {
+		return
+	}
+	it, err := a.s.Cancel(r.Context(), q, r.PathValue("id"))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, itemJSON(it))
+}
+
+func (a *API) list(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.queueName(w, r)
+	if !ok {
+		return
+	}
+	a.listState(w, r, q, r.URL.Query().Get("state"))
+}
+
+func (a *API) listDead(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.queueName(w, r)
+	if !ok {
+		return
+	}
+	a.listState(w, r, q, string(store.Dead))
+}
+
+func (a *API) listState(w http.ResponseWriter, r *http.Request, q, stateName string) {
+	qs := r.URL.Query()
+	st, err := store.ParseState(stateName)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "state: "+strings.TrimPrefix(err.Error(), store.ErrInvalid.Error()+": "))
+		return
+	}
+	limit := 100
+	if v := qs.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q is not a number from 1 to 1000", v))
+			return
+		}
+		limit = n
+	}
+	page, err := a.s.List(r.Context(), store.ListRequest{Queue: q, State: st, Cursor: qs.Get("cursor"), Limit: limit})
+	if errors.Is(err, store.ErrNotFound) && !a.o.StrictQueues {
+		page, err = store.ListPage{}, nil
+	}
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	items := make([]ItemJSON, len(page.Items))
+	for i, it := range page.Items {
+		items[i] = itemJSON(it)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items, "next_cursor": page.Next})
+}
+
+type replayRequest struct {
+	IDs []string `json:"ids"`
+}
+
+func (a *API) replay(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.queueName(w, r)
+	if !ok {
+		return
+	}
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return
+	}
+	var req replayRequest
+	if len(bytes.TrimSpace(body)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, fieldError(err))
+			return
+		}
+	}
+	a.doReplay(w, r, q, req.IDs)
+}
+
+func (a *API) replayOne(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.queueName(w, r)
+	if !ok {
+		return
+	}
+	a.doReplay(w, r, q, []string{r.PathValue("id")})
+}
+
+func (a *API) doReplay(w http.ResponseWriter, r *http.Request, q string, ids []string) {
+	got, err := a.s.Replay(r.Context(), q, ids)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"replayed": got})
+}
+
+// StatsJSON is GET /queues/{q}.
+type StatsJSON struct {
+	store.Stats
+	InFlight              int     `json:"in_flight"`
+	OldestReadyAgeSeconds float64 `json:"oldest_ready_age_seconds"`
+	EnqueuedPerSecond     float64 `json:"enqueued_per_second"`
+	AckedPerSecond        float64 `json:"acked_per_second"`
+	FailedPerSecond       float64 `json:"failed_per_second"`
+}
+
+func (a *API) statsOf(ctx context.Context, q string) (StatsJSON, error) {
+	st, err := a.s.Stats(ctx, q)
+	if errors.Is(err, store.ErrNotFound) && a.decl[q] {
+		st, err = store.Stats{Name: q}, nil
+	}
+	if err != nil {
+		return StatsJSON{}, err
+	}
+	out := StatsJSON{Stats: st, InFlight: st.Leased}
+	if !st.OldestReady.IsZero() {
+		out.OldestReadyAgeSeconds = max(time.Since(st.OldestReady).Seconds(), 0)
+	}
+	out.EnqueuedPerSecond, out.AckedPerSecond, out.FailedPerSecond = a.rate(st)
+	return out, nil
+}
+
+func (a *API) stats(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.queueName(w, r)
+	if !ok {
+		return
+	}
+	st, err := a.statsOf(r.Context(), q)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *API) listQueues(w http.ResponseWriter, r *http.Request) {
+	names, err := a.allQueues(r.Context())
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	out := make([]StatsJSON, 0, len(names))
+	for _, n := range names {
+		st, err := a.statsOf(r.Context(), n)
+		if err != nil {
+			continue
+		}
+		out = append(out, st)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"queues": out})
+}
+
+func (a *API) allQueues(ctx context.Context) ([]string, error) {
+	names, err := a.s.Queues(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		seen[n] = true
+	}
+	for q := range a.decl {
+		if !seen[q] {
+			names = append(names, q)
+		}
+	}
+	if a.o.StrictQueues {
+		kept := names[:0]
+		for _, n := range names {
+			if a.decl[n] {
+				kept = append(kept, n)
+			}
+		}
+		names = kept
+	}
+	return names, nil
+}
+
+func (a *API) drained(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.queueName(w, r)
+	if !ok {
+		return
+	}
+	st, err := a.statsOf(r.Context(), q)
+	if errors.Is(err, store.ErrNotFound) {
+		st, err = StatsJSON{Stats: store.Stats{Name: q}}, nil
+	}
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	drained := st.Ready+st.Delayed+st.Leased == 0
+	code := http.StatusOK
+	if !drained {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"drained": drained, "ready": st.Ready, "delayed": st.Delayed, "leased": st.Leased, "done": st.Done, "dead": st.Dead})
+}
+
+// rateRing keeps one sample per second for a minute.
+type rateRing struct {
+	t                    []time.Time
+	enq, acked, failures []uint64
+}
+
+// sample records every queue's counters; the coordinator calls it once a
+// second.
+func (a *API) sample(ctx context.Context) {
+	names, err := a.s.Queues(ctx)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	for _, n := range names {
+		st, err := a.s.Stats(ctx, n)
+		if err != nil {
+			continue
+		}
+		a.rmu.Lock()
+		r := a.rates[n]
+		if r == nil {
+			r = &rateRing{}
+			a.rates[n] = r
+		}
+		r.t = append(r.t, now)
+		r.enq = append(r.enq, st.Enqueued)
+		r.acked = append(r.acked, st.Acked)
+		r.failures = append(r.failures, st.Nacked+st.Expired)
+		if len(r.t) > 11 {
+			r.t, r.enq, r.acked, r.failures = r.t[1:], r.enq[1:], r.acked[1:], r.failures[1:]
+		}
+		a.rmu.Unlock()
+	}
+}
+
+// rate is the per-second rate over the last ten seconds.
+func (a *API) rate(st store.Stats) (enq, acked, failed float64) {
+	a.rmu.Lock()
+	defer a.rmu.Unlock()
+	r := a.rates[st.Name]
+	if r == nil || len(r.t) == 0 {
+		return 0, 0, 0
+	}
+	d := time.Since(r.t[0]).Seconds()
+	if d < 0.5 {
+		return 0, 0, 0
+	}
+	per := func(now, then uint64) float64 {
+		if now < then {
+			return 0
+		}
+		return float64(now-then) / d
+	}
+	return per(st.Enqueued, r.enq[0]), per(st.Acked, r.acked[0]), per(st.Nacked+st.Expired, r.failures[0])
+}
