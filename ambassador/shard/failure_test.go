@@ -102,6 +102,7 @@ func eventually(t *testing.T, what string, f func() string) {
 // to the live server after server_failure_limit failures, and come back
 // after server_retry_timeout once it is up again.
 func TestEjectAndRecover(t *testing.T) {
+	t.Parallel()
 	live, victim := newRedisProc(t), newRedisProc(t)
 	if live == nil {
 		return
@@ -147,6 +148,7 @@ func TestEjectAndRecover(t *testing.T) {
 // TestFailClosed keeps the ring: a dead server's keys get an error naming
 // it, other keys are served, and nothing moves.
 func TestFailClosed(t *testing.T) {
+	t.Parallel()
 	live, victim := newRedisProc(t), newRedisProc(t)
 	if live == nil {
 		return
@@ -184,6 +186,7 @@ func TestFailClosed(t *testing.T) {
 // TestTimeout: a server that accepts and never answers gets an error
 // naming it after the pool's timeout.
 func TestTimeout(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -56,6 +56,7 @@ func mcConfig(servers ...string) Config {
 }
 
 func TestMemcache(t *testing.T) {
+	t.Parallel()
 	a, b := testdeps.StartMemcached(t), testdeps.StartMemcached(t)
 	if a == "" {
 		return
@@ -108,6 +109,7 @@ func TestMemcache(t *testing.T) {
 // TestMemcacheMultiGet splits a get over the servers and answers in the
 // order of the keys asked.
 func TestMemcacheMultiGet(t *testing.T) {
+	t.Parallel()
 	a, b, d := testdeps.StartMemcached(t), testdeps.StartMemcached(t), testdeps.StartMemcached(t)
 	if a == "" {
 		return
@@ -139,6 +141,7 @@ func TestMemcacheMultiGet(t *testing.T) {
 }
 
 func TestMemcacheBadData(t *testing.T) {
+	t.Parallel()
 	a := testdeps.StartMemcached(t)
 	if a == "" {
 		return

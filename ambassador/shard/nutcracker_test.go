@@ -17,6 +17,7 @@ import (
 // settings. All the podkit pools come from one nutcracker.yml, served by
 // one process.
 func TestNutcrackerDifferential(t *testing.T) {
+	t.Parallel()
 	addrs := []string{testdeps.StartRedis(t), testdeps.StartRedis(t), testdeps.StartRedis(t)}
 	if addrs[0] == "" || testdeps.Binary(t, "nutcracker") == "" {
 		return

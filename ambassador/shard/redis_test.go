@@ -19,6 +19,7 @@ func redisConfig(servers ...string) Config {
 }
 
 func TestRedisCommands(t *testing.T) {
+	t.Parallel()
 	a, b := testdeps.StartRedis(t), testdeps.StartRedis(t)
 	if a == "" {
 		return
@@ -115,6 +116,7 @@ func TestRedisCommands(t *testing.T) {
 // TestPipeline sends 10k mixed commands in one pipeline and checks every
 // reply arrives, in order.
 func TestPipeline(t *testing.T) {
+	t.Parallel()
 	a, b, c3 := testdeps.StartRedis(t), testdeps.StartRedis(t), testdeps.StartRedis(t)
 	if a == "" {
 		return
@@ -155,6 +157,7 @@ func TestPipeline(t *testing.T) {
 // TestMultiKeySplit checks that MSET spreads keys over the servers as the
 // ring says, and that MGET, EXISTS and DEL merge the servers' replies.
 func TestMultiKeySplit(t *testing.T) {
+	t.Parallel()
 	addrs := []string{testdeps.StartRedis(t), testdeps.StartRedis(t), testdeps.StartRedis(t)}
 	if addrs[0] == "" {
 		return
@@ -207,6 +210,7 @@ func TestMultiKeySplit(t *testing.T) {
 // protocol error on its own connection, after the replies to what came
 // before it, and that other clients are not disturbed.
 func TestProtocolErrors(t *testing.T) {
+	t.Parallel()
 	a := testdeps.StartRedis(t)
 	if a == "" {
 		return
@@ -245,6 +249,7 @@ func TestProtocolErrors(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
+	t.Parallel()
 	a := testdeps.StartRedis(t, "--requirepass", "s3cret")
 	if a == "" {
 		return

@@ -32,6 +32,7 @@ func writeConf(t *testing.T, path, body string) {
 // sending: no request fails, a bad file is refused with its line and the
 // running configuration kept.
 func TestReloadUnderLoad(t *testing.T) {
+	t.Parallel()
 	a, b := testdeps.StartRedis(t), testdeps.StartRedis(t)
 	if a == "" {
 		return
@@ -126,6 +127,7 @@ func TestReloadUnderLoad(t *testing.T) {
 // TestSIGHUP runs the command as a subprocess: SIGHUP rereads the file, a
 // bad file is refused and the process keeps serving.
 func TestSIGHUP(t *testing.T) {
+	t.Parallel()
 	a, b := testdeps.StartRedis(t), testdeps.StartRedis(t)
 	if a == "" {
 		return

@@ -174,9 +174,10 @@ func TestNutcrackerDifferential(t *testing.T) {
 		combo{"md5", Modula, [3]int{3, 1, 2}, true, "$$"},
 		combo{"crc32a", Ketama, [3]int{1, 1, 1}, true, "{}"},
 	)
-	rng := rand.New(rand.NewPCG(1, 2))
 	for ci, c := range combos {
 		t.Run(fmt.Sprintf("%s/%s/w%v/names=%v/tag=%q", c.hash, c.dist, c.weights, c.names, c.tag), func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(uint64(ci), 2))
 			// Servers listed in an order that is not twemproxy's sorted order.
 			var conf strings.Builder
 			fmt.Fprintf(&conf, "pool:\n  listen: 127.0.0.1:%s\n  redis: true\n  hash: %s\n  distribution: %s\n", testdeps.PortPlaceholder, c.hash, c.dist)
