@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# bench/tls.sh — podkit tls-proxy against nginx TLS termination.
+#
+# One nginx (Debian's package) serves a 1 KiB file on plain HTTP (the
+# backend) and also terminates TLS in front of that same backend (the
+# peer). podkit tls-proxy runs in --mode http and --mode tcp in front of the
+# same backend, with the same ECDSA P-256 certificate. wrk (-t2 -c50,
+# keep-alive, 1 KiB) loads each in alternating rounds; a second phase sends
+# "Connection: close" so every request is a new TLS handshake (sessions may
+# resume, for both). The direct (plain HTTP, no proxy) figure is the
+# physical limit.
+#
+# Usage: bench/tls.sh            (ROUNDS=3 DURATION=10s CONNS=50 THREADS=2)
+#        PODKIT=bin/podkit bench/tls.sh
+# Needs: wrk, nginx, openssl (apt-get install wrk nginx openssl) and the
+# podkit binary (make build). Installs nothing.
+#
+# Output: one line per run, then the medians and the machine-readable
+# ratio lines; the last line is the http-mode ratio against nginx.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-50}
+THREADS=${THREADS:-2}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+PODKIT=${PODKIT:-$root/bin/podkit}
+
+die() { echo "bench/tls.sh: $*" >&2; exit 1; }
+for b in wrk nginx openssl; do
+  command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || die "$b not installed (apt-get install $b)"
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$PODKIT" ] || die "podkit binary $PODKIT missing (run make build, or set PODKIT=)"
+"$PODKIT" help 2>/dev/null | grep -q 'tls-proxy' || die "$PODKIT has no tls-proxy command"
+
+work=$(mktemp -d /tmp/podkit-bench-tls.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port() { # a free loopback port
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+    echo $((20000 + RANDOM % 20000))
+}
+BACKEND=$(port); NGINX_TLS=$(port); PK_HTTP=$(port); PK_TCP=$(port); ADMIN1=$(port); ADMIN2=$(port)
+
+# Certificate: ECDSA P-256, as a modern deployment would use.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$work/tls.key" -out "$work/tls.crt" >/dev/null 2>&1 || die "openssl could not make a certificate"
+head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 >"$work/1k"
+mkdir -p "$work/www" && mv "$work/1k" "$work/www/1k"
+
+user_line=""
+[ "$(id -u)" = 0 ] && user_line="user root;"
+sed -e "s|{{USER}}|$user_line|" -e "s|{{DIR}}|$work|g" -e "s|{{BACKEND}}|$BACKEND|g" \
+  -e "s|{{TLS}}|$NGINX_TLS|g" "$here/tls/nginx.conf" >"$work/nginx.conf"
+"$NGINX" -p "$work" -e stderr -c "$work/nginx.conf" &
+pids+=($!)
+
+"$PODKIT" tls-proxy --mode http --listen 127.0.0.1:$PK_HTTP --target 127.0.0.1:$BACKEND \
+  --cert "$work/tls.crt" --key "$work/tls.key" --admin-addr 127.0.0.1:$ADMIN1 --log-level warn --drain-delay 0s &
+pids+=($!)
+"$PODKIT" tls-proxy --mode tcp --listen 127.0.0.1:$PK_TCP --target 127.0.0.1:$BACKEND \
+  --cert "$work/tls.crt" --key "$work/tls.key" --admin-addr 127.0.0.1:$ADMIN2 --log-level warn --drain-delay 0s &
+pids+=($!)
+
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "nothing listening on 127.0.0.1:$1 ($2)"
+}
+wait_port $BACKEND "nginx backend"; wait_port $NGINX_TLS "nginx TLS"
+wait_port $PK_HTTP "podkit http"; wait_port $PK_TCP "podkit tcp"
+
+declare -A URL=(
+  [direct]="http://127.0.0.1:$BACKEND/1k"
+  [nginx]="https://127.0.0.1:$NGINX_TLS/1k"
+  [podkit-http]="https://127.0.0.1:$PK_HTTP/1k"
+  [podkit-tcp]="https://127.0.0.1:$PK_TCP/1k"
+)
+if command -v curl >/dev/null; then
+  for n in "${!URL[@]}"; do
+    curl -sfk -o /dev/null "${URL[$n]}" || die "$n (${URL[$n]}) does not answer"
+  done
+fi
+
+# run NAME URL [extra wrk args] -> "rps p99_ms errors"
+run() {
+  local out rps p99 errs
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${@:2}" "$1" 2>&1) || die "wrk failed: $out"
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
+  errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+  echo "$rps $p99 ${errs:-}"
+}
+
+declare -A KA_RPS KA_P99 HS_RPS
+order=(nginx podkit-http podkit-tcp direct)
+for r in $(seq "$ROUNDS"); do
+  # Alternate the order each round so drift hits everyone alike.
+  if [ $((r % 2)) = 0 ]; then order=(direct podkit-tcp podkit-http nginx); else order=(nginx podkit-http podkit-tcp direct); fi
+  for n in "${order[@]}"; do
+    read -r rps p99 errs < <(run "${URL[$n]}")
+    KA_RPS[$n]+="$rps "; KA_P99[$n]+="$p99 "
+    printf 'round %d keep-alive  %-12s %10.0f req/s  p99 %7.2f ms %s\n' "$r" "$n" "$rps" "$p99" "$errs"
+  done
+  for n in "${order[@]}"; do
+    [ "$n" = direct ] && continue
+    read -r rps p99 errs < <(run "${URL[$n]}" -H "Connection: close")
+    HS_RPS[$n]+="$rps "
+    printf 'round %d handshakes  %-12s %10.0f conn/s  p99 %7.2f ms %s\n' "$r" "$n" "$rps" "$p99" "$errs"
+  done
+done
+
+# median and spread (max-min)/median of per-round ratios a/b.
+ratio() { # "a1 a2 ..." "b1 b2 ..."
+  python3 - "$1" "$2" <<'EOF'
+import sys, statistics
+a = [float(x) for x in sys.argv[1].split()]
+b = [float(x) for x in sys.argv[2].split()]
+r = [x / y for x, y in zip(a, b) if y > 0]
+m = statistics.median(r)
+print(f"{m:.2f} {(max(r) - min(r)) / m:.2f}")
+EOF
+}
+med() { python3 -c 'import sys,statistics; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.0f}")' $1; }
+medf() { python3 -c 'import sys,statistics; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.2f}")' $1; }
+
+echo
+for n in direct nginx podkit-http podkit-tcp; do
+  printf 'median %-12s keep-alive %6s req/s p99 %6s ms' "$n" "$(med "${KA_RPS[$n]}")" "$(medf "${KA_P99[$n]}")"
+  [ "$n" != direct ] && printf '   handshakes %6s conn/s' "$(med "${HS_RPS[$n]}")"
+  echo
+done
+echo
+read -r tr ts < <(ratio "${KA_RPS[podkit-tcp]}" "${KA_RPS[nginx]}")
+read -r tp tps < <(ratio "${KA_P99[podkit-tcp]}" "${KA_P99[nginx]}")
+read -r th ths < <(ratio "${HS_RPS[podkit-tcp]}" "${HS_RPS[nginx]}")
+read -r hh hhs < <(ratio "${HS_RPS[podkit-http]}" "${HS_RPS[nginx]}")
+read -r dr drs < <(ratio "${KA_RPS[podkit-http]}" "${KA_RPS[direct]}")
+echo "ratio podkit-http/direct rps=$dr ($ROUNDS rounds, spread $drs)"
+echo "ratio podkit-tcp/nginx rps=$tr p99=$tp handshakes=$th ($ROUNDS rounds, spread $ts)"
+echo "ratio podkit-http/nginx handshakes=$hh ($ROUNDS rounds, spread $hhs)"
+read -r hr hs < <(ratio "${KA_RPS[podkit-http]}" "${KA_RPS[nginx]}")
+read -r hp hps < <(ratio "${KA_P99[podkit-http]}" "${KA_P99[nginx]}")
+echo "ratio podkit/nginx rps=$hr p99=$hp ($ROUNDS rounds, spread $hs)"

@@ -1,0 +1,117 @@
+package tlsproxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// fixedBackend answers every HTTP/1.1 request on a connection with the
+// same 1 KiB response, as cheaply as possible, so that benchmarks measure
+// the proxy.
+func fixedBackend(b testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	body := strings.Repeat("x", 1024)
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					// Read one head (these requests have no body).
+					for {
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) == 2 {
+							break
+						}
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// benchProxy measures keep-alive requests through the proxy over one
+// TLS connection per parallel client.
+func benchProxy(b *testing.B, mode string) {
+	ca := newPKI(b, "bench CA")
+	dir := b.TempDir()
+	certFile, keyFile, _ := ca.serverFiles(dir)
+	cfg := DefaultConfig()
+	cfg.Target = fixedBackend(b)
+	cfg.CertFile, cfg.KeyFile = certFile, keyFile
+	cfg.Mode = mode
+	r := startProxy(b, cfg)
+	req := []byte("GET /1k HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReaderSize(c, 8192)
+		for pb.Next() {
+			if _, err := c.Write(req); err != nil {
+				b.Error(err)
+				return
+			}
+			n := -1
+			for {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if len(line) == 2 {
+					break
+				}
+				if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+					n, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+				}
+			}
+			if _, err := io.CopyN(io.Discard, br, int64(n)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkHTTP1KeepAlive(b *testing.B) { benchProxy(b, ModeHTTP) }
+func BenchmarkTCPKeepAlive(b *testing.B)   { benchProxy(b, ModeTCP) }
+
+func BenchmarkParseRequest(b *testing.B) {
+	head := []byte("GET /api/v1/items?id=42 HTTP/1.1\r\nHost: app.example.com\r\nUser-Agent: Mozilla/5.0\r\nAccept: text/html,application/xhtml+xml\r\nAccept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\nCookie: session=abcdef0123456789\r\nConnection: keep-alive\r\n\r\n")
+	var m msg
+	b.ReportAllocs()
+	b.SetBytes(int64(len(head)))
+	for b.Loop() {
+		if err := parseRequest(&m, head, "x-forwarded-client-cert"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
