@@ -172,7 +172,11 @@ func TestTCPModeUnixTarget(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			r := serverProxy(t, ca, "unix:"+sock, func(c *Config) { c.Mode = mode })
 			for _, h2 := range []bool{false, true} {
-				resp, err := httpsClient(ca, h2).Get("https://" + r.addr + "/")
+				c := httpsClient(ca, h2)
+				// At layer 4 an idle keep-alive connection is still a
+				// connection: close it, or stopping waits for it.
+				defer c.CloseIdleConnections()
+				resp, err := c.Get("https://" + r.addr + "/")
 				if err != nil {
 					t.Fatal(err)
 				}
