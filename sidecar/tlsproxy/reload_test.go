@@ -237,3 +237,49 @@ func TestBadCertificateKept(t *testing.T) {
 		t.Errorf("cert expiry metric %v is not in the future", v)
 	}
 }
+
+// TestSessionResumption checks that returning clients resume their TLS
+// session, also after a certificate reload (the ticket keys survive it).
+func TestSessionResumption(t *testing.T) {
+	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(version), func(t *testing.T) {
+			ca := newPKI(t, "CA")
+			dir := t.TempDir()
+			certFile, keyFile, _ := ca.serverFiles(dir)
+			r := serverProxy(t, ca, echoBackend(t), func(c *Config) {
+				c.CertFile, c.KeyFile = certFile, keyFile
+				c.WatchInterval = 0
+			})
+			cache := tls.NewLRUClientSessionCache(8)
+			dial := func() bool {
+				t.Helper()
+				c, err := tls.Dial("tcp", r.addr, &tls.Config{
+					RootCAs: ca.pool, ServerName: "localhost", ClientSessionCache: cache,
+					MinVersion: version, MaxVersion: version, NextProtos: []string{"http/1.1"},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				// A request and its answer: TLS 1.3 tickets arrive after
+				// the handshake and are read with the response.
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+				io.Copy(io.Discard, c)
+				return c.ConnectionState().DidResume
+			}
+			if dial() {
+				t.Fatal("first connection resumed")
+			}
+			if !dial() {
+				t.Error("second connection did not resume")
+			}
+			ca.serverFiles(dir) // a new pair
+			if err := r.p.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			if !dial() {
+				t.Error("connection after a certificate reload did not resume")
+			}
+		})
+	}
+}
