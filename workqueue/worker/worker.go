@@ -1,0 +1,570 @@
+// Package worker is `podkit worker`: the adapter that turns any program
+// into a worker of podkit's work queue. It leases items from a coordinator
+// (`podkit queue`) and, per item, either runs a command — the payload on
+// stdin and in the file named by $PODKIT_ITEM_FILE, with $PODKIT_ITEM_ID,
+// $PODKIT_ATTEMPT and $PODKIT_QUEUE set — or POSTs the payload to a worker
+// process in the pod (--http). While the item runs it heartbeats the
+// lease; exit 0 (or a 2xx answer) acks it, anything else nacks it with the
+// tail of stderr (or of the answer); at the item's timeout the command is
+// killed and the item nacked.
+//
+// Paused (POST /pause) or draining (SIGTERM), the worker stops leasing and
+// finishes the items it holds. An ack or nack refused with 409 means the
+// lease was no longer this worker's (it expired and the item went to
+// another worker): it is logged as a stale completion and counted, never
+// retried.
+package worker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/workqueue/client"
+)
+
+// Config configures a Worker.
+type Config struct {
+	// Queue is the queue's URL: http://host:port/queues/<name>.
+	Queue string `json:"queue"`
+	// Concurrency is how many items are processed at once.
+	Concurrency int `json:"concurrency"`
+	// Command runs once per item (mutually exclusive with HTTP).
+	Command []string `json:"command"`
+	// HTTP is the URL the payload is POSTed to instead of running a command.
+	HTTP string `json:"http"`
+	// Wait is how long one lease request waits for an item (long-poll).
+	Wait time.Duration `json:"wait"`
+	// KillGrace is how long a command has between SIGTERM and SIGKILL at
+	// its timeout.
+	KillGrace time.Duration `json:"kill_grace"`
+	// StderrTail is how many bytes of the end of stderr go in a nack.
+	StderrTail int `json:"stderr_tail"`
+	// Stdout and Stderr receive the command's streams (nil: the process's).
+	Stdout io.Writer `json:"-"`
+	Stderr io.Writer `json:"-"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{Concurrency: 1, Wait: 20 * time.Second, KillGrace: 2 * time.Second, StderrTail: 4096}
+}
+
+// RegisterFlags adds the worker's flags to fs.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Queue, "queue", c.Queue, "the queue to work on: `URL`/queues/<name>, e.g. http://queue:8080/queues/default")
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "items processed at once")
+	fs.StringVar(&c.HTTP, "http", c.HTTP, "POST each payload to this `URL` (a worker process in the pod) instead of running a command")
+	fs.DurationVar(&c.Wait, "wait", c.Wait, "how long one lease request waits for an item")
+	fs.DurationVar(&c.KillGrace, "kill-grace", c.KillGrace, "at an item's timeout, time between SIGTERM and SIGKILL")
+	fs.IntVar(&c.StderrTail, "stderr-tail", c.StderrTail, "bytes of the end of stderr sent with a nack")
+}
+
+// Validate reports every invalid field, naming its flag.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Queue == "" {
+		errs = append(errs, errors.New("--queue: required (URL/queues/<name>)"))
+	} else if _, _, err := client.ParseQueueURL(c.Queue); err != nil {
+		errs = append(errs, fmt.Errorf("--queue: %v", err))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 1024 {
+		errs = append(errs, fmt.Errorf("--concurrency: %d is not from 1 to 1024", c.Concurrency))
+	}
+	switch {
+	case c.HTTP == "" && len(c.Command) == 0:
+		errs = append(errs, errors.New("give a command after -- (or --http URL)"))
+	case c.HTTP != "" && len(c.Command) > 0:
+		errs = append(errs, errors.New("--http: give --http or a command, not both"))
+	case c.HTTP != "":
+		u, err := url.Parse(c.HTTP)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--http %q: want an http:// or https:// URL", c.HTTP))
+		}
+	}
+	if c.Wait <= 0 || c.Wait > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("--wait: %s is not from 1ns to 5m", c.Wait))
+	}
+	if c.KillGrace < 0 {
+		errs = append(errs, fmt.Errorf("--kill-grace: %s is negative", c.KillGrace))
+	}
+	if c.StderrTail < 0 || c.StderrTail > 1<<20 {
+		errs = append(errs, fmt.Errorf("--stderr-tail: %d is not from 0 to 1048576", c.StderrTail))
+	}
+	return errors.Join(errs...)
+}
+
+// Worker is the `podkit worker` component.
+type Worker struct {
+	cfg   Config
+	base  string
+	queue string
+	c     *client.Client
+	hc    *http.Client
+
+	items   *prometheus.CounterVec
+	busy    prometheus.Gauge
+	stale   prometheus.Counter
+	dur     *prometheus.HistogramVec
+	staleMu sync.Mutex
+	nStale  int
+}
+
+var (
+	_ container.Component  = (*Worker)(nil)
+	_ container.Configured = (*Worker)(nil)
+)
+
+// New validates cfg and returns a Worker.
+func New(cfg Config) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	base, q, _ := client.ParseQueueURL(cfg.Queue)
+	return &Worker{
+		cfg: cfg, base: base, queue: q, c: client.New(base, nil),
+		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency}},
+		items: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podkit_worker_items_total", Help: "Items processed, by result: ack, nack, timeout, lost (the lease was no longer ours).",
+		}, []string{"result"}),
+		busy: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "podkit_worker_busy", Help: "Items being processed now.",
+		}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "podkit_worker_stale_completions_total", Help: "Heartbeats, acks and nacks the coordinator refused with 409 (the lease had moved on).",
+		}),
+		dur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "podkit_worker_processing_duration_seconds", Help: "Time to process one item, by result.",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 1800},
+		}, []string{"result"}),
+	}, nil
+}
+
+// Command is the `podkit worker` subcommand.
+func Command() cli.Command {
+	return container.Command("worker",
+		"lease items from a podkit queue and run a command (or POST to a URL) for each; ack on success, nack with stderr otherwise",
+		"--queue URL/queues/NAME [--concurrency N] [flags] -- CMD ARGS...   |   --queue URL/queues/NAME --http URL",
+		func(fs *flag.FlagSet) container.BuildFunc {
+			cfg := DefaultConfig()
+			cfg.RegisterFlags(fs)
+			return func(args []string) (container.Component, error) {
+				cfg.Command = args
+				return New(cfg)
+			}
+		})
+}
+
+// Name implements container.Component.
+func (w *Worker) Name() string { return "worker" }
+
+// EffectiveConfig implements container.Configured.
+func (w *Worker) EffectiveConfig() any {
+	c := w.cfg
+	c.Queue = container.RedactURL(c.Queue)
+	c.HTTP = container.RedactURL(c.HTTP)
+	return c
+}
+
+// StaleCompletions reports how many completions the coordinator refused
+// with 409.
+func (w *Worker) StaleCompletions() int {
+	w.staleMu.Lock()
+	defer w.staleMu.Unlock()
+	return w.nStale
+}
+
+// Run implements container.Component.
+func (w *Worker) Run(ctx context.Context, h *container.Host) error {
+	h.Registerer().MustRegister(w.items, w.busy, w.stale, w.dur)
+	log := h.Logger().With("queue", w.cfg.Queue)
+	h.SetReady(true)
+	log.Info("worker started", "concurrency", w.cfg.Concurrency, "mode", w.mode())
+	var wg sync.WaitGroup
+	for i := range w.cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.slot(ctx, h, log.With("slot", i))
+		}()
+	}
+	wg.Wait()
+	h.SetReady(false)
+	log.Info("worker stopped", "stale_completions", w.StaleCompletions())
+	return nil
+}
+
+func (w *Worker) mode() string {
+	if w.cfg.HTTP != "" {
+		return "http " + container.RedactURL(w.cfg.HTTP)
+	}
+	return "exec " + w.cfg.Command[0]
+}
+
+// slot leases and processes items one at a time until ctx ends.
+func (w *Worker) slot(ctx context.Context, h *container.Host, log *slog.Logger) {
+	failures := 0
+	for ctx.Err() == nil {
+		if h.Paused() {
+			if h.WaitResumed(ctx) != nil {
+				return
+			}
+			continue
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		pc := h.PauseChanged()
+		go func() {
+			select {
+			case <-pc:
+				cancel()
+			case <-lctx.Done():
+			}
+		}()
+		leases, err := w.c.Lease(lctx, w.queue, 1, w.cfg.Wait)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil || lctx.Err() != nil {
+				continue
+			}
+			failures++
+			if failures == 1 || failures%30 == 0 {
+				log.Warn("lease request failed; retrying", "error", err, "failures", failures)
+			}
+			sleep(ctx, min(time.Duration(failures)*200*time.Millisecond, 5*time.Second))
+			continue
+		}
+		if failures > 0 {
+			log.Info("lease requests work again", "after_failures", failures)
+			failures = 0
+		}
+		for _, l := range leases {
+			w.process(h, log, l)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// outcome of one item.
+type outcome struct {
+	ok      bool
+	result  string // ack, nack, timeout, lost
+	errText string
+}
+
+// process runs one leased item to its ack or nack. It is not bound to the
+// component's context: a draining worker finishes its items, up to the
+// drain deadline.
+func (w *Worker) process(h *container.Host, log *slog.Logger, l client.Lease) {
+	w.busy.Inc()
+	defer w.busy.Dec()
+	start := time.Now()
+	log = log.With("item", l.ID, "attempt", l.Attempt)
+	timeout := l.Timeout()
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	// lost closes when a heartbeat is refused: the item is someone else's.
+	lost := make(chan struct{})
+	hbCtx, stopHB := context.WithCancel(context.Background())
+	var hbWG sync.WaitGroup
+	hbWG.Add(1)
+	go func() {
+		defer hbWG.Done()
+		w.heartbeat(hbCtx, log, l, timeout, lost)
+	}()
+	var out outcome
+	if w.cfg.HTTP != "" {
+		out = w.runHTTP(h, l, timeout, lost)
+	} else {
+		out = w.runExec(h, log, l, timeout, lost)
+	}
+	stopHB()
+	hbWG.Wait()
+	select {
+	case <-lost:
+		out = outcome{result: "lost"}
+	default:
+	}
+	w.dur.WithLabelValues(out.result).Observe(time.Since(start).Seconds())
+	w.items.WithLabelValues(out.result).Inc()
+	if out.result == "lost" {
+		log.Warn("lease lost while the item ran (it expired and went to another worker); result dropped")
+		return
+	}
+	w.complete(h, log, l, out)
+}
+
+// heartbeat extends the lease every third of the timeout.
+func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, l client.Lease, timeout time.Duration, lost chan struct{}) {
+	every := max(timeout/3, 50*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		hctx, cancel := context.WithTimeout(ctx, every)
+		_, err := w.c.Heartbeat(hctx, l.Token)
+		cancel()
+		if errors.Is(err, client.ErrStale) {
+			w.countStale(log, "heartbeat", err)
+			close(lost)
+			return
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("heartbeat failed; will retry", "error", err)
+		}
+	}
+}
+
+func (w *Worker) countStale(log *slog.Logger, what string, err error) {
+	w.stale.Inc()
+	w.staleMu.Lock()
+	w.nStale++
+	w.staleMu.Unlock()
+	log.Warn("stale completion rejected", "op", what, "error", err.Error())
+}
+
+// complete acks or nacks, retrying through network errors and coordinator
+// restarts until the lease's deadline has surely passed.
+func (w *Worker) complete(h *container.Host, log *slog.Logger, l client.Lease, out outcome) {
+	giveUp := time.Now().Add(max(l.Timeout(), 10*time.Second) + 30*time.Second)
+	op := "ack"
+	if !out.ok {
+		op = "nack"
+	}
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var err error
+		if out.ok {
+			err = w.c.Ack(ctx, l.Token)
+		} else {
+			err = w.c.Nack(ctx, l.Token, out.errText, 0)
+		}
+		cancel()
+		var ae *client.Error
+		switch {
+		case err == nil:
+			if out.ok {
+				log.Debug("acked")
+			} else {
+				log.Info("nacked", "reason", firstLine(out.errText))
+			}
+			return
+		case errors.Is(err, client.ErrStale):
+			w.countStale(log, op, err)
+			return
+		case errors.As(err, &ae) && ae.Status/100 == 4:
+			log.Error(op+" refused", "error", err)
+			return
+		case time.Now().After(giveUp):
+			log.Error(op+" failed; giving up (the lease has expired by now and the item will be retried)", "error", err, "attempts", attempt)
+			return
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			log.Warn(op+" failed; retrying", "error", err, "attempt", attempt)
+		}
+		time.Sleep(min(time.Duration(attempt)*100*time.Millisecond, 2*time.Second))
+	}
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// runExec runs the command for one item.
+func (w *Worker) runExec(h *container.Host, log *slog.Logger, l client.Lease, timeout time.Duration, lost <-chan struct{}) outcome {
+	f, err := os.CreateTemp("", "podkit-item-*.json")
+	if err != nil {
+		return outcome{result: "nack", errText: "podkit worker: cannot write the payload file: " + err.Error()}
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(l.Payload)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return outcome{result: "nack", errText: "podkit worker: cannot write the payload file: " + err.Error()}
+	}
+	cmd := exec.Command(w.cfg.Command[0], w.cfg.Command[1:]...)
+	cmd.Env = append(os.Environ(),
+		"PODKIT_ITEM_ID="+l.ID,
+		"PODKIT_ATTEMPT="+strconv.Itoa(l.Attempt),
+		"PODKIT_ITEM_FILE="+f.Name(),
+		"PODKIT_QUEUE="+l.Queue,
+		"PODKIT_ITEM_DEADLINE="+l.Deadline.UTC().Format(time.RFC3339Nano),
+	)
+	cmd.Stdin = bytes.NewReader(l.Payload)
+	cmd.Stdout = orWriter(w.cfg.Stdout, os.Stdout)
+	tail := &tailBuffer{max: w.cfg.StderrTail}
+	cmd.Stderr = io.MultiWriter(orWriter(w.cfg.Stderr, os.Stderr), tail)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return outcome{result: "nack", errText: fmt.Sprintf("podkit worker: cannot start %q: %v", w.cfg.Command[0], err)}
+	}
+	waitc := make(chan error, 1)
+	go func() { waitc <- cmd.Wait() }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	reason := ""
+	var werr error
+	select {
+	case werr = <-waitc:
+	case <-timer.C:
+		reason = fmt.Sprintf("podkit worker: killed at the item's timeout (%s)", timeout)
+	case <-lost:
+		reason = "lost"
+	case <-h.DrainContext().Done():
+		reason = "podkit worker: killed at the drain deadline (the worker is stopping)"
+	}
+	if reason != "" {
+		w.kill(cmd, waitc)
+		if reason == "lost" {
+			return outcome{result: "lost"}
+		}
+		log.Warn("command killed", "reason", reason)
+		return outcome{result: "timeout", errText: reason + tail.suffix()}
+	}
+	if werr == nil {
+		return outcome{ok: true, result: "ack"}
+	}
+	return outcome{result: "nack", errText: describeExit(cmd.ProcessState, werr) + tail.suffix()}
+}
+
+// kill stops the command's process group: SIGTERM, then SIGKILL after the
+// grace.
+func (w *Worker) kill(cmd *exec.Cmd, waitc <-chan error) error {
+	pgid := cmd.Process.Pid
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	t := time.NewTimer(w.cfg.KillGrace)
+	defer t.Stop()
+	select {
+	case err := <-waitc:
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		return err
+	case <-t.C:
+	}
+	syscall.Kill(-pgid, syscall.SIGKILL)
+	return <-waitc
+}
+
+func describeExit(ps *os.ProcessState, err error) string {
+	if ps == nil {
+		return "podkit worker: " + err.Error()
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return fmt.Sprintf("killed by signal %s", ws.Signal())
+	}
+	return fmt.Sprintf("exit status %d", ps.ExitCode())
+}
+
+// runHTTP POSTs the payload to the worker process.
+func (w *Worker) runHTTP(h *container.Host, l client.Lease, timeout time.Duration, lost <-chan struct{}) outcome {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-lost:
+			cancel()
+		case <-h.DrainContext().Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.HTTP, bytes.NewReader(l.Payload))
+	if err != nil {
+		return outcome{result: "nack", errText: err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Podkit-Item-Id", l.ID)
+	req.Header.Set("Podkit-Attempt", strconv.Itoa(l.Attempt))
+	req.Header.Set("Podkit-Queue", l.Queue)
+	req.Header.Set("Podkit-Item-Deadline", l.Deadline.UTC().Format(time.RFC3339Nano))
+	resp, err := w.hc.Do(req)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return outcome{result: "timeout", errText: fmt.Sprintf("podkit worker: no answer from %s within the item's timeout (%s)", container.RedactURL(w.cfg.HTTP), timeout)}
+		}
+		return outcome{result: "nack", errText: "podkit worker: " + err.Error()}
+	}
+	defer resp.Body.Close()
+	tail := &tailBuffer{max: w.cfg.StderrTail}
+	io.Copy(tail, io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode/100 == 2 {
+		return outcome{ok: true, result: "ack"}
+	}
+	return outcome{result: "nack", errText: fmt.Sprintf("%s answered %s", container.RedactURL(w.cfg.HTTP), resp.Status) + tail.suffix()}
+}
+
+// tailBuffer keeps the last max bytes written.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+	cut bool
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+		t.cut = true
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) suffix() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := strings.TrimRight(string(t.buf), "\n")
+	if s == "" {
+		return ""
+	}
+	if t.cut {
+		return ": …" + s
+	}
+	return ": " + s
+}
+
+func orWriter(w, def io.Writer) io.Writer {
+	if w != nil {
+		return w
+	}
+	return def
+}
