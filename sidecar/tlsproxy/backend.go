@@ -40,8 +40,11 @@ func newBackendPool(p *Proxy) *backendPool {
 	return &backendPool{p: p, maxIdle: 1024}
 }
 
-// get returns an idle connection (reused true) or a new one.
-func (bp *backendPool) get() (*backendConn, bool, error) {
+// get returns an idle connection (reused true) or a new one. probe checks
+// any idle connection for a close by the target first (a request with a
+// body cannot be retried on another connection once it was sent);
+// otherwise only connections idle for a while are checked.
+func (bp *backendPool) get(probe bool) (*backendConn, bool, error) {
 	now := time.Now()
 	for {
 		bp.mu.Lock()
@@ -55,7 +58,7 @@ func (bp *backendPool) get() (*backendConn, bool, error) {
 		bp.idle = bp.idle[:n-1]
 		bp.mu.Unlock()
 		idle := now.Sub(bc.idleSince)
-		if idle > backendMaxIdleTime || idle > backendProbeAfter && !alive(bc.c) {
+		if idle > backendMaxIdleTime || (probe || idle > backendProbeAfter) && !alive(bc.c) {
 			bc.close()
 			continue
 		}
@@ -82,15 +85,29 @@ func (bp *backendPool) put(bc *backendConn) {
 		bc.close()
 		return
 	}
-	bc.idleSince = time.Now()
+	now := time.Now()
+	bc.idleSince = now
+	var stale *backendConn
 	bp.mu.Lock()
 	if bp.closed || len(bp.idle) >= bp.maxIdle {
 		bp.mu.Unlock()
 		bc.close()
 		return
 	}
+	// The least recently used connection is at the bottom: drop it once
+	// it has idled too long, so connections the target closed do not
+	// linger.
+	if len(bp.idle) > 0 && now.Sub(bp.idle[0].idleSince) > backendMaxIdleTime {
+		stale = bp.idle[0]
+		copy(bp.idle, bp.idle[1:])
+		bp.idle[len(bp.idle)-1] = nil
+		bp.idle = bp.idle[:len(bp.idle)-1]
+	}
 	bp.idle = append(bp.idle, bc)
 	bp.mu.Unlock()
+	if stale != nil {
+		stale.close()
+	}
 }
 
 func (bp *backendPool) closeAll() {

@@ -197,7 +197,7 @@ func (c *h1conn) handle(head []byte) bool {
 		err    error
 	)
 	for attempt := 0; ; attempt++ {
-		bc, reused, err = p.pool.get()
+		bc, reused, err = p.pool.get(hasBody)
 		if err != nil {
 			c.br.Discard(len(head))
 			c.reject(502, "backend", "Bad Gateway")

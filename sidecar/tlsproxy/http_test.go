@@ -332,3 +332,51 @@ func TestBackendDown(t *testing.T) {
 		return nil
 	})
 }
+
+// TestTargetClosesKeepAlive: a target that closes every connection after
+// one response, without saying so. Pooled connections are then stale;
+// requests must still succeed.
+func TestTargetClosesKeepAlive(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				b, _ := io.ReadAll(req.Body)
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(b)+2, "ok"+string(b))
+			}()
+		}
+	}()
+	ca := newPKI(t, "CA")
+	r := serverProxy(t, ca, ln.Addr().String(), nil)
+	c := httpsClient(ca, false)
+	for i := range 20 {
+		method, body := "GET", ""
+		if i%2 == 1 {
+			method, body = "POST", fmt.Sprint(i)
+		}
+		req, _ := http.NewRequest(method, "https://"+r.addr+"/", strings.NewReader(body))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "ok"+body {
+			t.Errorf("request %d (%s): %s %q", i, method, resp.Status, b)
+		}
+		time.Sleep(5 * time.Millisecond) // let the target's FIN arrive
+	}
+}
