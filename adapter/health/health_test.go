@@ -487,3 +487,20 @@ func TestPostgres(t *testing.T) {
 		})
 	})
 }
+
+func TestRedisWrongPassword(t *testing.T) {
+	addr := testdeps.StartRedis(t, "--requirepass", "pw")
+	if addr == "" {
+		return
+	}
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("not-the-password\n"), 0o600)
+	r := start(t, fast(Config{Redis: addr, PasswordFile: pwFile}))
+	waitFor(t, "an auth failure", func() bool {
+		_, body := get(t, r.base+"/readyz")
+		return reason(body) == ReasonAuth
+	})
+	if strings.Contains(r.logs.String(), "not-the-password") {
+		t.Fatal("the password is in the log")
+	}
+}

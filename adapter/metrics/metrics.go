@@ -90,24 +90,41 @@ func (c Config) Validate() error {
 	if len(c.Nginx)+len(c.Redis)+len(c.MySQL)+len(c.Postgres) == 0 {
 		errs = append(errs, errors.New("no target: give at least one of --nginx, --redis, --mysql, --postgres"))
 	}
+	// Targets are told apart by address: the same server twice would
+	// export the same series twice.
+	seen := map[string]bool{}
+	dup := func(flag, addr string) {
+		if seen[flag+" "+addr] {
+			errs = append(errs, fmt.Errorf("%s: %s is given twice (the address labels the series; one target per server)", flag, addr))
+		}
+		seen[flag+" "+addr] = true
+	}
 	for _, u := range c.Nginx {
-		if _, err := parseNginxURL(u); err != nil {
+		if pu, err := parseNginxURL(u); err != nil {
 			errs = append(errs, fmt.Errorf("--nginx %q: %w", u, err))
+		} else {
+			dup("--nginx", pu.Host)
 		}
 	}
 	for _, a := range c.Redis {
-		if _, err := dbwire.ParseRedisTarget(a); err != nil {
+		if t, err := dbwire.ParseRedisTarget(a); err != nil {
 			errs = append(errs, fmt.Errorf("--redis: %w", err))
+		} else {
+			dup("--redis", t.String())
 		}
 	}
 	for _, d := range c.MySQL {
-		if _, err := dbwire.ParseMySQL(d); err != nil {
+		if t, err := dbwire.ParseMySQL(d); err != nil {
 			errs = append(errs, fmt.Errorf("--mysql %s: %w", redactDSN(d), err))
+		} else {
+			dup("--mysql", t.Addr)
 		}
 	}
 	for _, d := range c.Postgres {
-		if _, err := dbwire.ParsePostgres(d); err != nil {
+		if t, err := dbwire.ParsePostgres(d); err != nil {
 			errs = append(errs, fmt.Errorf("--postgres %s: %w", redactDSN(d), err))
+		} else {
+			dup("--postgres", t.Addr)
 		}
 	}
 	for flag, f := range map[string]string{

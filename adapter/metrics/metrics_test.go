@@ -521,6 +521,8 @@ func TestValidate(t *testing.T) {
 		{"password file missing", func(c *Config) { c.Redis = []string{"h:1"}; c.RedisPasswordFile = filepath.Join(dir, "nope") }, "--redis-password-file: open"},
 		{"password file empty", func(c *Config) { c.Redis = []string{"h:1"}; c.RedisPasswordFile = empty }, "--redis-password-file: " + empty + " is empty"},
 		{"timeout", func(c *Config) { c.Redis = []string{"h:1"}; c.Timeout = 0 }, "--timeout"},
+		{"same nginx twice", func(c *Config) { c.Nginx = []string{"http://h:8080/a", "http://h:8080/b"} }, "--nginx: h:8080 is given twice"},
+		{"same redis twice", func(c *Config) { c.Redis = []string{"h:6379", "redis://h/1"} }, "--redis: h:6379 is given twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
