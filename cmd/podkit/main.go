@@ -7,6 +7,8 @@ import (
 	"context"
 	"os"
 
+	"github.com/podkit/podkit/adapter/health"
+	"github.com/podkit/podkit/adapter/metrics"
 	"github.com/podkit/podkit/internal/cli"
 	"github.com/podkit/podkit/internal/demo"
 	"github.com/podkit/podkit/internal/sampleapp"
@@ -19,6 +21,8 @@ func commands() []cli.Command {
 	return []cli.Command{
 		await.Command(),
 		demo.Command(),
+		health.Command(),
+		metrics.Command(),
 		sampleapp.Command(),
 		topz.Command(),
 	}

@@ -47,6 +47,8 @@ type service struct {
 var services = []service{
 	{name: "await", start: startAwait},
 	{name: "topz", start: startTopz},
+	{name: "metrics", start: startMetrics},
+	{name: "health", start: startHealth},
 }
 
 type env struct {
