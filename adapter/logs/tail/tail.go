@@ -139,8 +139,7 @@ type Source struct {
 	readOff   int64 // bytes read into the buffer
 	committed int64 // end of the last line written out
 	carry     []byte
-	fpLen     int
-	fp        uint64
+	head      []byte // the first bytes of the file, up to FingerprintBytes
 	rotated   bool
 	lastData  time.Time
 	openedAt  time.Time
@@ -173,8 +172,7 @@ type Tail struct {
 // truncRecord remembers where a copytruncated file was left, so its copy
 // can be read from there.
 type truncRecord struct {
-	fpLen  int
-	fp     uint64
+	head   []byte
 	offset int64
 	at     time.Time
 }
@@ -299,7 +297,7 @@ func (t *Tail) finish(drain context.Context) error {
 			break
 		}
 		if fi, err := s.f.Stat(); err == nil {
-			if _, err := t.readSource(s, fi.Size()-s.readOff, time.Now()); err != nil && firstErr == nil {
+			if _, _, err := t.readSource(s, fi.Size()-s.readOff); err != nil && firstErr == nil {
 				firstErr = err
 			}
 		}
@@ -335,9 +333,16 @@ func (t *Tail) pass(now time.Time, budget int) (bool, error) {
 		if err := t.checkHead(s, now); err != nil {
 			return progressed, err
 		}
-		n, err := t.readSource(s, int64(budget), now)
+		n, truncated, err := t.readSource(s, int64(budget))
 		if err != nil {
 			return progressed, err
+		}
+		if truncated {
+			progressed = true
+			if err := t.onTruncate(s, now); err != nil {
+				return progressed, err
+			}
+			continue
 		}
 		if n > 0 {
 			progressed = true
@@ -359,20 +364,26 @@ func (t *Tail) pass(now time.Time, budget int) (bool, error) {
 }
 
 // readSource reads up to limit bytes of s and hands its complete lines to
-// the Handler.
-func (t *Tail) readSource(s *Source, limit int64, now time.Time) (int64, error) {
-	var total int64
+// the Handler. After each read it checks that the head of the file is
+// still the one it knows: if not, the file was truncated, the bytes just
+// read may be the new content at the old offset, and they are dropped
+// (truncated is then true; the old content's rest is in the copy).
+func (t *Tail) readSource(s *Source, limit int64) (total int64, truncated bool, err error) {
 	for total < limit {
 		n := copy(t.buf, s.carry)
 		s.carry = s.carry[:0]
 		want := min(len(t.buf)-n, t.cfg.ReadBytes)
 		m, err := s.f.Read(t.buf[n : n+want])
+		if m > 0 && !t.headSame(s) {
+			s.carry = append(s.carry, t.buf[:n]...)
+			return total, true, nil
+		}
 		if m == 0 {
 			s.carry = append(s.carry, t.buf[:n]...)
 			if err != nil && err != io.EOF {
-				return total, fmt.Errorf("reading %s: %w", s.Path, err)
+				return total, false, fmt.Errorf("reading %s: %w", s.Path, err)
 			}
-			return total, nil
+			return total, false, nil
 		}
 		s.readOff += int64(m)
 		total += int64(m)
@@ -390,7 +401,7 @@ func (t *Tail) readSource(s *Source, limit int64, now time.Time) (int64, error) 
 				line = line[:len(line)-1]
 			}
 			if err := t.h.Line(s, line, base+int64(end)+1); err != nil {
-				return total, err
+				return total, false, err
 			}
 			start = end + 1
 		}
@@ -400,26 +411,43 @@ func (t *Tail) readSource(s *Source, limit int64, now time.Time) (int64, error) 
 			cut := rest[:t.cfg.MaxLineBytes]
 			start += len(cut)
 			if err := t.h.Line(s, cut, base+int64(start)); err != nil {
-				return total, err
+				return total, false, err
 			}
 			rest = data[start:]
 		}
 		s.carry = append(s.carry, rest...)
+		// The head is what was read at the start of the file: the content
+		// this Tail follows, whatever the file holds by now.
+		if hl := int64(len(s.head)); hl < FingerprintBytes && base <= hl && hl < base+int64(len(data)) {
+			end := min(FingerprintBytes, base+int64(len(data)))
+			s.head = append(s.head, data[hl-base:end-base]...)
+		}
 	}
-	return total, nil
+	return total, false, nil
 }
 
-// checkHead compares the head of s with its fingerprint: different bytes
-// mean the file was truncated and written again since the last look.
+// checkHead compares the head of s with the one it knows: different
+// bytes mean the file was truncated (and maybe written again) since the
+// last look.
 func (t *Tail) checkHead(s *Source, now time.Time) error {
-	if s.fpLen == 0 {
-		return nil
-	}
-	fpLen, fp, err := fingerprint(s.f, int64(s.fpLen))
-	if err != nil || (fpLen == s.fpLen && fp == s.fp) {
+	if t.headSame(s) {
 		return nil
 	}
 	return t.onTruncate(s, now)
+}
+
+// headSame reports whether the file still begins with s.head.
+func (t *Tail) headSame(s *Source) bool {
+	n := len(s.head)
+	if n == 0 {
+		return true
+	}
+	var cur [FingerprintBytes]byte
+	m, err := s.f.ReadAt(cur[:n], 0)
+	if err != nil && err != io.EOF {
+		return true // cannot tell; the size check at EOF still applies
+	}
+	return m == n && bytes.Equal(cur[:n], s.head)
 }
 
 // atEOF handles a file that had nothing new: truncation, fingerprint
@@ -431,9 +459,6 @@ func (t *Tail) atEOF(s *Source, now time.Time) (closed bool, err error) {
 	}
 	if fi.Size() < s.readOff {
 		return false, t.onTruncate(s, now)
-	}
-	if s.fpLen < FingerprintBytes && s.readOff > int64(s.fpLen) {
-		s.fpLen, s.fp, _ = fingerprint(s.f, FingerprintBytes)
 	}
 	if !s.rotated {
 		pfi, err := os.Stat(s.Path)
@@ -472,15 +497,15 @@ func (t *Tail) onTruncate(s *Source, now time.Time) error {
 		return err
 	}
 	left := s.readOff - int64(len(s.carry))
-	if s.fpLen == FingerprintBytes {
-		t.truncated = append(t.truncated, truncRecord{fpLen: s.fpLen, fp: s.fp, offset: left, at: now})
+	if len(s.head) > 0 {
+		t.truncated = append(t.truncated, truncRecord{head: s.head, offset: left, at: now})
 	}
 	t.rotate("truncate", s, "file truncated; reading it again from the start")
 	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("seek %s: %w", s.Path, err)
 	}
 	s.readOff, s.committed, s.carry = 0, 0, s.carry[:0]
-	s.fpLen, s.fp, _ = fingerprint(s.f, FingerprintBytes)
+	s.head = nil // taken again from what is read from offset 0
 	s.lastData = now
 	t.dirty = true
 	// A copy already found waits for this record; the next scan takes it.
@@ -581,6 +606,11 @@ func (t *Tail) scan(now time.Time) error {
 			}
 			continue
 		}
+		if fi.Size() == 0 {
+			// Nothing to read yet, and nothing to tell a new file from a
+			// copy being written: look again at the next scan.
+			continue
+		}
 		if err := t.discover(p, fi, id, first, now); err != nil {
 			t.log.Warn("cannot open file", "path", p, "error", err)
 		}
@@ -610,7 +640,7 @@ func (t *Tail) discover(p string, fi os.FileInfo, id fileID, first bool, now tim
 	if err != nil {
 		return err
 	}
-	fpLen, fp, err := fingerprint(f, FingerprintBytes)
+	head, err := readHead(f, nil)
 	if err != nil {
 		f.Close()
 		return err
@@ -621,11 +651,8 @@ func (t *Tail) discover(p string, fi os.FileInfo, id fileID, first bool, now tim
 	case hasCP && t.matches(f, cp):
 		offset = cp.Offset
 		delete(t.checkpoints, id)
-	case fpLen < FingerprintBytes && t.prefixOfLive(f, fpLen):
-		f.Close() // maybe a copy being written: decide when it has a full head
-		return nil
-	case fpLen == FingerprintBytes && t.copyOf(fpLen, fp) >= 0:
-		i := t.copyOf(fpLen, fp)
+	case t.copyOf(head) >= 0:
+		i := t.copyOf(head)
 		rec := t.truncated[i]
 		t.truncated = append(t.truncated[:i], t.truncated[i+1:]...)
 		offset = min(rec.offset, fi.Size())
@@ -633,8 +660,10 @@ func (t *Tail) discover(p string, fi os.FileInfo, id fileID, first bool, now tim
 		if t.cfg.OnRotate != nil {
 			t.cfg.OnRotate("copy")
 		}
-	case fpLen == FingerprintBytes && t.liveWithFP(fpLen, fp):
-		f.Close() // a copy of a file still followed: it holds nothing new yet
+	case t.copyOfLive(head):
+		// A copy of a file still followed (or the start of one being
+		// written): it holds nothing new until the original is truncated.
+		f.Close()
 		return nil
 	case first && !hasCP && t.cfg.ReadFromEnd:
 		offset = fi.Size()
@@ -650,7 +679,7 @@ func (t *Tail) discover(p string, fi os.FileInfo, id fileID, first bool, now tim
 		f.Close()
 		return err
 	}
-	s := &Source{Path: p, id: id, f: f, readOff: offset, committed: offset, fpLen: fpLen, fp: fp, lastData: now, openedAt: now, seen: true}
+	s := &Source{Path: p, id: id, f: f, readOff: offset, committed: offset, head: head, lastData: now, openedAt: now, seen: true}
 	t.sources[id] = s
 	t.order = append(t.order, s)
 	t.log.Info("following file", "path", p, "inode", id.ino, "offset", offset)
@@ -665,13 +694,13 @@ func (t *Tail) reopen(s *Source, p string, fi os.FileInfo, now time.Time) error 
 	if err != nil {
 		return err
 	}
-	fpLen, fp, err := fingerprint(f, int64(s.fpLen))
+	head, err := readHead(f, nil)
 	if err != nil {
 		f.Close()
 		return err
 	}
 	offset := s.readOff
-	if fpLen != s.fpLen || fp != s.fp || fi.Size() < offset {
+	if len(head) < len(s.head) || !bytes.Equal(head[:len(s.head)], s.head) || fi.Size() < offset {
 		offset = 0
 	}
 	if _, err := f.Seek(offset, io.SeekStart); err != nil {
@@ -679,7 +708,7 @@ func (t *Tail) reopen(s *Source, p string, fi os.FileInfo, now time.Time) error 
 		return err
 	}
 	s.f, s.Path, s.readOff, s.committed, s.rotated, s.lastData = f, p, offset, offset, false, now
-	s.fpLen, s.fp, _ = fingerprint(f, FingerprintBytes)
+	s.head = head
 	if _, err := f.Seek(offset, io.SeekStart); err != nil {
 		f.Close()
 		return err
@@ -690,44 +719,47 @@ func (t *Tail) reopen(s *Source, p string, fi os.FileInfo, now time.Time) error 
 }
 
 func (t *Tail) matches(f *os.File, cp Checkpoint) bool {
-	n, fp, err := fingerprint(f, int64(cp.FPLen))
-	return err == nil && n == cp.FPLen && hex64(fp) == cp.FP
+	head, err := readHead(f, nil)
+	return err == nil && len(head) >= cp.FPLen && hex64(hash(head[:cp.FPLen])) == cp.FP
 }
 
-func (t *Tail) copyOf(fpLen int, fp uint64) int {
+// minCopyFingerprint is the shortest head that may identify a copy.
+const minCopyFingerprint = 64
+
+// copyOf returns the truncation record whose head a new file's head
+// begins with, or -1.
+func (t *Tail) copyOf(head []byte) int {
 	for i, r := range t.truncated {
-		if r.fpLen == fpLen && r.fp == fp {
+		if bytes.HasPrefix(head, r.head) {
 			return i
 		}
 	}
 	return -1
 }
 
-func (t *Tail) liveWithFP(fpLen int, fp uint64) bool {
+// copyOfLive reports whether a new file's head is the head of a file
+// still followed (or, shorter, the start of one: a copy being written):
+// the head this Tail is reading, or the one now on disk, which may be
+// content the Tail has not reached yet when it is behind. Such a copy is
+// read only once the original is truncated, from where the original was
+// left (see copyOf).
+func (t *Tail) copyOfLive(head []byte) bool {
+	if len(head) == 0 {
+		return false
+	}
+	same := func(live []byte) bool {
+		n := min(len(head), len(live))
+		if n < minCopyFingerprint && n < len(head) {
+			return false
+		}
+		return bytes.Equal(head[:n], live[:n])
+	}
 	for _, s := range t.order {
-		if s.fpLen == fpLen && s.fp == fp {
+		if same(s.head) {
 			return true
 		}
-	}
-	return false
-}
-
-// prefixOfLive reports whether the short head of f is the beginning of a
-// followed file's head or of a truncated file's (a copy being written).
-func (t *Tail) prefixOfLive(f *os.File, n int) bool {
-	if n == 0 {
-		return false
-	}
-	var head [FingerprintBytes]byte
-	if _, err := f.ReadAt(head[:n], 0); err != nil {
-		return false
-	}
-	for _, s := range t.order {
-		if s.fpLen == FingerprintBytes {
-			var h2 [FingerprintBytes]byte
-			if _, err := s.f.ReadAt(h2[:n], 0); err == nil && bytes.Equal(head[:n], h2[:n]) {
-				return true
-			}
+		if cur, err := readHead(s.f, nil); err == nil && same(cur) {
+			return true
 		}
 	}
 	return false
@@ -740,7 +772,7 @@ func (t *Tail) save(now time.Time) {
 	}
 	cps := make([]Checkpoint, 0, len(t.sources)+len(t.checkpoints))
 	for _, s := range t.sources {
-		cps = append(cps, Checkpoint{Path: s.Path, Dev: s.id.dev, Inode: s.id.ino, Offset: s.committed, FPLen: s.fpLen, FP: hex64(s.fp)})
+		cps = append(cps, Checkpoint{Path: s.Path, Dev: s.id.dev, Inode: s.id.ino, Offset: s.committed, FPLen: len(s.head), FP: hex64(hash(s.head))})
 	}
 	// Checkpoints of files not found yet (a glob that matches later) are kept.
 	for _, c := range t.checkpoints {
@@ -758,22 +790,25 @@ func (t *Tail) save(now time.Time) {
 	t.dirty = false
 }
 
-// fingerprint hashes the first min(size, n) bytes of f.
-func fingerprint(f *os.File, n int64) (int, uint64, error) {
-	var head [FingerprintBytes]byte
-	if n > FingerprintBytes {
-		n = FingerprintBytes
+// readHead reads the first min(size, FingerprintBytes) bytes of f into
+// dst (reusing it when it has room).
+func readHead(f *os.File, dst []byte) ([]byte, error) {
+	if cap(dst) < FingerprintBytes {
+		dst = make([]byte, FingerprintBytes)
 	}
-	m, err := f.ReadAt(head[:n], 0)
+	dst = dst[:FingerprintBytes]
+	m, err := f.ReadAt(dst, 0)
 	if err != nil && err != io.EOF {
-		return 0, 0, err
+		return nil, err
 	}
-	if m == 0 {
-		return 0, 0, nil
-	}
+	return dst[:m], nil
+}
+
+// hash is the checkpoint's fingerprint of a head (FNV-1a, 64 bits).
+func hash(b []byte) uint64 {
 	h := fnv.New64a()
-	h.Write(head[:m])
-	return m, h.Sum64(), nil
+	h.Write(b)
+	return h.Sum64()
 }
 
 func hex64(v uint64) string {

@@ -71,7 +71,7 @@ func testConfig(dir string, globs ...string) Config {
 		ScanInterval:       20 * time.Millisecond,
 		RotateWait:         150 * time.Millisecond,
 		CheckpointInterval: 20 * time.Millisecond,
-		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:             slog.New(slog.NewTextHandler(testLogOut(), nil)),
 	}
 }
 
@@ -459,4 +459,11 @@ func TestStateFileIsAtomicAndValid(t *testing.T) {
 	if _, err := LoadState(dir); err == nil || !strings.Contains(err.Error(), StateFile) {
 		t.Fatalf("corrupt state: %v", err)
 	}
+}
+
+func testLogOut() io.Writer {
+	if os.Getenv("TAIL_DEBUG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
 }
