@@ -1,0 +1,97 @@
+package configsync
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Failure reasons, the values of podkit_configsync_failures_total's
+// "reason" label.
+const (
+	reasonFetch      = "fetch"
+	reasonRender     = "render"
+	reasonValidate   = "validate"
+	reasonPublish    = "publish"
+	reasonReload     = "reload"
+	reasonNoProcess  = "no_process"
+	reasonRollback   = "rollback"
+	resultPublished  = "published"
+	resultUnchanged  = "unchanged"
+	resultFailed     = "failed"
+	resultRolledBack = "rolled_back"
+)
+
+type metrics struct {
+	syncs      *prometheus.CounterVec
+	failures   *prometheus.CounterVec
+	reloads    *prometheus.CounterVec
+	lastSync   prometheus.Gauge
+	lastReload prometheus.Gauge
+	lastChange prometheus.Gauge
+	content    *prometheus.GaugeVec
+	inPlace    prometheus.Counter
+	duration   prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podkit_configsync_syncs_total",
+			Help: "Pipeline runs by result: published, unchanged, failed, rolled_back.",
+		}, []string{"result"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podkit_configsync_failures_total",
+			Help: "Failures by reason: fetch, render, validate, publish, reload, no_process, rollback.",
+		}, []string{"reason"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podkit_configsync_reloads_total",
+			Help: "Reloads of the application by result: ok, failed.",
+		}, []string{"result"}),
+		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "podkit_configsync_last_sync_success_timestamp_seconds",
+			Help: "Unix time of the last sync that left the destination in step with the source.",
+		}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "podkit_configsync_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last successful reload of the application.",
+		}),
+		lastChange: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "podkit_configsync_last_publish_timestamp_seconds",
+			Help: "Unix time new content was last published.",
+		}),
+		content: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "podkit_configsync_content_info",
+			Help: "The SHA-256 of the published content; always 1.",
+		}, []string{"sha256"}),
+		inPlace: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "podkit_configsync_in_place_writes_total",
+			Help: "Publishes that rewrote a bind-mounted file in place because rename failed with EBUSY.",
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "podkit_configsync_sync_duration_seconds",
+			Help:    "How long a pipeline run took, validation and reload included.",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30},
+		}),
+	}
+	for _, r := range []string{resultPublished, resultUnchanged, resultFailed, resultRolledBack} {
+		m.syncs.WithLabelValues(r)
+	}
+	for _, r := range []string{reasonFetch, reasonRender, reasonValidate, reasonPublish, reasonReload, reasonNoProcess, reasonRollback} {
+		m.failures.WithLabelValues(r)
+	}
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("failed")
+	return m
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.syncs, m.failures, m.reloads, m.lastSync, m.lastReload, m.lastChange, m.content, m.inPlace, m.duration}
+}
+
+func (m *metrics) setContent(sha string) {
+	m.content.Reset()
+	m.content.WithLabelValues(sha).Set(1)
+}
+
+func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

@@ -1,0 +1,376 @@
+package configsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/podkit/podkit/container"
+)
+
+// Result is the outcome of one pipeline run.
+type Result struct {
+	// SHA256 is the hash of the content the source produced this time.
+	SHA256 string
+	// Changed: new content was published (and, after a failed reload,
+	// rolled back: see RolledBack).
+	Changed bool
+	// InPlace: the destination is a bind-mounted file and was rewritten in
+	// place because rename failed with EBUSY.
+	InPlace bool
+	// Reloaded: the application was told to reload, and accepted.
+	Reloaded bool
+	// RolledBack: the reload failed, the previous content was restored and
+	// the application told to reload again.
+	RolledBack bool
+}
+
+// Sync runs the pipeline once: fetch, render, validate, publish and (unless
+// Config.Once) reload, rolling back when the reload fails. An error wraps
+// one of ErrFetch, ErrRender, ErrValidate, ErrPublish or ErrReload; in
+// every case but ErrReload-with-failed-restore, the destination holds
+// exactly what it held before, or the new content.
+func (s *Syncer) Sync(ctx context.Context) (Result, error) {
+	return s.sync(ctx, !s.cfg.Once)
+}
+
+func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start := time.Now()
+	result := resultFailed
+	defer func() {
+		s.m.duration.Observe(time.Since(start).Seconds())
+		s.m.syncs.WithLabelValues(result).Inc()
+		s.lastErr.Store(&errHolder{err})
+	}()
+	fail := func(reason string, sentinel error, err error) error {
+		s.m.failures.WithLabelValues(reason).Inc()
+		return fmt.Errorf("%w: %w", sentinel, err)
+	}
+
+	snap, err := s.src.fetch(ctx)
+	if err != nil {
+		err = fail(reasonFetch, ErrFetch, err)
+		s.log.Error("cannot fetch the source; the destination is unchanged", "source", s.sourceName(), "error", err)
+		return res, err
+	}
+	out, err := s.render(snap)
+	if err != nil {
+		err = fail(reasonRender, ErrRender, err)
+		s.log.Error("cannot render the template; the destination is unchanged", "template", s.cfg.Template, "error", err)
+		return res, err
+	}
+	res.SHA256 = out.sha256Hex()
+	cur, err := readCurrent(s.cfg.Dest, out, s.lastNames)
+	if err != nil {
+		err = fail(reasonPublish, ErrPublish, err)
+		s.log.Error("cannot read the destination", "dest", s.cfg.Dest, "error", err)
+		return res, err
+	}
+	if cur.matches(out) {
+		result = resultUnchanged
+		s.lastNames = names(out)
+		s.m.setContent(res.SHA256)
+		s.m.lastSync.Set(unix(time.Now()))
+		s.log.Debug("unchanged", "sha256", res.SHA256)
+		return res, nil
+	}
+
+	st, err := stage(s.cfg.Dest, out, s.cfg.FileMode)
+	if err != nil {
+		err = fail(reasonPublish, ErrPublish, err)
+		s.log.Error("cannot stage the new content; the destination is unchanged", "dest", s.cfg.Dest, "error", err)
+		return res, err
+	}
+	if s.cfg.ValidateCmd != "" {
+		if verr := runValidate(ctx, s.cfg.ValidateCmd, st.path, s.cfg.ValidateTimeout); verr != nil {
+			st.discard()
+			err = fail(reasonValidate, ErrValidate, verr)
+			attrs := []any{"sha256", res.SHA256, "error", verr.Error()}
+			var ve *validateError
+			if errors.As(verr, &ve) {
+				attrs = []any{"sha256", res.SHA256, "validate_cmd", ve.cmd, "status", ve.status, "output_tail", ve.tail}
+			}
+			s.log.Error("validation rejected the new content; the previous file stays", attrs...)
+			return res, err
+		}
+	}
+	var prune []string
+	if out.dir {
+		for _, n := range s.lastNames {
+			if !slices.Contains(names(out), n) {
+				prune = append(prune, n)
+			}
+		}
+	}
+	inPlace, err := st.publish(prune)
+	res.InPlace = inPlace
+	if inPlace {
+		s.m.inPlace.Inc()
+		s.log.Warn("rename over the destination failed with EBUSY (a bind-mounted file?); rewrote it in place, so readers may briefly see a partial file", "dest", s.cfg.Dest)
+	}
+	if err != nil {
+		err = fail(reasonPublish, ErrPublish, err)
+		if rerr := restore(s.cfg.Dest, out.dir, cur, s.cfg.FileMode); rerr != nil {
+			s.log.Error("publish failed, and restoring the previous content failed too", "dest", s.cfg.Dest, "error", err, "restore_error", rerr)
+		} else {
+			s.log.Error("publish failed; the previous content is back", "dest", s.cfg.Dest, "error", err)
+		}
+		return res, err
+	}
+	res.Changed = true
+	s.lastNames = names(out)
+	now := time.Now()
+	s.m.setContent(res.SHA256)
+	s.m.lastChange.Set(unix(now))
+	s.log.Info("published", "dest", s.cfg.Dest, "sha256", res.SHA256, "files", len(out.files), "bytes", size(out))
+
+	if !reload || len(s.reloader) == 0 {
+		result = resultPublished
+		s.m.lastSync.Set(unix(now))
+		return res, nil
+	}
+	reloaded, rerr := s.reload(ctx)
+	if rerr == nil {
+		result = resultPublished
+		res.Reloaded = reloaded
+		s.m.lastSync.Set(unix(time.Now()))
+		return res, nil
+	}
+
+	// The application refused the new content: put the old one back and
+	// have it reload that.
+	err = fail(reasonReload, ErrReload, rerr)
+	result = resultRolledBack
+	res.RolledBack = true
+	if berr := restore(s.cfg.Dest, out.dir, cur, s.cfg.FileMode); berr != nil {
+		s.m.failures.WithLabelValues(reasonRollback).Inc()
+		s.log.Error("reload failed, and restoring the previous content failed too: the destination holds the new content", "error", err, "restore_error", berr)
+		return res, err
+	}
+	s.lastNames = cur.present()
+	prev := output{dir: out.dir}
+	for _, n := range cur.present() {
+		prev.files = append(prev.files, file{name: n, data: cur.files[n]})
+	}
+	if len(prev.files) > 0 {
+		s.m.setContent(prev.sha256Hex())
+	} else {
+		s.m.content.Reset()
+	}
+	if _, rerr2 := s.reload(ctx); rerr2 != nil {
+		s.m.failures.WithLabelValues(reasonRollback).Inc()
+		s.log.Error("reload failed; the previous content is restored, but reloading it failed too", "error", err, "second_error", rerr2)
+		return res, err
+	}
+	s.log.Error("reload failed; the previous content is restored and reloaded", "error", err)
+	return res, err
+}
+
+// reload runs every reloader. A reloader that found no process only warns:
+// nothing runs that could be told, and an application starting later reads
+// the published file.
+func (s *Syncer) reload(ctx context.Context) (reloaded bool, err error) {
+	var errs []error
+	ok := 0
+	for _, r := range s.reloader {
+		err := r.reload(ctx)
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrNoProcess):
+			s.m.failures.WithLabelValues(reasonNoProcess).Inc()
+			s.log.Warn("nothing to reload", "reload", r.String(), "error", err)
+		default:
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.m.reloads.WithLabelValues("failed").Inc()
+		return false, err
+	}
+	if ok > 0 {
+		s.m.reloads.WithLabelValues("ok").Inc()
+		s.m.lastReload.Set(unix(time.Now()))
+		s.log.Info("reloaded", "reloads", ok)
+	}
+	return ok > 0, nil
+}
+
+// render turns a snapshot into the output to publish.
+func (s *Syncer) render(snap snapshot) (output, error) {
+	if s.cfg.Template == "" {
+		if snap.dir {
+			return output{dir: true, files: snap.files}, nil
+		}
+		return output{files: []file{{name: filepath.Base(s.cfg.Dest), data: snap.files[0].data}}}, nil
+	}
+	// Read the template again: it may have changed (it is watched too).
+	t, err := loadTemplate(s.cfg.Template)
+	if err != nil {
+		return output{}, err
+	}
+	b, err := render(t, s.cfg.Source, snap)
+	if err != nil {
+		return output{}, err
+	}
+	return output{files: []file{{name: filepath.Base(s.cfg.Dest), data: b}}}, nil
+}
+
+func (s *Syncer) sourceName() string {
+	if isURL(s.cfg.Source) {
+		return container.RedactURL(s.cfg.Source)
+	}
+	return s.cfg.Source
+}
+
+// watchPaths are the directories whose changes trigger a sync.
+func (s *Syncer) watchPaths() []string {
+	paths := s.src.watchPaths()
+	if s.cfg.Template != "" {
+		for _, p := range (&pathSource{path: s.cfg.Template}).watchPaths() {
+			if !slices.Contains(paths, p) {
+				paths = append(paths, p)
+			}
+		}
+	}
+	return paths
+}
+
+func (c current) present() []string {
+	var out []string
+	for _, n := range c.names {
+		if _, ok := c.files[n]; ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func names(o output) []string {
+	out := make([]string, len(o.files))
+	for i, f := range o.files {
+		out[i] = f.name
+	}
+	return out
+}
+
+func size(o output) int {
+	n := 0
+	for _, f := range o.files {
+		n += len(f.data)
+	}
+	return n
+}
+
+type errHolder struct{ err error }
+
+// Run implements container.Component: a first sync at once, then one after
+// every change of the source (debounced) and every --poll-interval.
+// Readiness turns 200 after the first sync that leaves the destination in
+// step, and stays so: a later failure keeps the previous, working file.
+func (s *Syncer) Run(ctx context.Context, h *container.Host) error {
+	s.log = h.Logger()
+	h.Registerer().MustRegister(s.m.collectors()...)
+	if s.cfg.Once {
+		res, err := s.sync(ctx, false)
+		if err != nil {
+			return &container.ExitError{Code: 1, Msg: err.Error()}
+		}
+		s.log.Info("in step; exiting (--once)", "sha256", res.SHA256, "changed", res.Changed)
+		return nil
+	}
+	h.AddCheck(container.Check{Name: "sync", Period: 2 * time.Second, Func: func(context.Context) error {
+		if e := s.lastErr.Load(); e != nil {
+			return e.err
+		}
+		return errors.New("no sync yet")
+	}})
+
+	trigger := make(chan struct{}, 1)
+	if len(s.watchPaths()) > 0 {
+		stop, err := watch(s.watchPaths, func() {
+			select {
+			case trigger <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			s.log.Warn("cannot watch the source; polling only", "poll_interval", s.cfg.PollInterval.String(), "error", err)
+		} else {
+			defer stop()
+		}
+	}
+	return s.loop(ctx, h, trigger)
+}
+
+func (s *Syncer) loop(ctx context.Context, h *container.Host, trigger <-chan struct{}) error {
+	syncCtx := h.DrainContext() // a sync in flight at stop finishes, within the drain deadline
+	poll := time.NewTicker(s.cfg.PollInterval)
+	defer poll.Stop()
+	debounce := newStoppedTimer()
+	retry := newStoppedTimer()
+	defer debounce.Stop()
+	defer retry.Stop()
+	var (
+		ready      bool
+		failures   int
+		pending    bool // a sync is due but we are paused
+		firstEvent time.Time
+	)
+	maxWait := max(10*s.cfg.Debounce, time.Second)
+	run := func() {
+		if h.Paused() {
+			pending = true
+			return
+		}
+		pending = false
+		firstEvent = time.Time{}
+		if _, err := s.sync(syncCtx, true); err != nil {
+			failures++
+			retry.Reset(min(time.Duration(1<<min(failures-1, 10))*500*time.Millisecond, s.cfg.PollInterval))
+			return
+		}
+		failures = 0
+		retry.Stop()
+		if !ready {
+			ready = true
+			h.SetReady(true)
+		}
+	}
+	run()
+	for {
+		pauseCh := h.PauseChanged()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-trigger:
+			now := time.Now()
+			if firstEvent.IsZero() {
+				firstEvent = now
+			}
+			wait := min(s.cfg.Debounce, time.Until(firstEvent.Add(maxWait)))
+			debounce.Reset(max(wait, 0))
+		case <-debounce.C:
+			run()
+		case <-poll.C:
+			run()
+		case <-retry.C:
+			run()
+		case <-pauseCh:
+			if !h.Paused() && pending {
+				run()
+			}
+		}
+	}
+}
+
+func newStoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}

@@ -1,0 +1,50 @@
+package configsync
+
+import (
+	"os"
+	"syscall"
+)
+
+const watchMask = syscall.IN_CREATE | syscall.IN_DELETE | syscall.IN_MODIFY |
+	syscall.IN_CLOSE_WRITE | syscall.IN_MOVED_FROM | syscall.IN_MOVED_TO |
+	syscall.IN_ATTRIB | syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF
+
+// watch calls notify after every batch of inotify events in the directories
+// paths() returns, until stop is called. The set is recomputed after each
+// batch, so a directory that appears later (or a symlink that now points
+// elsewhere) is picked up; directories that do not exist are skipped (the
+// poll covers them). Events are not interpreted: any change makes the
+// pipeline fetch, and an unchanged hash does nothing.
+func watch(paths func() []string, notify func()) (stop func(), err error) {
+	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC | syscall.IN_NONBLOCK)
+	if err != nil {
+		return nil, os.NewSyscallError("inotify_init1", err)
+	}
+	// A non-blocking descriptor goes through the runtime poller, so Close
+	// wakes a blocked Read.
+	f := os.NewFile(uintptr(fd), "inotify")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	add := func() {
+		_ = raw.Control(func(fd uintptr) {
+			for _, p := range paths() {
+				_, _ = syscall.InotifyAddWatch(int(fd), p, watchMask)
+			}
+		})
+	}
+	add()
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return // closed
+			}
+			add()
+			notify()
+		}
+	}()
+	return func() { f.Close() }, nil
+}
