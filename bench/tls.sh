@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # bench/tls.sh — podkit tls-proxy against nginx TLS termination.
 #
-# One nginx (Debian's package) serves a 1 KiB file on plain HTTP (the
-# backend) and also terminates TLS in front of that same backend (the
-# peer). podkit tls-proxy runs in --mode http and --mode tcp in front of the
-# same backend, with the same ECDSA P-256 certificate. wrk (-t2 -c50,
+# One nginx (Debian's package) serves a 1 KiB file on plain HTTP: the
+# backend, the same for everyone. A second nginx terminates TLS in front of
+# it (the peer: upstream keep-alive, X-Forwarded-* headers). It is a
+# separate instance because a pod's legacy app is a separate process: an
+# nginx proxying to a server block of its own workers would skip the
+# process hop that every sidecar pays. podkit tls-proxy runs in --mode
+# http and --mode tcp in front of the same backend, with the same ECDSA
+# P-256 certificate. wrk (-t2 -c50,
 # keep-alive, 1 KiB) loads each in alternating rounds; a second phase sends
 # "Connection: close" so every request is a new TLS handshake (sessions may
 # resume, for both). The direct (plain HTTP, no proxy) figure is the
 # physical limit.
 #
-# Usage: bench/tls.sh            (ROUNDS=3 DURATION=10s CONNS=50 THREADS=2)
+# Usage: bench/tls.sh            (ROUNDS=5 DURATION=10s CONNS=50 THREADS=2)
 #        PODKIT=bin/podkit bench/tls.sh
 # Needs: wrk, nginx, openssl (apt-get install wrk nginx openssl) and the
 # podkit binary (make build). Installs nothing.
@@ -19,7 +23,7 @@
 # ratio lines; the last line is the http-mode ratio against nginx.
 set -euo pipefail
 
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-50}
 THREADS=${THREADS:-2}
@@ -59,17 +63,19 @@ mkdir -p "$work/www" && mv "$work/1k" "$work/www/1k"
 
 user_line=""
 [ "$(id -u)" = 0 ] && user_line="user root;"
-sed -e "s|{{USER}}|$user_line|" -e "s|{{DIR}}|$work|g" -e "s|{{BACKEND}}|$BACKEND|g" \
-  -e "s|{{TLS}}|$NGINX_TLS|g" "$here/tls/nginx.conf" >"$work/nginx.conf"
-"$NGINX" -p "$work" -e stderr -c "$work/nginx.conf" &
-pids+=($!)
+for conf in backend nginx; do
+  sed -e "s|{{USER}}|$user_line|" -e "s|{{DIR}}|$work|g" -e "s|{{BACKEND}}|$BACKEND|g" \
+    -e "s|{{TLS}}|$NGINX_TLS|g" "$here/tls/$conf.conf" >"$work/$conf.conf"
+  "$NGINX" -p "$work" -e stderr -c "$work/$conf.conf" &
+  pids+=($!)
+done
 
 "$PODKIT" tls-proxy --mode http --listen 127.0.0.1:$PK_HTTP --target 127.0.0.1:$BACKEND \
   --cert "$work/tls.crt" --key "$work/tls.key" --admin-addr 127.0.0.1:$ADMIN1 --log-level warn --drain-delay 0s &
-pids+=($!)
+pids+=($!); PID_HTTP=$!
 "$PODKIT" tls-proxy --mode tcp --listen 127.0.0.1:$PK_TCP --target 127.0.0.1:$BACKEND \
   --cert "$work/tls.crt" --key "$work/tls.key" --admin-addr 127.0.0.1:$ADMIN2 --log-level warn --drain-delay 0s &
-pids+=($!)
+pids+=($!); PID_TCP=$!
 
 wait_port() {
   for _ in $(seq 100); do
@@ -80,6 +86,24 @@ wait_port() {
 }
 wait_port $BACKEND "nginx backend"; wait_port $NGINX_TLS "nginx TLS"
 wait_port $PK_HTTP "podkit http"; wait_port $PK_TCP "podkit tcp"
+
+# The processes that do each proxy's work, for CPU time per request: the
+# TLS nginx's master and workers; podkit's process. (The backend's CPU is
+# the same for everyone and not counted.)
+NGINX_TLS_PIDS="$(cat "$work/tls.pid") $(pgrep -P "$(cat "$work/tls.pid")" | tr '\n' ' ')"
+declare -A PIDS=([nginx]="$NGINX_TLS_PIDS" [podkit-http]="$PID_HTTP" [podkit-tcp]="$PID_TCP" [direct]="")
+TICK=$(getconf CLK_TCK)
+cputicks() { # sum of utime+stime over every thread of the pids
+  local t=0 p f a
+  for p in "$@"; do
+    for f in /proc/"$p"/task/*/stat; do
+      read -r -a a <"$f" 2>/dev/null || continue
+      # Fields after the ")" of comm: utime is field 14, stime 15.
+      t=$((t + a[13] + a[14]))
+    done
+  done
+  echo $t
+}
 
 declare -A URL=(
   [direct]="http://127.0.0.1:$BACKEND/1k"
@@ -93,31 +117,35 @@ if command -v curl >/dev/null; then
   done
 fi
 
-# run NAME URL [extra wrk args] -> "rps p99_ms errors"
+# run NAME [extra wrk args] -> "rps p99_ms cpu_us_per_request errors"
 run() {
-  local out rps p99 errs
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${@:2}" "$1" 2>&1) || die "wrk failed: $out"
+  local out rps p99 errs t0 t1 cpu
+  t0=$(cputicks ${PIDS[$1]})
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${@:2}" "${URL[$1]}" 2>&1) || die "wrk failed: $out"
+  t1=$(cputicks ${PIDS[$1]})
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  local secs=${DURATION%s}
+  cpu=$(python3 -c "print(f'{($t1-$t0)/$TICK*1e6/max(1.0,$rps*$secs):.1f}')")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
   errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-  echo "$rps $p99 ${errs:-}"
+  echo "$rps $p99 $cpu ${errs:-}"
 }
 
-declare -A KA_RPS KA_P99 HS_RPS
+declare -A KA_RPS KA_P99 KA_CPU HS_RPS HS_CPU
 order=(nginx podkit-http podkit-tcp direct)
 for r in $(seq "$ROUNDS"); do
   # Alternate the order each round so drift hits everyone alike.
   if [ $((r % 2)) = 0 ]; then order=(direct podkit-tcp podkit-http nginx); else order=(nginx podkit-http podkit-tcp direct); fi
   for n in "${order[@]}"; do
-    read -r rps p99 errs < <(run "${URL[$n]}")
-    KA_RPS[$n]+="$rps "; KA_P99[$n]+="$p99 "
-    printf 'round %d keep-alive  %-12s %10.0f req/s  p99 %7.2f ms %s\n' "$r" "$n" "$rps" "$p99" "$errs"
+    read -r rps p99 cpu errs < <(run "$n")
+    KA_RPS[$n]+="$rps "; KA_P99[$n]+="$p99 "; KA_CPU[$n]+="$cpu "
+    printf 'round %d keep-alive  %-12s %10.0f req/s  p99 %7.2f ms  cpu %6.1f us/req %s\n' "$r" "$n" "$rps" "$p99" "$cpu" "$errs"
   done
   for n in "${order[@]}"; do
     [ "$n" = direct ] && continue
-    read -r rps p99 errs < <(run "${URL[$n]}" -H "Connection: close")
-    HS_RPS[$n]+="$rps "
-    printf 'round %d handshakes  %-12s %10.0f conn/s  p99 %7.2f ms %s\n' "$r" "$n" "$rps" "$p99" "$errs"
+    read -r rps p99 cpu errs < <(run "$n" -H "Connection: close")
+    HS_RPS[$n]+="$rps "; HS_CPU[$n]+="$cpu "
+    printf 'round %d handshakes  %-12s %10.0f conn/s  p99 %7.2f ms  cpu %6.1f us/conn %s\n' "$r" "$n" "$rps" "$p99" "$cpu" "$errs"
   done
 done
 
@@ -138,7 +166,8 @@ medf() { python3 -c 'import sys,statistics; print(f"{statistics.median(float(x) 
 echo
 for n in direct nginx podkit-http podkit-tcp; do
   printf 'median %-12s keep-alive %6s req/s p99 %6s ms' "$n" "$(med "${KA_RPS[$n]}")" "$(medf "${KA_P99[$n]}")"
-  [ "$n" != direct ] && printf '   handshakes %6s conn/s' "$(med "${HS_RPS[$n]}")"
+  [ "$n" != direct ] && printf ' cpu %6s us/req   handshakes %6s conn/s cpu %6s us/conn' \
+    "$(medf "${KA_CPU[$n]}")" "$(med "${HS_RPS[$n]}")" "$(medf "${HS_CPU[$n]}")"
   echo
 done
 echo
@@ -147,6 +176,10 @@ read -r tp tps < <(ratio "${KA_P99[podkit-tcp]}" "${KA_P99[nginx]}")
 read -r th ths < <(ratio "${HS_RPS[podkit-tcp]}" "${HS_RPS[nginx]}")
 read -r hh hhs < <(ratio "${HS_RPS[podkit-http]}" "${HS_RPS[nginx]}")
 read -r dr drs < <(ratio "${KA_RPS[podkit-http]}" "${KA_RPS[direct]}")
+read -r hc hcs < <(ratio "${KA_CPU[podkit-http]}" "${KA_CPU[nginx]}")
+read -r tc tcs < <(ratio "${KA_CPU[podkit-tcp]}" "${KA_CPU[nginx]}")
+read -r hhc hhcs < <(ratio "${HS_CPU[podkit-http]}" "${HS_CPU[nginx]}")
+echo "ratio cpu-per-request podkit-http/nginx keep-alive=$hc handshake=$hhc podkit-tcp/nginx keep-alive=$tc ($ROUNDS rounds, spread $hcs)"
 echo "ratio podkit-http/direct rps=$dr ($ROUNDS rounds, spread $drs)"
 echo "ratio podkit-tcp/nginx rps=$tr p99=$tp handshakes=$th ($ROUNDS rounds, spread $ts)"
 echo "ratio podkit-http/nginx handshakes=$hh ($ROUNDS rounds, spread $hhs)"
