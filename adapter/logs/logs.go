@@ -394,7 +394,7 @@ func (l *Logs) newPipeline(out io.Writer) *pipeline {
 	}
 	p.now = p.clock()
 	if len(l.c.formats) > 0 {
-		p.parser = &parse.Parser{Formats: l.c.formats, Time: timestamp.Parser{Location: l.c.loc}}
+		p.parser = &parse.Parser{Formats: l.c.formats, Time: timestamp.Parser{Location: l.c.loc, Now: p.clock}}
 	}
 	p.enc.buf = make([]byte, 0, flushBytes+64<<10)
 	return p
