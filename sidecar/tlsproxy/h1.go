@@ -298,7 +298,7 @@ func (c *h1conn) handle(head []byte) bool {
 	noBody := resp.status == 204 || resp.status == 304 || foldEq(r.method, "head")
 	untilClose := !noBody && !resp.chunked && resp.contentLength < 0
 	keepBackend := !resp.connClose && !resp.http10 && !untilClose && !r.http10
-	if untilClose {
+	if untilClose || p.stopped.Load() {
 		keepClient = false
 	}
 	c.writeResponseHead(resp, keepClient)

@@ -289,6 +289,10 @@ func echoBackend(t testing.TB) string {
 			w.(http.Flusher).Flush()
 		}
 	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "slow done")
+	})
 	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "1048576")
 		w.Write([]byte(strings.Repeat("abcdefgh", 1<<17)))

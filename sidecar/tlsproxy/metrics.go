@@ -74,6 +74,9 @@ func newMetrics() *metrics {
 	for _, r := range []string{"ok", "error"} {
 		m.certReloads.WithLabelValues(r)
 	}
+	for _, r := range []string{"bad_request", "header_too_large", "not_implemented", "backend"} {
+		m.rejected.WithLabelValues(r)
+	}
 	return m
 }
 
