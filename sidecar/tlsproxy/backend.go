@@ -17,6 +17,7 @@ type backendConn struct {
 	bw        *bufio.Writer
 	idleSince time.Time
 	readDL    time.Time
+	writeDL   time.Time
 }
 
 // backendPool keeps idle connections to the target, most recently used
@@ -127,6 +128,15 @@ func (bc *backendConn) refreshRead(now time.Time, idle time.Duration) {
 	if bc.readDL.Sub(now) < idle-idle/4 {
 		bc.readDL = now.Add(idle)
 		bc.c.SetReadDeadline(bc.readDL)
+	}
+}
+
+// refreshWrite keeps the write deadline about idle ahead, so a target
+// that stops reading a request body cannot hold the connection forever.
+func (bc *backendConn) refreshWrite(now time.Time, idle time.Duration) {
+	if bc.writeDL.Sub(now) < idle-idle/4 {
+		bc.writeDL = now.Add(idle)
+		bc.c.SetWriteDeadline(bc.writeDL)
 	}
 }
 

@@ -421,9 +421,12 @@ var errBackendWrite = errors.New("writing to the target failed")
 // copyRequestBody relays the request body to the target.
 func (c *h1conn) copyRequestBody(bc *backendConn, r *msg) error {
 	block := func() {
+		now := time.Now()
+		bc.refreshWrite(now, c.p.cfg.IdleTimeout)
 		bc.bw.Flush()
-		c.refreshRead(time.Now())
+		c.refreshRead(now)
 	}
+	bc.refreshWrite(time.Now(), c.p.cfg.IdleTimeout)
 	var err error
 	if r.chunked {
 		_, err = copyChunked(bc.bw, c.br, block)
