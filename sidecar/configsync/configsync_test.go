@@ -628,30 +628,6 @@ func TestSignalByProcessName(t *testing.T) {
 	})
 }
 
-// TestSignalPermissionRollsBack: a process config-sync may not signal is
-// a failed reload, so the file is rolled back.
-func TestSignalPermissionRollsBack(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("skipping: root may signal any process")
-	}
-	dir := t.TempDir()
-	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
-	writeAtomic(t, src, []byte("new"))
-	writeAtomic(t, dest, []byte("old"))
-	pidFile := filepath.Join(dir, "pid")
-	os.WriteFile(pidFile, []byte("1"), 0o644) // init: owned by root
-	cfg := DefaultConfig()
-	cfg.Source, cfg.Dest, cfg.PIDFile, cfg.Signal = src, dest, pidFile, "HUP"
-	s, _ := newSyncer(t, cfg)
-	_, err := s.Sync(context.Background())
-	if !errors.Is(err, ErrReload) || !strings.Contains(err.Error(), "CAP_KILL") {
-		t.Fatalf("err = %v", err)
-	}
-	if readFile(t, dest) != "old" {
-		t.Fatal("not rolled back")
-	}
-}
-
 // TestNoTornReads: a reader looping over the destination while thousands
 // of large versions are published never sees anything but a whole
 // version.

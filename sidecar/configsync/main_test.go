@@ -36,6 +36,8 @@ func TestMain(m *testing.M) {
 	switch os.Getenv(roleEnv) {
 	case "hupapp":
 		os.Exit(runHupApp(os.Args[1:]))
+	case "bindmount":
+		os.Exit(runBindMount(os.Args[1:]))
 	case "podkit":
 		stdio := cli.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 		os.Exit(cli.Main(context.Background(), []cli.Command{Command()}, os.Args[1:], stdio))

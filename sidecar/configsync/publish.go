@@ -207,14 +207,15 @@ func (s *staged) publish(prune []string) (inPlace bool, err error) {
 	for _, f := range s.files {
 		final := destPath(s.dest, s.dir, f.name)
 		err := os.Rename(s.tmp[f.name], final)
-		if errors.Is(err, syscall.EBUSY) {
-			err = writeInPlace(final, f.data)
+		if err == nil {
+			delete(s.tmp, f.name) // it is the destination now
+		} else if errors.Is(err, syscall.EBUSY) {
+			err = writeInPlace(final, f.data) // the temp file goes with discard
 			inPlace = true
 		}
 		if err != nil {
 			return inPlace, err
 		}
-		delete(s.tmp, f.name)
 	}
 	for _, n := range prune {
 		if err := os.Remove(destPath(s.dest, s.dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -181,8 +181,10 @@ func findProcesses(procDir, name string, self int) ([]proc, error) {
 const commLen = 15
 
 // matchName reports whether a process with this comm and argv[0] is name:
-// comm equals it (the kernel truncates comm to 15 bytes), or argv[0]'s base
-// name does (a name with a slash must equal argv[0]).
+// argv[0]'s base name equals it, or comm does. The kernel cuts comm to 15
+// bytes, so a longer name is matched on argv[0], and on its first 15 bytes
+// only when there is no argv[0] to tell. A name with a slash must equal
+// argv[0].
 func matchName(name, comm, argv0 string) bool {
 	if name == "" {
 		return false
@@ -190,10 +192,13 @@ func matchName(name, comm, argv0 string) bool {
 	if strings.Contains(name, "/") {
 		return argv0 == name
 	}
-	if comm == name || (len(name) > commLen && comm == name[:commLen]) {
+	if argv0 != "" && filepath.Base(argv0) == name {
 		return true
 	}
-	return argv0 != "" && filepath.Base(argv0) == name
+	if len(name) > commLen {
+		return argv0 == "" && comm == name[:commLen]
+	}
+	return comm == name
 }
 
 func readProc(procDir string, pid int) (proc, error) {

@@ -1,0 +1,115 @@
+package configsync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/podkit/podkit/internal/cli"
+)
+
+// TestBadFlags: every bad command line exits 2 with a message naming the
+// flag.
+func TestBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.WriteFile(src, []byte("x"), 0o644)
+	badTmpl := filepath.Join(dir, "bad.tmpl")
+	os.WriteFile(badTmpl, []byte("{{.Data"), 0o644)
+	base := []string{"--source", src, "--dest", filepath.Join(dir, "dest"), "--admin-addr", "127.0.0.1:0"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no source", []string{"--dest", "/tmp/x"}, "--source: required"},
+		{"no dest", []string{"--source", src}, "--dest: required"},
+		{"same path", []string{"--source", src, "--dest", src}, "--dest"},
+		{"unknown scheme", []string{"--source", "ftp://h/x", "--dest", "/tmp/x"}, "--source"},
+		{"url without host", []string{"--source", "http:///x", "--dest", "/tmp/x"}, "missing host"},
+		{"unknown flag", append(base, "--bogus"), "--bogus"},
+		{"signal", append(base, "--signal", "BOGUS"), "--signal"},
+		{"process and pid file", append(base, "--process-name", "nginx", "--pid-file", "/run/x.pid"), "--process-name and --pid-file"},
+		{"reload url scheme", append(base, "--reload-url", "unix:///x"), "--reload-url"},
+		{"reload method", append(base, "--reload-method", "GE T"), "--reload-method"},
+		{"reload status", append(base, "--reload-expect-status", "42"), "--reload-expect-status"},
+		{"reload retries", append(base, "--reload-retries", "-1"), "--reload-retries"},
+		{"debounce", append(base, "--debounce", "-1s"), "--debounce"},
+		{"debounce syntax", append(base, "--debounce", "soon"), "--debounce"},
+		{"poll interval", append(base, "--poll-interval", "0s"), "--poll-interval"},
+		{"validate quote", append(base, "--validate-cmd", "nginx -t -c '{}"), "--validate-cmd"},
+		{"validate empty", append(base, "--validate-cmd", "  "), "--validate-cmd"},
+		{"file mode", append(base, "--file-mode", "999"), "--file-mode"},
+		{"file mode range", append(base, "--file-mode", "01777"), "--file-mode"},
+		{"header", append(base, "--header", "no colon"), "--header"},
+		{"header on a file source", append(base, "--header", "A: b"), "--header"},
+		{"max bytes", append(base, "--max-bytes", "0"), "--max-bytes"},
+		{"template missing", append(base, "--template", filepath.Join(dir, "nope")), "--template"},
+		{"template syntax", append(base, "--template", badTmpl), "--template"},
+		{"positional", append(base, "extra"), "unexpected argument"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := cli.Main(context.Background(), []cli.Command{Command()}, append([]string{"config-sync"}, tc.args...),
+				cli.IO{Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: &stderr})
+			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 naming %q", code, stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestEnvFlags: every flag can come from PODKIT_<NAME>.
+func TestEnvFlags(t *testing.T) {
+	var stderr bytes.Buffer
+	t.Setenv("PODKIT_SIGNAL", "NOPE")
+	code := cli.Main(context.Background(), []cli.Command{Command()}, []string{"config-sync", "--source", "/a", "--dest", "/b"},
+		cli.IO{Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: &stderr})
+	if code != 2 || !strings.Contains(stderr.String(), "--signal") {
+		t.Fatalf("exit %d, %q", code, stderr.String())
+	}
+}
+
+// podkitCmd runs the test binary as `podkit config-sync`.
+func podkitCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], append([]string{"config-sync"}, args...)...)
+	cmd.Env = append(os.Environ(), roleEnv+"=podkit")
+	return cmd
+}
+
+// TestOnceProcess runs `podkit config-sync --once` as a real process, as
+// an init container would: exit 0 with the file in place, exit 1 with the
+// old file kept when validation fails, exit 2 on a bad flag.
+func TestOnceProcess(t *testing.T) {
+	dir := t.TempDir()
+	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "sub", "dest")
+	writeAtomic(t, src, []byte("good"))
+	common := []string{"--source", src, "--dest", dest, "--once", "--admin-addr", "off", "--log-format", "text",
+		"--validate-cmd", `/bin/sh -c 'grep -q good {} || { echo "rejected: no good" >&2; exit 1; }'`}
+
+	out, err := podkitCmd(common...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("--once: %v\n%s", err, out)
+	}
+	if readFile(t, dest) != "good" {
+		t.Fatal("--once did not publish")
+	}
+	writeAtomic(t, src, []byte("bad"))
+	out, err = podkitCmd(common...).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("--once with an invalid source: %v, want exit 1\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "rejected: no good") || readFile(t, dest) != "good" {
+		t.Fatalf("the old file was not kept, or the reason not shown:\n%s", out)
+	}
+	out, err = podkitCmd("--source", src).CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--dest") {
+		t.Fatalf("missing --dest: %v, want exit 2 naming --dest\n%s", err, out)
+	}
+}
