@@ -574,6 +574,9 @@ func TestSlowlog(t *testing.T) {
 			metricValue(t, admin, "podkit_logs_slowlog_up") == "1"
 	})
 	p.stop(t)
+	if b := bodies(); b["SLOWLOG GET -1"] != 0 || b["INFO server"] != 0 {
+		t.Errorf("the poller's own commands were written: %v", b)
+	}
 	for body, n := range bodies() {
 		if n > 1 && strings.HasPrefix(body, "SET ") {
 			t.Errorf("%q written %d times", body, n)

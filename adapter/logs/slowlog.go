@@ -19,6 +19,10 @@ import (
 	"github.com/podkit/podkit/adapter/logs/tail"
 )
 
+// clientName names the poller's connection (CLIENT SETNAME), so that its
+// own commands, logged when slowlog-log-slower-than is 0, are not written.
+const clientName = "podkit-logs"
+
 // slowlogPoller polls one Redis server's SLOWLOG and writes each new
 // entry once, with events for restarts and lost entries.
 type slowlogPoller struct {
@@ -117,6 +121,10 @@ func (sp *slowlogPoller) poll(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if _, err := c.Do("CLIENT", "SETNAME", clientName); err != nil {
+			c.Close()
+			return fmt.Errorf("CLIENT SETNAME: %w", err)
+		}
 		sp.client = c
 	}
 	c := sp.client
@@ -158,8 +166,13 @@ func (sp *slowlogPoller) poll(ctx context.Context) error {
 			"first_lost_id", strconv.FormatInt(res.FirstLost, 10), "last_lost_id", strconv.FormatInt(res.LastLost, 10),
 			"slowlog_max_len", strconv.Itoa(maxLen))
 	}
+	written := 0
 	for _, e := range res.New {
+		if e.ClientName == clientName {
+			continue // the poll's own commands, with slowlog-log-slower-than 0
+		}
 		sp.entry(e)
+		written++
 	}
 	if len(sp.enc.buf) > 0 {
 		if _, err := sp.out.Write(sp.enc.buf); err != nil {
@@ -181,7 +194,7 @@ func (sp *slowlogPoller) poll(ctx context.Context) error {
 		sp.m.slowLost.WithLabelValues(a).Add(float64(res.Lost))
 		sp.log.Warn("slowlog entries lost between polls", "addr", a, "lost", res.Lost, "reason", reason)
 	}
-	sp.m.slowEntries.WithLabelValues(a).Add(float64(len(res.New)))
+	sp.m.slowEntries.WithLabelValues(a).Add(float64(written))
 	sp.m.slowLastID.WithLabelValues(a).Set(float64(sp.tracker.LastID))
 	if sp.stateDir != "" && (len(res.New) > 0 || res.Restart) {
 		b, _ := json.Marshal(sp.tracker)
