@@ -302,6 +302,7 @@ type Syncer struct {
 	mu        sync.Mutex // one sync at a time
 	lastNames []string   // directory destinations: names published last time, for pruning
 	lastErr   atomic.Pointer[errHolder]
+	rejected  *rejection // the last version validation or the app refused
 }
 
 var _ container.Component = (*Syncer)(nil)

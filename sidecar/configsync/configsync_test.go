@@ -398,6 +398,13 @@ func TestValidateRejectKeepsOld(t *testing.T) {
 			if got := testutil.ToFloat64(s.m.failures.WithLabelValues(reasonValidate)); got != 1 {
 				t.Fatalf("failures{reason=validate} = %v", got)
 			}
+			// Polling the same rejected version does not validate it again.
+			if res, err := s.Sync(context.Background()); err != nil || !res.Skipped {
+				t.Fatalf("sync of the same rejected version: %+v, %v; want skipped", res, err)
+			}
+			if got := testutil.ToFloat64(s.m.failures.WithLabelValues(reasonValidate)); got != 1 {
+				t.Fatalf("failures{reason=validate} = %v after a skip", got)
+			}
 			writeAtomic(t, src, []byte("ok v3\n"))
 			if _, err := s.Sync(context.Background()); err != nil || readFile(t, dest) != "ok v3\n" {
 				t.Fatalf("a valid v3 was not published: %v", err)
@@ -522,6 +529,17 @@ func TestReloadFailureRollsBack(t *testing.T) {
 			want := "good v1 200; broken v2 500; broken v2 500; good v1 200"
 			if got := app.log(); got != want {
 				t.Fatalf("the app saw %q, want %q", got, want)
+			}
+			// The next poll finds the same refused version: it is not
+			// published and rolled back again (until a backoff passes).
+			if res, err := s.Sync(context.Background()); err != nil || !res.Skipped {
+				t.Fatalf("sync of the same refused version: %+v, %v; want skipped", res, err)
+			}
+			if got := app.log(); got != want {
+				t.Fatalf("the app saw %q after a skip, want %q", got, want)
+			}
+			if got := readFile(t, watched); got != "good v1" {
+				t.Fatalf("dest = %q after a skip", got)
 			}
 			if !strings.Contains(logs.String(), "previous content is restored and reloaded") {
 				t.Fatalf("log:\n%s", logs)
@@ -950,4 +968,28 @@ func readAllRaw(f *os.File, buf []byte) (int, error) {
 		n += int(r)
 	}
 	return n, errors.New("file larger than the buffer")
+}
+
+// TestRejectedRetriedAfterBackoff: a rejected version is tried again once
+// its backoff has passed (the refusal may have been transient).
+func TestRejectedRetriedAfterBackoff(t *testing.T) {
+	dir := t.TempDir()
+	src, dest, flag := filepath.Join(dir, "src"), filepath.Join(dir, "dest"), filepath.Join(dir, "accept")
+	writeAtomic(t, src, []byte("v1"))
+	cfg := DefaultConfig()
+	cfg.Source, cfg.Dest = src, dest
+	cfg.ValidateCmd = "/bin/sh -c 'test -e " + flag + "'"
+	cfg.PollInterval = 5 * time.Millisecond
+	s, _ := newSyncer(t, cfg)
+	if _, err := s.Sync(context.Background()); !errors.Is(err, ErrValidate) {
+		t.Fatalf("err = %v, want ErrValidate", err)
+	}
+	os.WriteFile(flag, nil, 0o644) // the validator would accept it now
+	waitFor(t, "the rejected version to be tried again and published", func() bool {
+		res, err := s.Sync(context.Background())
+		return err == nil && res.Changed
+	})
+	if readFile(t, dest) != "v1" {
+		t.Fatal("not published")
+	}
 }

@@ -20,6 +20,7 @@ const (
 	resultUnchanged  = "unchanged"
 	resultFailed     = "failed"
 	resultRolledBack = "rolled_back"
+	resultSkipped    = "skipped"
 )
 
 type metrics struct {
@@ -38,7 +39,7 @@ func newMetrics() *metrics {
 	m := &metrics{
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podkit_configsync_syncs_total",
-			Help: "Pipeline runs by result: published, unchanged, failed, rolled_back.",
+			Help: "Pipeline runs by result: published, unchanged, failed, rolled_back, skipped (the source still holds a rejected version).",
 		}, []string{"result"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podkit_configsync_failures_total",
@@ -74,7 +75,7 @@ func newMetrics() *metrics {
 			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30},
 		}),
 	}
-	for _, r := range []string{resultPublished, resultUnchanged, resultFailed, resultRolledBack} {
+	for _, r := range []string{resultPublished, resultUnchanged, resultFailed, resultRolledBack, resultSkipped} {
 		m.syncs.WithLabelValues(r)
 	}
 	for _, r := range []string{reasonFetch, reasonRender, reasonValidate, reasonPublish, reasonReload, reasonNoProcess, reasonRollback} {

@@ -26,6 +26,30 @@ type Result struct {
 	// RolledBack: the reload failed, the previous content was restored and
 	// the application told to reload again.
 	RolledBack bool
+	// Skipped: the source still holds a version that was rejected (by
+	// validation, or by the application's reload) a moment ago; it is tried
+	// again after a backoff (two poll intervals, doubling up to ten
+	// minutes), or at once when the source changes.
+	Skipped bool
+}
+
+// rejection remembers a version that was refused, so that polling an
+// unchanged source does not publish and roll it back over and over.
+type rejection struct {
+	sha   string
+	err   error
+	count int
+	until time.Time
+}
+
+// reject records that the version sha was refused with err.
+func (s *Syncer) reject(sha string, err error) {
+	count := 1
+	if s.rejected != nil && s.rejected.sha == sha {
+		count = s.rejected.count + 1
+	}
+	wait := min(s.cfg.PollInterval<<min(count, 16), max(10*time.Minute, s.cfg.PollInterval))
+	s.rejected = &rejection{sha: sha, err: err, count: count, until: time.Now().Add(wait)}
 }
 
 // Sync runs the pipeline once: fetch, render, validate, publish and (unless
@@ -45,7 +69,11 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 	defer func() {
 		s.m.duration.Observe(time.Since(start).Seconds())
 		s.m.syncs.WithLabelValues(result).Inc()
-		s.lastErr.Store(&errHolder{err})
+		health := err
+		if res.Skipped {
+			health = s.rejected.err // still the state of things, for /healthz
+		}
+		s.lastErr.Store(&errHolder{health})
 	}()
 	fail := func(reason string, sentinel error, err error) error {
 		s.m.failures.WithLabelValues(reason).Inc()
@@ -65,6 +93,12 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 		return res, err
 	}
 	res.SHA256 = out.sha256Hex()
+	if r := s.rejected; r != nil && r.sha == res.SHA256 && time.Now().Before(r.until) {
+		result = resultSkipped
+		res.Skipped = true
+		s.log.Debug("the source still holds the rejected version; not trying it again yet", "sha256", res.SHA256, "retry_at", r.until.UTC().Format(time.RFC3339))
+		return res, nil
+	}
 	cur, err := readCurrent(s.cfg.Dest, out, s.lastNames)
 	if err != nil {
 		err = fail(reasonPublish, ErrPublish, err)
@@ -73,6 +107,7 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 	}
 	if cur.matches(out) {
 		result = resultUnchanged
+		s.rejected = nil
 		s.lastNames = names(out)
 		s.m.setContent(res.SHA256)
 		s.m.lastSync.Set(unix(time.Now()))
@@ -90,6 +125,7 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 		if verr := runValidate(ctx, s.cfg.ValidateCmd, st.path, s.cfg.ValidateTimeout); verr != nil {
 			st.discard()
 			err = fail(reasonValidate, ErrValidate, verr)
+			s.reject(res.SHA256, err)
 			attrs := []any{"sha256", res.SHA256, "error", verr.Error()}
 			var ve *validateError
 			if errors.As(verr, &ve) {
@@ -123,6 +159,7 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 		return res, err
 	}
 	res.Changed = true
+	s.rejected = nil
 	s.lastNames = names(out)
 	now := time.Now()
 	s.m.setContent(res.SHA256)
@@ -147,6 +184,7 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 	err = fail(reasonReload, ErrReload, rerr)
 	result = resultRolledBack
 	res.RolledBack = true
+	s.reject(res.SHA256, err)
 	if berr := restore(s.cfg.Dest, out.dir, cur, s.cfg.FileMode); berr != nil {
 		s.m.failures.WithLabelValues(reasonRollback).Inc()
 		s.log.Error("reload failed, and restoring the previous content failed too: the destination holds the new content", "error", err, "restore_error", berr)
