@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/podkit/podkit/adapter/logs/slowlog"
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/testdeps"
@@ -580,6 +582,42 @@ func TestSlowlog(t *testing.T) {
 	for body, n := range bodies() {
 		if n > 1 && strings.HasPrefix(body, "SET ") {
 			t.Errorf("%q written %d times", body, n)
+		}
+	}
+}
+
+// TestMetrics checks the counters after a run on known input.
+func TestMetrics(t *testing.T) {
+	in := "2024-01-02 03:04:05,678 ERROR [main] a.B - failed\njava.lang.IllegalStateException: y\n\tat a.B.c(B.java:1)\n\tat a.B.d(B.java:2)\n\tat a.B.e(B.java:3)\n" +
+		"{\"msg\":\"broken\"\n{\"time\":\"soon\",\"msg\":\"ok\"}\nplain\n"
+	cfg := DefaultConfig()
+	cfg.Multiline = "java"
+	cfg.MultilineMaxLines = 4
+	cfg.Parse = "json,log4j"
+	cfg.Stdin, cfg.Stdout = strings.NewReader(in), io.Discard
+	l, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := container.DefaultOptions()
+	opts.AdminAddr = "off"
+	opts.Logger = quiet()
+	if err := container.Run(context.Background(), l, opts); err != nil {
+		t.Fatal(err)
+	}
+	m := l.m
+	for name, tt := range map[string]struct{ got, want float64 }{
+		"lines in":              {testutil.ToFloat64(m.linesIn.WithLabelValues("stdin")), 8},
+		"events out":            {testutil.ToFloat64(m.eventsOut), 5},
+		"merged":                {testutil.ToFloat64(m.merged), 1},
+		"truncated by lines":    {testutil.ToFloat64(m.truncated.WithLabelValues("lines")), 1},
+		"json failures":         {testutil.ToFloat64(m.parseFailures.WithLabelValues("json")), 1},
+		"unmatched":             {testutil.ToFloat64(m.parseFailures.WithLabelValues("unmatched")), 2},
+		"timestamp failures":    {testutil.ToFloat64(m.timestampFailures), 1},
+		"fluent bit input name": {testutil.ToFloat64(m.fbInRecords.WithLabelValues("stdin.0")), 8},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s = %v, want %v", name, tt.got, tt.want)
 		}
 	}
 }

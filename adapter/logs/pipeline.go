@@ -256,6 +256,22 @@ func (h *metricsHandler) Line(s *tail.Source, line []byte, end int64) error {
 	return h.pipeline.Line(s, line, end)
 }
 
+// Closed lets go of a closed file's state (its multiline buffer).
+func (h *metricsHandler) Closed(s *tail.Source) {
+	st, ok := s.Value.(*srcState)
+	if !ok {
+		return
+	}
+	h.publishAggregators([]*srcState{st})
+	for i, o := range h.seen {
+		if o == st {
+			h.seen = append(h.seen[:i], h.seen[i+1:]...)
+			break
+		}
+	}
+	s.Value = nil
+}
+
 func (h *metricsHandler) Flush() error {
 	err := h.pipeline.Flush()
 	h.publishAggregators(h.seen)

@@ -109,6 +109,8 @@ func (c *Config) defaults() {
 }
 
 // Handler receives what Tail reads. All calls come from Run's goroutine.
+// A Handler that also has a method Closed(*Source) is told when a rotated
+// file is closed, after its Drain and Flush.
 type Handler interface {
 	// Line is one line without its newline (and without a trailing \r);
 	// end is the file offset after it. line is valid only during the
@@ -535,6 +537,9 @@ func (t *Tail) close(s *Source, now time.Time) error {
 	s.committed = s.readOff
 	s.f.Close()
 	s.f = nil
+	if c, ok := t.h.(interface{ Closed(*Source) }); ok {
+		c.Closed(s) // the Handler may let go of its state for s
+	}
 	for i, o := range t.order {
 		if o == s {
 			t.order = append(t.order[:i], t.order[i+1:]...)
