@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/podkit/podkit/adapter/health"
+	"github.com/podkit/podkit/adapter/logs"
 	"github.com/podkit/podkit/adapter/metrics"
 	"github.com/podkit/podkit/internal/cli"
 	"github.com/podkit/podkit/internal/demo"
@@ -22,6 +23,7 @@ func commands() []cli.Command {
 		await.Command(),
 		demo.Command(),
 		health.Command(),
+		logs.Command(),
 		metrics.Command(),
 		sampleapp.Command(),
 		topz.Command(),

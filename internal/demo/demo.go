@@ -49,6 +49,7 @@ var services = []service{
 	{name: "topz", start: startTopz},
 	{name: "metrics", start: startMetrics},
 	{name: "health", start: startHealth},
+	{name: "logs", start: startLogs},
 }
 
 type env struct {
