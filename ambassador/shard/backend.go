@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,6 +128,13 @@ func (c *conn) submit(reqs []*request) {
 		return
 	}
 	if !c.writing {
+		// Let the other runnable clients queue their requests first, so
+		// that one write carries them all (what an event loop gets from
+		// handling every ready socket before writing).
+		c.writing = true
+		c.mu.Unlock()
+		runtime.Gosched()
+		c.mu.Lock()
 		c.flushLocked()
 	}
 	c.mu.Unlock()
