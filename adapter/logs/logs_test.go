@@ -315,7 +315,7 @@ func TestRestartUnderRotation(t *testing.T) {
 		"--poll-interval", "10ms", "--scan-interval", "50ms", "--rotate-wait", "200ms", "--checkpoint-interval", "50ms"}
 	const n, every = 30000, 4000
 	written := make(chan int, 1)
-	half := make(chan struct{})
+	half, resume := make(chan struct{}), make(chan struct{})
 	go func() {
 		f, _ := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		for i := range n {
@@ -326,7 +326,7 @@ func TestRestartUnderRotation(t *testing.T) {
 			}
 			if i == n/2 {
 				close(half)
-				time.Sleep(50 * time.Millisecond) // some lines land while podkit is down
+				<-resume // podkit has stopped: the next lines land while it is down
 			}
 			f.WriteString(seqLine(i) + "\n")
 		}
@@ -337,6 +337,8 @@ func TestRestartUnderRotation(t *testing.T) {
 	p1 := startLogs(t, out1, nil, args...)
 	<-half
 	p1.stop(t)
+	close(resume)
+	time.Sleep(20 * time.Millisecond)
 	p2 := startLogs(t, out2, nil, args...)
 	<-written
 	waitFor(t, "every line", func() bool { return len(readEvents(t, out1, out2)) >= n })
