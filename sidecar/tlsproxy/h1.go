@@ -44,6 +44,10 @@ type h1conn struct {
 	bw  *bufio.Writer
 
 	fwd  []byte // "X-Forwarded-For: ip\r\nX-Forwarded-Proto: https\r\n" [+ client cert]
+	// back is the target connection this client connection keeps between
+	// requests, so the hot path takes no shared lock; it goes back to the
+	// pool when the client leaves.
+	back *backendConn
 	req  msg
 	resp msg
 
@@ -59,6 +63,10 @@ func (p *Proxy) serveH1(tc *tls.Conn, raw *trackedConn, st *tls.ConnectionState)
 	c.bw = clientWriters.Get().(*bufio.Writer)
 	c.bw.Reset(tc)
 	defer func() {
+		if c.back != nil {
+			p.pool.put(c.back)
+			c.back = nil
+		}
 		c.br.Reset(nil)
 		clientReaders.Put(c.br)
 		c.bw.Reset(nil)
@@ -197,7 +205,7 @@ func (c *h1conn) handle(head []byte) bool {
 		err    error
 	)
 	for attempt := 0; ; attempt++ {
-		bc, reused, err = p.pool.get(hasBody)
+		bc, reused, err = c.backend(hasBody)
 		if err != nil {
 			c.br.Discard(len(head))
 			c.reject(502, "backend", "Bad Gateway")
@@ -334,12 +342,27 @@ func (c *h1conn) handle(head []byte) bool {
 		}
 		return false
 	}
-	if keepBackend {
-		p.pool.put(bc)
+	if keepBackend && bc.br.Buffered() == 0 {
+		bc.idleSince = time.Now()
+		c.back = bc
 	} else {
 		bc.close()
 	}
 	return keepClient
+}
+
+// backend returns the connection kept from the previous request if it is
+// still good, or one from the pool.
+func (c *h1conn) backend(probe bool) (*backendConn, bool, error) {
+	if bc := c.back; bc != nil {
+		c.back = nil
+		idle := time.Since(bc.idleSince)
+		if idle <= backendMaxIdleTime && (!(probe || idle > backendProbeAfter) || alive(bc.c)) {
+			return bc, true, nil
+		}
+		bc.close()
+	}
+	return c.p.pool.get(probe)
 }
 
 func isTimeout(err error) bool {
