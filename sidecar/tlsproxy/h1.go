@@ -43,7 +43,7 @@ type h1conn struct {
 	br  *bufio.Reader
 	bw  *bufio.Writer
 
-	fwd  []byte // "X-Forwarded-For: ip\r\nX-Forwarded-Proto: https\r\n" [+ client cert]
+	fwd []byte // "X-Forwarded-For: ip\r\nX-Forwarded-Proto: https\r\n" [+ client cert]
 	// back is the target connection this client connection keeps between
 	// requests, so the hot path takes no shared lock; it goes back to the
 	// pool when the client leaves.
