@@ -322,13 +322,6 @@ func (s *Syncer) Run(ctx context.Context, h *container.Host) error {
 		s.log.Info("in step; exiting (--once)", "sha256", res.SHA256, "changed", res.Changed)
 		return nil
 	}
-	h.AddCheck(container.Check{Name: "sync", Period: 2 * time.Second, Func: func(context.Context) error {
-		if e := s.lastErr.Load(); e != nil {
-			return e.err
-		}
-		return errors.New("no sync yet")
-	}})
-
 	trigger := make(chan struct{}, 1)
 	if len(s.watchPaths()) > 0 {
 		stop, err := watch(s.watchPaths, func() {
@@ -381,6 +374,14 @@ func (s *Syncer) loop(ctx context.Context, h *container.Host, trigger <-chan str
 		}
 	}
 	run()
+	// The last sync's outcome, on /healthz (not on /readyz: a failure keeps
+	// the previous, working file).
+	h.AddCheck(container.Check{Name: "sync", Period: 2 * time.Second, Func: func(context.Context) error {
+		if e := s.lastErr.Load(); e != nil {
+			return e.err
+		}
+		return nil
+	}})
 	for {
 		pauseCh := h.PauseChanged()
 		select {
