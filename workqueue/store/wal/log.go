@@ -146,6 +146,11 @@ func (l *segmentLog) commitLoop() {
 		if b != nil || rot != nil {
 			start := time.Now()
 			err := l.write(data, rot)
+			if err != nil && l.onFail != nil {
+				// Roll the state back before anyone hears of the failure, so
+				// that a refused change is never visible afterwards.
+				l.onFail(err)
+			}
 			if rot != nil {
 				rot.err = err
 				close(rot.done)
@@ -154,11 +159,7 @@ func (l *segmentLog) commitLoop() {
 				b.err = err
 				close(b.done)
 			}
-			if err != nil {
-				if l.onFail != nil {
-					l.onFail(err)
-				}
-			} else if l.onCommit != nil && n > 0 {
+			if err == nil && l.onCommit != nil && n > 0 {
 				l.onCommit(n, len(data), time.Since(start))
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,4 +309,63 @@ func TestReadOnlyDataDir(t *testing.T) {
 	if st.Ready != len(ids)+1 {
 		t.Fatalf("ready=%d after restart, want %d", st.Ready, len(ids)+1)
 	}
+}
+
+// Writes failing while compactions run: no deadlock, and every
+// acknowledged item is there after a restart.
+func TestDiskFullDuringCompaction(t *testing.T) {
+	dir := mountTmpfs(t, "384k")
+	s, err := Open(dir, Options{Logger: quiet(), RetryAfterFailure: 5 * time.Millisecond, SegmentSize: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		acked    []string
+		failures atomic.Int32
+		wg       sync.WaitGroup
+	)
+	stop := time.Now().Add(3 * time.Second)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stop) && failures.Load() < 40; i++ {
+				res, err := s.Enqueue(context.Background(), []store.NewItem{{Queue: "q", Payload: json.RawMessage(fmt.Sprintf("%q", strings.Repeat("z", 300+g*50)))}})
+				if err != nil {
+					failures.Add(1)
+					time.Sleep(2 * time.Millisecond)
+					continue
+				}
+				mu.Lock()
+				acked = append(acked, res[0].ID)
+				mu.Unlock()
+				if i%3 == 0 {
+					// Make room now and then, so the log keeps moving.
+					ls, _ := s.Lease(context.Background(), store.LeaseRequest{Queue: "q", Max: 2})
+					for _, l := range ls {
+						s.Complete(context.Background(), []store.Completion{{Token: l.Token, Op: store.Ack}})
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close hung after write failures during compactions")
+	}
+	if failures.Load() == 0 {
+		t.Fatal("the disk never filled up: the test proves nothing")
+	}
+	s2 := open(t, dir, Options{})
+	for _, id := range acked {
+		if _, err := s2.Get(context.Background(), "q", id); err != nil {
+			t.Fatalf("acknowledged item %s lost: %v", id, err)
+		}
+	}
+	t.Logf("%d acknowledged, %d refused", len(acked), failures.Load())
 }

@@ -119,9 +119,13 @@ type Store struct {
 	tornTails int
 	stale     uint64 // stale completions for items no longer known
 
-	compactMu sync.Mutex // one compaction or recovery at a time
-	stop      chan struct{}
-	wg        sync.WaitGroup
+	compactMu sync.Mutex // one compaction at a time
+	// filesMu keeps a recovery's reload from reading the directory while a
+	// compaction writes a snapshot or deletes segments. It is never held
+	// while waiting for the committer (the committer runs recoveries).
+	filesMu sync.Mutex
+	stop    chan struct{}
+	wg      sync.WaitGroup
 }
 
 var _ store.Store = (*Store)(nil)
@@ -228,8 +232,8 @@ func wait(ctx context.Context, b *batch) error {
 // recover runs on the committer after a failed write: everything pending
 // fails, and the state is rebuilt from what is on disk.
 func (s *Store) recover(werr error) {
-	s.compactMu.Lock()
-	defer s.compactMu.Unlock()
+	s.filesMu.Lock()
+	defer s.filesMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.log.Error("log write failed; refusing writes and rebuilding the state from disk", "error", werr,
@@ -708,6 +712,8 @@ func (s *Store) Compact() error {
 		return rot.err
 	}
 	start := time.Now()
+	s.filesMu.Lock()
+	defer s.filesMu.Unlock()
 	if err := writeSnapshot(s.dir, rot.seq, recs); err != nil {
 		return fmt.Errorf("writing snapshot %s: %w", snapName(rot.seq), err)
 	}
