@@ -75,7 +75,6 @@ type conn struct {
 	queue    []*request // waiting to be written
 	inflight fifo       // written, waiting for a reply
 	wbuf     []byte
-	work     chan struct{} // memcached reader: inflight became non-empty
 }
 
 type fifo struct {
@@ -148,7 +147,6 @@ func (c *conn) flushLocked() {
 		nc := c.nc
 		buf := c.wbuf[:0]
 		now := time.Now()
-		wasEmpty := c.inflight.len() == 0
 		for i, r := range c.queue {
 			buf = append(buf, r.out...)
 			r.sent = now
@@ -157,12 +155,6 @@ func (c *conn) flushLocked() {
 		}
 		c.queue = c.queue[:0]
 		c.wbuf = buf
-		if wasEmpty && c.work != nil {
-			select {
-			case c.work <- struct{}{}:
-			default:
-			}
-		}
 		c.mu.Unlock()
 		_, err := nc.Write(buf)
 		c.mu.Lock()
@@ -283,7 +275,7 @@ func (c *conn) read(nc net.Conn) {
 		}
 	} else {
 		rd := memcache.NewReader(nc, 16<<10, memcache.Limits{MaxValue: lim.maxBulk})
-		err = c.readMemcache(nc, rd)
+		err = c.readMemcache(rd)
 	}
 	nc.Close()
 	s.open.Add(-1)
@@ -307,22 +299,19 @@ func (c *conn) read(nc net.Conn) {
 	s.failAll(q, reason, kind)
 }
 
-func (c *conn) readMemcache(nc net.Conn, rd *memcache.Reader) error {
+func (c *conn) readMemcache(rd *memcache.Reader) error {
 	s := c.srv
 	for {
+		// Block until the server sends something (or closes): a reply only
+		// comes after its request is in flight, and a close is noticed at
+		// once, not by the next request.
+		if err := rd.Wait(); err != nil {
+			return err
+		}
 		c.mu.Lock()
-		for c.inflight.len() == 0 {
+		if c.inflight.len() == 0 {
 			c.mu.Unlock()
-			// Wait for work, or notice the connection closing: a
-			// one-byte peek is not possible without reading, so the
-			// closed check is done by the watchdog closing nc and the
-			// work channel being poked.
-			<-c.work
-			c.mu.Lock()
-			if c.nc != nc {
-				c.mu.Unlock()
-				return errors.New("closed")
-			}
+			return errors.New("reply without a request")
 		}
 		r := c.inflight.peek()
 		c.mu.Unlock()
@@ -367,19 +356,13 @@ func readUntilMN(rd *memcache.Reader) ([]byte, error) {
 	}
 }
 
-// closeIdle closes the connection (for a retired server).
+// close closes the connection (for a retired server).
 func (c *conn) close() {
 	c.mu.Lock()
 	nc := c.nc
 	c.mu.Unlock()
 	if nc != nil {
 		nc.Close()
-	}
-	if c.work != nil {
-		select {
-		case c.work <- struct{}{}:
-		default:
-		}
 	}
 }
 
@@ -402,12 +385,6 @@ func (c *conn) checkTimeout(now time.Time, timeout time.Duration) {
 	nc := c.nc
 	c.mu.Unlock()
 	nc.Close()
-	if c.work != nil {
-		select {
-		case c.work <- struct{}{}:
-		default:
-		}
-	}
 }
 
 func errText(err error) string {

@@ -93,11 +93,7 @@ func buildPool(cfg Pool, lim limits, log *slog.Logger, m *metrics, old map[strin
 		if srv == nil {
 			srv = &server{cfg: s, key: key, errs: map[string]uint64{}, log: p.log.With("server", s.Name, "addr", s.Addr)}
 			for range cfg.ServerConnections {
-				c := &conn{srv: srv}
-				if cfg.Protocol == Memcache {
-					c.work = make(chan struct{}, 1)
-				}
-				srv.cs = append(srv.cs, c)
+				srv.cs = append(srv.cs, &conn{srv: srv})
 			}
 			srv.latency = m.latency.WithLabelValues(cfg.Name, s.Name)
 		}

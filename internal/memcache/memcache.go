@@ -516,3 +516,12 @@ func (r *Reader) TryRequest() (*Request, error) {
 	}
 	return nil, nil
 }
+
+// Wait blocks until input is buffered, or returns the read error (io.EOF
+// when the peer closed).
+func (r *Reader) Wait() error {
+	if r.r < r.w {
+		return nil
+	}
+	return r.fill(1)
+}
