@@ -1,3 +1,5 @@
+//go:build linux
+
 package configsync
 
 import (
@@ -822,6 +824,7 @@ func TestReadiness(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Source, cfg.Dest = src, dest
 	cfg.Debounce = 10 * time.Millisecond
+	cfg.PollInterval = time.Hour // the retries after a failure, then inotify, do the work
 	s, _ := newSyncer(t, cfg)
 	h := runHosted(t, s)
 	waitFor(t, "a failed first sync", func() bool {
@@ -836,11 +839,16 @@ func TestReadiness(t *testing.T) {
 	if readFile(t, dest) != "hello" {
 		t.Fatal("ready but not published")
 	}
+	// The directory that appeared is watched now.
+	writeAtomic(t, src, []byte("hello again"))
+	waitFor(t, "a change in the new directory", fileIs(dest, "hello again"))
+	writeAtomic(t, src, []byte("hello"))
+	waitFor(t, "the first version again", fileIs(dest, "hello"))
 	_, metrics := h.get(t, "/metrics")
 	sum := sha256.Sum256([]byte("hello"))
 	for _, want := range []string{
 		`podkit_configsync_content_info{sha256="` + hex.EncodeToString(sum[:]) + `"} 1`,
-		`podkit_configsync_syncs_total{result="published"} 1`,
+		`podkit_configsync_syncs_total{result="published"} 3`,
 		`podkit_configsync_failures_total{reason="fetch"}`,
 		`podkit_configsync_last_sync_success_timestamp_seconds `,
 		`podkit_configsync_last_reload_success_timestamp_seconds 0`,
@@ -926,7 +934,7 @@ func TestFindProcessesSkipsSelf(t *testing.T) {
 func TestWatchStops(t *testing.T) {
 	dir := t.TempDir()
 	var n atomic.Int32
-	stop, err := watch(func() []string { return []string{dir} }, func() { n.Add(1) })
+	stop, _, err := watch(func() []string { return []string{dir} }, func() { n.Add(1) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -323,8 +323,9 @@ func (s *Syncer) Run(ctx context.Context, h *container.Host) error {
 		return nil
 	}
 	trigger := make(chan struct{}, 1)
+	rewatch := func() {}
 	if len(s.watchPaths()) > 0 {
-		stop, err := watch(s.watchPaths, func() {
+		stop, re, err := watch(s.watchPaths, func() {
 			select {
 			case trigger <- struct{}{}:
 			default:
@@ -334,12 +335,13 @@ func (s *Syncer) Run(ctx context.Context, h *container.Host) error {
 			s.log.Warn("cannot watch the source; polling only", "poll_interval", s.cfg.PollInterval.String(), "error", err)
 		} else {
 			defer stop()
+			rewatch = re
 		}
 	}
-	return s.loop(ctx, h, trigger)
+	return s.loop(ctx, h, trigger, rewatch)
 }
 
-func (s *Syncer) loop(ctx context.Context, h *container.Host, trigger <-chan struct{}) error {
+func (s *Syncer) loop(ctx context.Context, h *container.Host, trigger <-chan struct{}, rewatch func()) error {
 	syncCtx := h.DrainContext() // a sync in flight at stop finishes, within the drain deadline
 	poll := time.NewTicker(s.cfg.PollInterval)
 	defer poll.Stop()
@@ -361,7 +363,9 @@ func (s *Syncer) loop(ctx context.Context, h *container.Host, trigger <-chan str
 		}
 		pending = false
 		firstEvent = time.Time{}
-		if _, err := s.sync(syncCtx, true); err != nil {
+		_, err := s.sync(syncCtx, true)
+		rewatch() // a directory that did not exist may exist now
+		if err != nil {
 			failures++
 			retry.Reset(min(time.Duration(1<<min(failures-1, 10))*500*time.Millisecond, s.cfg.PollInterval))
 			return

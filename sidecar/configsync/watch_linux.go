@@ -11,14 +11,15 @@ const watchMask = syscall.IN_CREATE | syscall.IN_DELETE | syscall.IN_MODIFY |
 
 // watch calls notify after every batch of inotify events in the directories
 // paths() returns, until stop is called. The set is recomputed after each
-// batch, so a directory that appears later (or a symlink that now points
-// elsewhere) is picked up; directories that do not exist are skipped (the
-// poll covers them). Events are not interpreted: any change makes the
-// pipeline fetch, and an unchanged hash does nothing.
-func watch(paths func() []string, notify func()) (stop func(), err error) {
+// batch and whenever rewatch is called (after every sync), so a directory
+// that appears later, or a symlink that now points elsewhere, is picked up;
+// directories that do not exist are skipped (the poll covers them). Events
+// are not interpreted: any change makes the pipeline fetch, and an
+// unchanged hash does nothing.
+func watch(paths func() []string, notify func()) (stop, rewatch func(), err error) {
 	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC | syscall.IN_NONBLOCK)
 	if err != nil {
-		return nil, os.NewSyscallError("inotify_init1", err)
+		return nil, nil, os.NewSyscallError("inotify_init1", err)
 	}
 	// A non-blocking descriptor goes through the runtime poller, so Close
 	// wakes a blocked Read.
@@ -26,7 +27,7 @@ func watch(paths func() []string, notify func()) (stop func(), err error) {
 	raw, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	add := func() {
 		_ = raw.Control(func(fd uintptr) {
@@ -46,5 +47,5 @@ func watch(paths func() []string, notify func()) (stop func(), err error) {
 			notify()
 		}
 	}()
-	return func() { f.Close() }, nil
+	return func() { f.Close() }, add, nil
 }

@@ -3,6 +3,6 @@
 package configsync
 
 // watch is not available outside Linux: the periodic poll does the work.
-func watch(paths func() []string, notify func()) (stop func(), err error) {
-	return func() {}, nil
+func watch(paths func() []string, notify func()) (stop, rewatch func(), err error) {
+	return func() {}, func() {}, nil
 }
