@@ -380,3 +380,41 @@ func TestTargetClosesKeepAlive(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // let the target's FIN arrive
 	}
 }
+
+// TestTruncatedResponse: a target that closes before sending the whole
+// body. The client must see an error, not a short body passed as whole.
+func TestTruncatedResponse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..")
+			}()
+		}
+	}()
+	ca := newPKI(t, "CA")
+	r := serverProxy(t, ca, ln.Addr().String(), nil)
+	for _, h2 := range []bool{false, true} {
+		resp, err := httpsClient(ca, h2).Get("https://" + r.addr + "/")
+		if err != nil {
+			continue // failed before the headers: fine too
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Errorf("h2=%v: read %d bytes of a 100-byte body without an error", h2, len(b))
+		}
+	}
+}
