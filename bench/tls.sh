@@ -17,7 +17,9 @@
 # Usage: bench/tls.sh            (ROUNDS=5 DURATION=10s CONNS=50 THREADS=2)
 #        PODKIT=bin/podkit bench/tls.sh
 # Needs: wrk, nginx, openssl (apt-get install wrk nginx openssl) and the
-# podkit binary (make build). Installs nothing.
+# podkit binary (make build); h2load (apt-get install nghttp2-client) for
+# the HTTP/2 phase, which is skipped with a note without it. Installs
+# nothing.
 #
 # Output: one line per run, then the medians and the machine-readable
 # ratio lines; the last line is the http-mode ratio against nginx.
@@ -149,6 +151,23 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
+# HTTP/2: h2load, 50 connections x 10 streams, nginx vs podkit http mode.
+declare -A H2_RPS
+if command -v h2load >/dev/null; then
+  for r in $(seq "$ROUNDS"); do
+    if [ $((r % 2)) = 0 ]; then h2order=(podkit-http nginx); else h2order=(nginx podkit-http); fi
+    for n in "${h2order[@]}"; do
+      out=$(h2load -c"$CONNS" -m10 -t"$THREADS" -D "${DURATION%s}" "${URL[$n]}" 2>&1) || die "h2load failed: $out"
+      rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+      fails=$(awk '/^requests:/ {print $10}' <<<"$out")
+      H2_RPS[$n]+="$rps "
+      printf 'round %d http/2      %-12s %10.0f req/s  (%s failed)\n' "$r" "$n" "$rps" "${fails:-?}"
+    done
+  done
+else
+  echo "http/2 phase skipped: h2load not installed (apt-get install nghttp2-client)"
+fi
+
 # median and spread (max-min)/median of per-round ratios a/b.
 ratio() { # "a1 a2 ..." "b1 b2 ..."
   python3 - "$1" "$2" <<'EOF'
@@ -183,6 +202,10 @@ echo "ratio cpu-per-request podkit-http/nginx keep-alive=$hc handshake=$hhc podk
 echo "ratio podkit-http/direct rps=$dr ($ROUNDS rounds, spread $drs)"
 echo "ratio podkit-tcp/nginx rps=$tr p99=$tp handshakes=$th ($ROUNDS rounds, spread $ts)"
 echo "ratio podkit-http/nginx handshakes=$hh ($ROUNDS rounds, spread $hhs)"
+if [ -n "${H2_RPS[nginx]:-}" ]; then
+  read -r h2r h2s < <(ratio "${H2_RPS[podkit-http]}" "${H2_RPS[nginx]}")
+  echo "ratio podkit-http/nginx http2 rps=$h2r ($ROUNDS rounds, spread $h2s)"
+fi
 read -r hr hs < <(ratio "${KA_RPS[podkit-http]}" "${KA_RPS[nginx]}")
 read -r hp hps < <(ratio "${KA_P99[podkit-http]}" "${KA_P99[nginx]}")
 echo "ratio podkit/nginx rps=$hr p99=$hp ($ROUNDS rounds, spread $hs)"

@@ -32,6 +32,7 @@ packages=(
   mariadb-client
   postgresql
   wrk
+  nghttp2-client
   prometheus
 )
 
