@@ -15,6 +15,8 @@ import (
 	"github.com/podkit/podkit/internal/sampleapp"
 	"github.com/podkit/podkit/sidecar/await"
 	"github.com/podkit/podkit/sidecar/topz"
+	"github.com/podkit/podkit/workqueue"
+	"github.com/podkit/podkit/workqueue/worker"
 )
 
 // commands is the subcommand table.
@@ -27,6 +29,8 @@ func commands() []cli.Command {
 		metrics.Command(),
 		sampleapp.Command(),
 		topz.Command(),
+		workqueue.Command(),
+		worker.Command(),
 	}
 }
 

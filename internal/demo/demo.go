@@ -50,6 +50,7 @@ var services = []service{
 	{name: "metrics", start: startMetrics},
 	{name: "health", start: startHealth},
 	{name: "logs", start: startLogs},
+	{name: "queue", start: startQueue},
 }
 
 type env struct {
