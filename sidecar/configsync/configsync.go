@@ -150,9 +150,9 @@ func DefaultConfig() Config {
 // RegisterFlags adds config-sync's flags to fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Source, "source", c.Source, "where the config comes from: a file, a directory (e.g. a ConfigMap volume) or an http(s) `URL`")
-	fs.StringVar(&c.Dest, "dest", c.Dest, "the file to keep in step (a directory for a directory source without --template)")
+	fs.StringVar(&c.Dest, "dest", c.Dest, "the `file` to keep in step (a directory for a directory source without --template)")
 	fs.StringVar(&c.Template, "template", c.Template, "render this text/template `file` with the source's data (.Data, .Files, .Source) into --dest")
-	fs.Var((*modeValue)(&c.FileMode), "file-mode", "permission bits of published files, octal")
+	fs.Var((*modeValue)(&c.FileMode), "file-mode", "permission `bits` of published files, octal")
 	fs.StringVar(&c.ValidateCmd, "validate-cmd", c.ValidateCmd, "check the staged file with this `command` before publishing; {} is its path (also $PODKIT_STAGED_FILE); non-zero rejects it")
 	fs.DurationVar(&c.ValidateTimeout, "validate-timeout", c.ValidateTimeout, "how long --validate-cmd may run")
 	fs.StringVar(&c.Signal, "signal", c.Signal, "signal `name` sent to --process-name / --pid-file after a publish, e.g. HUP, USR1")
