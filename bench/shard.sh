@@ -91,9 +91,11 @@ EOC
 conf "$NR" "$NM" >"$work/nutcracker.yml"
 conf "$PR" "$PM" >"$work/podkit.yml"
 "$NUT" -c "$work/nutcracker.yml" -s "$NS" -a 127.0.0.1 -p "$work/nut.pid" -o "$work/nut.log" &
-pids+=($!)
+nut_pid=$!
+pids+=($nut_pid)
 "$PODKIT" shard --config "$work/podkit.yml" --admin-addr "127.0.0.1:$PA" --log-format text >"$work/podkit.log" 2>&1 &
-pids+=($!)
+podkit_pid=$!
+pids+=($podkit_pid)
 for p in $NR $NM $PR $PM; do wait_port "$p" proxy; done
 
 # rb PORT [extra args]: SET and GET rps, averaged.
@@ -120,14 +122,22 @@ declare -A files
 run() { # label target-cmd...
   local label=$1; shift
   local v
-  v=$("$@")
+  if ! v=$("$@") || [ -z "$v" ]; then
+    echo "bench/shard.sh: $label failed; counted as 0" >&2
+    v=0
+  fi
   echo "$label $v ops/s"
   echo "$v" >>"$work/$label"
+}
+alive() {
+  kill -0 "$podkit_pid" 2>/dev/null || { tail -20 "$work/podkit.log" >&2; die "podkit shard exited"; }
+  kill -0 "$nut_pid" 2>/dev/null || { tail -20 "$work/nut.log" >&2; die "nutcracker exited"; }
 }
 
 for round in $(seq "$ROUNDS"); do
   echo "== round $round"
   for t in direct nutcracker podkit; do
+    alive
     case $t in direct) rp=$R1 mp=$M1 ;; nutcracker) rp=$NR mp=$NM ;; podkit) rp=$PR mp=$PM ;; esac
     run "redis-P1-$t" rb "$rp" -n "$REQUESTS"
     run "redis-P16-$t" rb "$rp" -n "$PREQUESTS" -P 16
