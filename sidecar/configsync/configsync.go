@@ -299,10 +299,11 @@ type Syncer struct {
 	m        *metrics
 	log      *slog.Logger
 
-	mu        sync.Mutex // one sync at a time
-	lastNames []string   // directory destinations: names published last time, for pruning
-	lastErr   atomic.Pointer[errHolder]
-	rejected  *rejection // the last version validation or the app refused
+	mu         sync.Mutex // one sync at a time
+	lastNames  []string   // directory destinations: names published last time, for pruning
+	manifestOK bool       // the manifest on disk lists lastNames
+	lastErr    atomic.Pointer[errHolder]
+	rejected   *rejection // the last version validation or the app refused
 }
 
 var _ container.Component = (*Syncer)(nil)

@@ -290,9 +290,10 @@ func TestConfigMapVolume(t *testing.T) {
 			}
 			return strings.Join(got, ",")
 		}
-		// Exactly a.conf and c.conf: b.conf pruned, no staging leftovers.
+		// Exactly a.conf and c.conf (and the manifest): b.conf pruned, no
+		// staging leftovers.
 		waitFor(t, "a2, c2 published and b.conf removed", func() bool {
-			return fileIs(filepath.Join(dest, "a.conf"), "a2")() && fileIs(filepath.Join(dest, "c.conf"), "c2")() && listing() == "a.conf,c.conf"
+			return fileIs(filepath.Join(dest, "a.conf"), "a2")() && fileIs(filepath.Join(dest, "c.conf"), "c2")() && listing() == manifestName+",a.conf,c.conf"
 		})
 	})
 	t.Run("directory through a template", func(t *testing.T) {
@@ -999,5 +1000,62 @@ func TestRejectedRetriedAfterBackoff(t *testing.T) {
 	})
 	if readFile(t, dest) != "v1" {
 		t.Fatal("not published")
+	}
+}
+
+// TestValidateDirectory: for a directory destination, {} is a staging
+// directory holding every file of the new version.
+func TestValidateDirectory(t *testing.T) {
+	vol := newKubeletVolume(t, map[string]string{"a.conf": "a1", "b.conf": "b1"})
+	dest := filepath.Join(t.TempDir(), "conf.d")
+	cfg := DefaultConfig()
+	cfg.Source, cfg.Dest = vol.dir, dest
+	// Accept only a version that has both files.
+	cfg.ValidateCmd = `/bin/sh -c 'test -f "$1/a.conf" && test -f "$1/b.conf" || { echo "missing a file in $1" >&2; exit 1; }' validate {}`
+	s, logs := newSyncer(t, cfg)
+	if _, err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	vol.update(map[string]string{"a.conf": "a2"})
+	if _, err := s.Sync(context.Background()); !errors.Is(err, ErrValidate) {
+		t.Fatalf("err = %v, want ErrValidate", err)
+	}
+	if !strings.Contains(logs.String(), "missing a file in "+dest+"/.podkit-staged-") {
+		t.Fatalf("{} was not the staging directory:\n%s", logs)
+	}
+	if readFile(t, filepath.Join(dest, "a.conf")) != "a1" || readFile(t, filepath.Join(dest, "b.conf")) != "b1" {
+		t.Fatal("a rejected directory version changed the destination")
+	}
+	entries, _ := os.ReadDir(dest)
+	if len(entries) != 3 {
+		t.Fatalf("%d entries in the destination, want a.conf, b.conf and the manifest (staging directory left behind?)", len(entries))
+	}
+}
+
+// TestDirectoryPruneAfterRestart: a file removed from the source while
+// config-sync was not running is removed from the destination by the next
+// config-sync (it recorded what it published), and files it did not
+// publish are left alone.
+func TestDirectoryPruneAfterRestart(t *testing.T) {
+	vol := newKubeletVolume(t, map[string]string{"a.conf": "a1", "b.conf": "b1"})
+	dest := filepath.Join(t.TempDir(), "conf.d")
+	os.MkdirAll(dest, 0o755)
+	os.WriteFile(filepath.Join(dest, "local.conf"), []byte("not ours"), 0o644)
+	cfg := DefaultConfig()
+	cfg.Source, cfg.Dest = vol.dir, dest
+	first, _ := newSyncer(t, cfg)
+	if _, err := first.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	vol.update(map[string]string{"a.conf": "a1"})
+	second, _ := newSyncer(t, cfg) // a restarted config-sync
+	if res, err := second.Sync(context.Background()); err != nil || !res.Changed {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "b.conf")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("b.conf, removed from the source, is still published")
+	}
+	if readFile(t, filepath.Join(dest, "local.conf")) != "not ours" || readFile(t, filepath.Join(dest, "a.conf")) != "a1" {
+		t.Fatal("a file config-sync did not publish was touched")
 	}
 }

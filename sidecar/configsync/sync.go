@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/podkit/podkit/container"
@@ -99,6 +101,9 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 		s.log.Debug("the source still holds the rejected version; not trying it again yet", "sha256", res.SHA256, "retry_at", r.until.UTC().Format(time.RFC3339))
 		return res, nil
 	}
+	if out.dir && s.lastNames == nil {
+		s.lastNames = readManifest(s.cfg.Dest) // what an earlier run published
+	}
 	cur, err := readCurrent(s.cfg.Dest, out, s.lastNames)
 	if err != nil {
 		err = fail(reasonPublish, ErrPublish, err)
@@ -108,7 +113,7 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 	if cur.matches(out) {
 		result = resultUnchanged
 		s.rejected = nil
-		s.lastNames = names(out)
+		s.setNames(out)
 		s.m.setContent(res.SHA256)
 		s.m.lastSync.Set(unix(time.Now()))
 		s.log.Debug("unchanged", "sha256", res.SHA256)
@@ -160,7 +165,7 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 	}
 	res.Changed = true
 	s.rejected = nil
-	s.lastNames = names(out)
+	s.setNames(out)
 	now := time.Now()
 	s.m.setContent(res.SHA256)
 	s.m.lastChange.Set(unix(now))
@@ -190,11 +195,11 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 		s.log.Error("reload failed, and restoring the previous content failed too: the destination holds the new content", "error", err, "restore_error", berr)
 		return res, err
 	}
-	s.lastNames = cur.present()
 	prev := output{dir: out.dir}
 	for _, n := range cur.present() {
 		prev.files = append(prev.files, file{name: n, data: cur.files[n]})
 	}
+	s.setNames(prev)
 	if len(prev.files) > 0 {
 		s.m.setContent(prev.sha256Hex())
 	} else {
@@ -284,6 +289,55 @@ func (c current) present() []string {
 	for _, n := range c.names {
 		if _, ok := c.files[n]; ok {
 			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// manifestName is the file in a directory destination that lists the
+// files config-sync published there, so that a restarted config-sync still
+// removes the ones that left the source (and never touches others).
+const manifestName = ".podkit-config-sync"
+
+// setNames records the names of a directory output, in memory and in the
+// manifest.
+func (s *Syncer) setNames(o output) {
+	n := names(o)
+	if !o.dir {
+		s.lastNames = n
+		return
+	}
+	if slices.Equal(n, s.lastNames) && s.manifestOK {
+		return
+	}
+	s.lastNames = n
+	data := strings.Join(n, "\n")
+	if len(n) > 0 {
+		data += "\n"
+	}
+	st, err := stage(filepath.Join(s.cfg.Dest, manifestName), output{files: []file{{name: manifestName, data: []byte(data)}}}, 0o644)
+	if err == nil {
+		_, err = st.publish(nil)
+	}
+	s.manifestOK = err == nil
+	if err != nil {
+		s.log.Warn("cannot record the published files; after a restart, files removed from the source may stay", "dest", s.cfg.Dest, "error", err)
+	}
+}
+
+// readManifest returns the names a directory destination's manifest
+// lists (nil when there is none). Names that are not plain file names are
+// ignored, so a damaged manifest cannot make config-sync remove anything
+// outside the directory.
+func readManifest(dest string) []string {
+	b, err := os.ReadFile(filepath.Join(dest, manifestName))
+	if err != nil {
+		return nil
+	}
+	out := []string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" && l == filepath.Base(l) && !strings.HasPrefix(l, ".") {
+			out = append(out, l)
 		}
 	}
 	return out
