@@ -1,0 +1,22 @@
+package election
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/podkit/podkit/internal/cli"
+)
+
+// roleEnv switches the test binary into `podkit elect` itself (cli.Main
+// with this package's command), so the fault tests run real processes
+// that can be killed and stopped.
+const roleEnv = "ELECT_TEST_ROLE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(roleEnv) == "podkit" {
+		stdio := cli.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+		os.Exit(cli.Main(context.Background(), []cli.Command{Command()}, os.Args[1:], stdio))
+	}
+	os.Exit(m.Run())
+}
