@@ -186,3 +186,59 @@ func csMust(out string, err error) string {
 	}
 	return out
 }
+
+// TestConfigSyncBindMountedFile: the destination is a single file
+// bind-mounted into both containers (docker run -v FILE:FILE, a Kubernetes
+// subPath mount). rename(2) over it fails with EBUSY, so config-sync
+// rewrites it in place; nginx, which mounts the same file, reloads it.
+func TestConfigSyncBindMountedFile(t *testing.T) {
+	root := t.TempDir()
+	os.Chmod(filepath.Dir(root), 0o755)
+	src := filepath.Join(root, "config")
+	for _, d := range []string{root, src} {
+		os.MkdirAll(d, 0o755)
+		os.Chmod(d, 0o777)
+	}
+	shared := filepath.Join(root, "nginx.conf") // one file, mounted as is
+	if err := os.WriteFile(shared, []byte(csNginxConf("version 1")), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(shared, 0o666)
+	cm := &csConfigMap{t: t, dir: src}
+	cm.update("nginx.conf", csNginxConf("version 1"))
+
+	app := containertest.Run(t, containertest.Options{
+		Name:    "configsync-bind-app",
+		Image:   containertest.PeerImage(),
+		User:    "65532:65532",
+		Cmd:     []string{"nginx", "-e", "stderr", "-c", "/etc/app/nginx.conf", "-g", "daemon off;"},
+		Volumes: []string{shared + ":/etc/app/nginx.conf:ro"},
+		Publish: []string{"8080", "9901"},
+	})
+	appURL := "http://" + app.Addr(t, "8080") + "/"
+	csPoll(t, appURL, func(code int, body string) bool { return code == 200 && body == "version 1\n" })
+	sidecar := containertest.Run(t, containertest.Options{
+		Name:      "configsync-bind",
+		Image:     containertest.Image(),
+		Cmd:       []string{"config-sync", "--source", "/config/nginx.conf", "--dest", "/etc/app/nginx.conf", "--process-name", "nginx", "--admin-addr", "0.0.0.0:9901", "--drain-delay", "0s"},
+		Volumes:   []string{src + ":/config:ro", shared + ":/etc/app/nginx.conf"},
+		NetworkOf: app,
+		PIDOf:     app,
+	})
+	admin := "http://" + app.Addr(t, "9901")
+	csPoll(t, admin+"/readyz", func(code int, _ string) bool { return code == 200 })
+	cm.update("nginx.conf", csNginxConf("version 2"))
+	csPoll(t, appURL, func(code int, body string) bool { return code == 200 && body == "version 2\n" })
+	metrics := csPoll(t, admin+"/metrics", func(code int, body string) bool {
+		return strings.Contains(body, "podkit_configsync_in_place_writes_total 1")
+	})
+	if !strings.Contains(metrics, `podkit_configsync_reloads_total{result="ok"} 1`) {
+		t.Errorf("no reload counted:\n%s", metrics)
+	}
+	if logs := sidecar.Logs(t); !strings.Contains(logs, "EBUSY") {
+		t.Errorf("no warning about the in-place write:\n%s", logs)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 2 {
+		t.Errorf("%d entries next to the mounted file on the host, want 2 (config, nginx.conf)", len(entries))
+	}
+}

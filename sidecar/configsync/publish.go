@@ -115,6 +115,10 @@ type staged struct {
 	files []file
 	path  string            // what --validate-cmd sees: the temp file, or the staging directory
 	tmp   map[string]string // name -> temp path
+	// elsewhere: dest's directory is not writable (a file bind-mounted
+	// into a directory config-sync may not write), so the staged file is in
+	// the temporary directory and publish must rewrite dest in place.
+	elsewhere bool
 }
 
 // stage writes o next to dest: a dot-named temp file in dest's directory
@@ -129,6 +133,12 @@ func stage(dest string, o output, mode fs.FileMode) (*staged, error) {
 			return nil, err
 		}
 		f, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".podkit-*")
+		if err != nil && unwritableDir(err) {
+			if fi, serr := os.Stat(dest); serr == nil && fi.Mode().IsRegular() {
+				f, err = os.CreateTemp("", "."+filepath.Base(dest)+".podkit-*")
+				s.elsewhere = true
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -199,17 +209,22 @@ func (s *staged) discard() {
 
 // publish renames every staged file over its destination and fsyncs the
 // directory. When the destination is a bind-mounted file, rename fails with
-// EBUSY; the file is then rewritten in place (and inPlace is true): readers
-// may see a partial file for that moment, which nothing else can avoid.
+// EBUSY (or the staged file had to go to another file system because the
+// destination's directory is not writable); the file is then rewritten in
+// place (and inPlace is true): readers may see a partial file for that
+// moment, which nothing else can avoid.
 // prune names files (of a directory destination) to remove.
 func (s *staged) publish(prune []string) (inPlace bool, err error) {
 	defer s.discard()
 	for _, f := range s.files {
 		final := destPath(s.dest, s.dir, f.name)
+		if s.elsewhere {
+			return true, writeInPlace(final, f.data)
+		}
 		err := os.Rename(s.tmp[f.name], final)
 		if err == nil {
 			delete(s.tmp, f.name) // it is the destination now
-		} else if errors.Is(err, syscall.EBUSY) {
+		} else if errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.EXDEV) {
 			err = writeInPlace(final, f.data) // the temp file goes with discard
 			inPlace = true
 		}
@@ -227,6 +242,12 @@ func (s *staged) publish(prune []string) (inPlace bool, err error) {
 		dir = filepath.Dir(s.dest)
 	}
 	return inPlace, syncDir(dir)
+}
+
+// unwritableDir reports whether creating a file failed because the
+// directory may not be written.
+func unwritableDir(err error) bool {
+	return errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)
 }
 
 // writeInPlace truncates and rewrites name, then fsyncs it.

@@ -46,7 +46,7 @@ func TestBindMountedDestInPlace(t *testing.T) {
 	writeAtomic(t, hostFile, []byte("old content\n"))
 	writeAtomic(t, dest, []byte("placeholder under the mount\n"))
 
-	cmd := exec.Command(os.Args[0], "config-sync", "--source", src, "--dest", dest, "--once",
+	cmd := exec.Command(copyTestBinary(t), "config-sync", "--source", src, "--dest", dest, "--once",
 		"--admin-addr", "off", "--log-format", "text")
 	cmd.Env = append(os.Environ(), roleEnv+"=bindmount", "CONFIGSYNC_BIND_FROM="+hostFile, "CONFIGSYNC_BIND_TO="+dest)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
@@ -82,18 +82,7 @@ func TestSignalPermissionDenied(t *testing.T) {
 	// This test process, owned by root; WINCH is ignored by default, so a
 	// wrongly delivered signal would do no harm.
 	os.WriteFile(pidFile, []byte(fmt.Sprint(os.Getpid())), 0o644)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The test binary may sit in a directory only root can enter: copy it.
-	bin := filepath.Join(dir, "podkit")
-	b, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(bin, b, 0o755)
-	cmd := exec.Command(bin, "config-sync", "--source", src, "--dest", dest, "--pid-file", pidFile,
+	cmd := exec.Command(copyTestBinary(t), "config-sync", "--source", src, "--dest", dest, "--pid-file", pidFile,
 		"--signal", "WINCH", "--admin-addr", "127.0.0.1:0", "--log-format", "text", "--poll-interval", "1h", "--drain-delay", "0s")
 	cmd.Env = append(os.Environ(), roleEnv+"=podkit")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}, Pdeathsig: syscall.SIGKILL}
@@ -111,4 +100,56 @@ func TestSignalPermissionDenied(t *testing.T) {
 	if got := readFile(t, dest); got != "old" {
 		t.Fatalf("dest = %q, want the old file back", got)
 	}
+}
+
+// TestUnwritableDestDirInPlace: config-sync (an unprivileged user) may
+// write the destination file but not its directory, as with a file
+// bind-mounted into a root-owned directory of a non-root container: the
+// new content is staged in the temporary directory, validated there, and
+// written in place.
+func TestUnwritableDestDirInPlace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to start config-sync as another user")
+	}
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o711)
+	os.Chmod(dir, 0o755) // not writable by uid 65534
+	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
+	writeAtomic(t, src, []byte("new\n"))
+	writeAtomic(t, dest, []byte("old\n"))
+	os.Chmod(src, 0o644)
+	os.Chmod(dest, 0o666)
+	cmd := exec.Command(copyTestBinary(t), "config-sync", "--source", src, "--dest", dest, "--once",
+		"--validate-cmd", "/bin/sh -c 'grep -q new {}'", "--admin-addr", "off", "--log-format", "text")
+	cmd.Env = append(os.Environ(), roleEnv+"=podkit")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got := readFile(t, dest); got != "new\n" || !strings.Contains(string(out), "rewrote it in place") {
+		t.Fatalf("dest = %q\n%s", got, out)
+	}
+}
+
+// copyTestBinary copies the test binary where any user may run it (go test
+// builds it in a directory only its owner may enter).
+func copyTestBinary(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o711)
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "podkit")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }

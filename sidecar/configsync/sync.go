@@ -152,7 +152,7 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 	res.InPlace = inPlace
 	if inPlace {
 		s.m.inPlace.Inc()
-		s.log.Warn("rename over the destination failed with EBUSY (a bind-mounted file?); rewrote it in place, so readers may briefly see a partial file", "dest", s.cfg.Dest)
+		s.log.Warn("cannot rename over the destination (EBUSY: a bind-mounted file, or its directory is not writable); rewrote it in place, so readers may briefly see a partial file", "dest", s.cfg.Dest)
 	}
 	if err != nil {
 		err = fail(reasonPublish, ErrPublish, err)
