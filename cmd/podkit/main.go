@@ -14,6 +14,7 @@ import (
 	"github.com/podkit/podkit/internal/demo"
 	"github.com/podkit/podkit/internal/sampleapp"
 	"github.com/podkit/podkit/sidecar/await"
+	"github.com/podkit/podkit/sidecar/tlsproxy"
 	"github.com/podkit/podkit/sidecar/topz"
 	"github.com/podkit/podkit/workqueue"
 	"github.com/podkit/podkit/workqueue/worker"
@@ -28,6 +29,7 @@ func commands() []cli.Command {
 		logs.Command(),
 		metrics.Command(),
 		sampleapp.Command(),
+		tlsproxy.Command(),
 		topz.Command(),
 		workqueue.Command(),
 		worker.Command(),

@@ -46,6 +46,7 @@ type service struct {
 // services is the demo's table; each component adds its entry.
 var services = []service{
 	{name: "await", start: startAwait},
+	{name: "tls-proxy", start: startTLSProxy},
 	{name: "topz", start: startTopz},
 	{name: "metrics", start: startMetrics},
 	{name: "health", start: startHealth},
