@@ -438,9 +438,16 @@ func TestDemo(t *testing.T) {
 			continue
 		}
 		url := strings.Fields(line[i:])[0]
+		noRedirect := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
 		waitFor(t, url, func() bool {
-			code, _, err := httpGet(url)
-			return err == nil && code == 200
+			resp, err := noRedirect.Get(url)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode < 400
 		})
 	}
 	p.cmd.Process.Signal(syscall.SIGINT)
