@@ -152,4 +152,3 @@ func readReply(br *bufio.Reader, set bool) error {
 		return fmt.Errorf("unexpected reply %q", line)
 	}
 }
-
