@@ -40,7 +40,10 @@ func (b *syncBuffer) String() string {
 }
 
 // start runs a Proxy for cfg until the test ends.
-func start(t *testing.T, cfg Config) *running {
+func start(t *testing.T, cfg Config) *running { return startB(t, cfg) }
+
+// startB is start for tests and benchmarks.
+func startB(t testing.TB, cfg Config) *running {
 	t.Helper()
 	px, err := New(cfg)
 	if err != nil {
