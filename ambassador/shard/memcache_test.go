@@ -159,3 +159,49 @@ func TestMemcacheBadData(t *testing.T) {
 	c.send("set k 0 0 1000\r\n")
 	c.expect("SERVER_ERROR object too large for cache")
 }
+
+// TestMemcacheServerDown: a dead memcached's keys get a SERVER_ERROR
+// naming it; the other server's keys are served; with auto_eject_hosts
+// the keys move after the failure limit.
+func TestMemcacheServerDown(t *testing.T) {
+	t.Parallel()
+	live := testdeps.StartMemcached(t)
+	if live == "" {
+		return
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	cfg := mcConfig(live, dead)
+	cfg.AutoEject = true
+	cfg.FailureLimit = 2
+	cfg.RetryTimeout = time.Minute
+	r := start(t, cfg)
+	c := dialMC(t, r.addr(""))
+	var k string
+	pl := r.px.pools()[0]
+	for i := 0; k == ""; i++ {
+		if cand := fmt.Sprintf("mcd%d", i); pl.pick([]byte(cand)).cfg.Addr == dead {
+			k = cand
+		}
+	}
+	c.send("get " + k + "\r\n")
+	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, _ := c.br.ReadString('\n')
+	if !strings.HasPrefix(line, "SERVER_ERROR podkit shard: server shard1 ("+dead+"): cannot connect") {
+		t.Fatalf("get on a dead server: %q", line)
+	}
+	eventually(t, "key moved to the live server", func() string {
+		c.send("set " + k + " 0 0 1\r\nx\r\n")
+		line, _ := c.br.ReadString('\n')
+		if line != "STORED\r\n" {
+			return line
+		}
+		return ""
+	})
+	c.send("get " + k + "\r\n")
+	c.expect("VALUE " + k + " 0 1\r\nx\r\nEND\r\n")
+}
