@@ -78,6 +78,20 @@ func TestParseFull(t *testing.T) {
 	}
 }
 
+func TestRedisAuthFile(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("from-file\n"), 0o600)
+	conf := "p:\n  listen: 127.0.0.1:1\n  redis: true\n  redis_auth_file: " + pw + "\n  servers:\n   - 127.0.0.1:2:1\n"
+	pools, _, err := Parse([]byte(conf))
+	if err != nil || pools[0].RedisAuth != "from-file" {
+		t.Fatalf("%v %q", err, pools[0].RedisAuth)
+	}
+	_, _, err = Parse([]byte(strings.Replace(conf, pw, pw+".missing", 1)))
+	if err == nil || !strings.Contains(err.Error(), `line 4: pool "p": redis_auth_file:`) {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ name, conf, want string }{
 		{"unknown key", "p:\n  listen: 127.0.0.1:1\n  hashes: md5\n  servers:\n   - 127.0.0.1:2:1\n",
@@ -171,4 +185,3 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-var _ = os.WriteFile

@@ -2,6 +2,8 @@ package shard
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -283,5 +285,14 @@ func TestAuth(t *testing.T) {
 	}
 	if strings.Contains(r.logs.String(), "s3cret") {
 		t.Error("password in the log")
+	}
+	resp, err := http.Get(r.admin + "/info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(info), "s3cret") || !strings.Contains(string(info), `"redis_auth": "[redacted]"`) {
+		t.Errorf("/info shows the password or no pool: %s", info)
 	}
 }
