@@ -3,6 +3,7 @@ package election
 import (
 	"fmt"
 
+	"github.com/podkit/podkit/election/etcd"
 	"github.com/podkit/podkit/election/raft"
 )
 
@@ -11,6 +12,19 @@ func newBackend(cfg Config) (Backend, error) {
 	switch cfg.Backend {
 	case BackendRaft:
 		return raft.New(cfg.Raft)
+	case BackendEtcd:
+		b, err := etcd.New(etcd.Config{
+			Endpoints: cfg.Etcd.Endpoints,
+			CAFile:    cfg.Etcd.CAFile,
+			CertFile:  cfg.Etcd.CertFile,
+			KeyFile:   cfg.Etcd.KeyFile,
+			Prefix:    "/podkit/elect/" + cfg.Election + "/",
+			TTL:       cfg.Etcd.TTL,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--backend etcd: %w", err)
+		}
+		return b, nil
 	}
 	return nil, fmt.Errorf("--backend: backend %q is not built in", cfg.Backend)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/podkit/podkit/election/electiontest"
 	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/internal/kubetest"
 )
 
 func TestBadInput(t *testing.T) {
@@ -354,5 +355,21 @@ func TestAPI(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("/watch did not report the new leader")
 		}
+	}
+}
+
+// TestEtcdKillLeader: the etcd backend through the real command, against
+// an embedded etcd: kill -9 the leader; the survivor leads once the dead
+// leader's lease expires, with a higher epoch; the leader proxy follows.
+func TestEtcdKillLeader(t *testing.T) {
+	srv := kubetest.StartEtcd(t)
+	ps := startAll(t, clusterWith(t, 2, []string{"--backend", "etcd", "--etcd-endpoints", srv.Endpoint, "--election", "kill-test"}))
+	leader, epoch := agree(t, ps, 0)
+	leader.kill()
+	rest := without(ps, leader)
+	next, epoch2 := agree(t, rest, epoch)
+	want := next.id + " epoch=" + strconv.FormatUint(epoch2, 10)
+	if code, body, err := get("http://" + rest[0].proxy + "/"); err != nil || code != 200 || body != want {
+		t.Errorf("proxy after the kill: %d %q %v; want %q", code, body, err, want)
 	}
 }

@@ -71,6 +71,12 @@ func freePort(t *testing.T) string {
 // dir; startAll starts them.
 func cluster(t *testing.T, n int, extra ...string) []*proc {
 	t.Helper()
+	return clusterWith(t, n, nil, extra...)
+}
+
+// clusterWith is cluster with backend flags: nil means raft with --peers.
+func clusterWith(t *testing.T, n int, backendArgs []string, extra ...string) []*proc {
+	t.Helper()
 	ps := make([]*proc, n)
 	var peers []string
 	for i := range ps {
@@ -84,9 +90,14 @@ func cluster(t *testing.T, n int, extra ...string) []*proc {
 		ps[i] = p
 	}
 	for _, p := range ps {
-		p.args = append([]string{"elect", "--id", p.id, "--peers", strings.Join(peers, ","),
-			"--data-dir", p.dataDir, "--listen", p.api, "--admin-addr", p.admin, "--proxy-listen", p.proxy,
-			"--advertise", p.app.Listener.Addr().String(), "--drain-delay", "0s", "--log-format", "text"}, extra...)
+		bargs := backendArgs
+		if bargs == nil {
+			bargs = []string{"--peers", strings.Join(peers, ","), "--data-dir", p.dataDir}
+		}
+		p.args = append([]string{"elect", "--id", p.id}, bargs...)
+		p.args = append(p.args, "--listen", p.api, "--admin-addr", p.admin, "--proxy-listen", p.proxy,
+			"--advertise", p.app.Listener.Addr().String(), "--drain-delay", "0s", "--log-format", "text")
+		p.args = append(p.args, extra...)
 	}
 	t.Cleanup(func() {
 		for _, p := range ps {
