@@ -846,7 +846,12 @@ func TestReadiness(t *testing.T) {
 	waitFor(t, "a change in the new directory", fileIs(dest, "hello again"))
 	writeAtomic(t, src, []byte("hello"))
 	waitFor(t, "the first version again", fileIs(dest, "hello"))
-	_, metrics := h.get(t, "/metrics")
+	// The file is renamed into place a moment before the metrics count it.
+	var metrics string
+	waitFor(t, "the third publish counted", func() bool {
+		_, metrics = h.get(t, "/metrics")
+		return strings.Contains(metrics, `podkit_configsync_syncs_total{result="published"} 3`)
+	})
 	sum := sha256.Sum256([]byte("hello"))
 	for _, want := range []string{
 		`podkit_configsync_content_info{sha256="` + hex.EncodeToString(sum[:]) + `"} 1`,

@@ -127,6 +127,8 @@ func runValidate(ctx context.Context, cmdline, staged string, timeout time.Durat
 	var status string
 	var ee *exec.ExitError
 	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		status = "was stopped: config-sync is stopping"
 	case ctx.Err() != nil:
 		status = fmt.Sprintf("did not finish within --validate-timeout (%s)", timeout)
 	case errors.As(err, &ee):
