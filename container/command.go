@@ -52,3 +52,25 @@ func NoArgs(args []string) error {
 	}
 	return nil
 }
+
+// flagConfig is a component configuration that registers its own flags.
+type flagConfig[C any] interface {
+	*C
+	RegisterFlags(fs *flag.FlagSet)
+}
+
+// FlagCommand is Command for the common case: a component configured by
+// its flags alone. defaults returns the configuration (DefaultConfig) and
+// build validates it and makes the component (New).
+func FlagCommand[C any, P flagConfig[C], X Component](name, summary, synopsis string, defaults func() C, build func(C) (X, error)) cli.Command {
+	return Command(name, summary, synopsis, func(fs *flag.FlagSet) BuildFunc {
+		cfg := defaults()
+		P(&cfg).RegisterFlags(fs)
+		return func(args []string) (Component, error) {
+			if err := NoArgs(args); err != nil {
+				return nil, err
+			}
+			return build(cfg)
+		}
+	})
+}

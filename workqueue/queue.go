@@ -363,19 +363,10 @@ func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil
 // Command is the `podkit queue` subcommand: the coordinator, or, when the
 // first argument is stat, push, ls or replay, the command line for people.
 func Command() cli.Command {
-	cmd := container.Command("queue",
+	cmd := container.FlagCommand("queue",
 		"durable work queue coordinator with an HTTP API for workers in any language; also stat|push|ls|replay --server URL",
 		"--data-dir DIR [--listen :8080] [flags]\n       podkit queue stat|push|ls|replay --server URL [flags] [args]   (see podkit queue <verb> --help)",
-		func(fs *flag.FlagSet) container.BuildFunc {
-			cfg := DefaultConfig()
-			cfg.RegisterFlags(fs)
-			return func(args []string) (container.Component, error) {
-				if err := container.NoArgs(args); err != nil {
-					return nil, err
-				}
-				return New(cfg)
-			}
-		})
+		DefaultConfig, New)
 	setup := cmd.Setup
 	cmd.Setup = func(fs *flag.FlagSet) cli.Runner {
 		run := setup(fs)

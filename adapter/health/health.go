@@ -232,19 +232,10 @@ func New(cfg Config) (*Adapter, error) {
 
 // Command is the `podkit health` subcommand.
 func Command() cli.Command {
-	return container.Command("health",
+	return container.FlagCommand("health",
 		"check a database in the background and serve its health on /livez /readyz /startupz for probes",
 		"--mysql DSN | --postgres DSN | --redis ADDR [--query Q] [--expect V|/RE/] [--listen :8008] [flags]",
-		func(fs *flag.FlagSet) container.BuildFunc {
-			cfg := DefaultConfig()
-			cfg.RegisterFlags(fs)
-			return func(args []string) (container.Component, error) {
-				if err := container.NoArgs(args); err != nil {
-					return nil, err
-				}
-				return New(cfg)
-			}
-		})
+		DefaultConfig, New)
 }
 
 // Name implements container.Component.

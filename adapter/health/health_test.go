@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,26 +20,9 @@ import (
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type running struct {
 	base, admin string
-	logs        *syncBuffer
+	logs        *testdeps.Buffer
 }
 
 // start runs the adapter in-process under the container contract, with
@@ -60,7 +42,7 @@ func start(t *testing.T, cfg Config) running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testdeps.Buffer{}
 	o := container.DefaultOptions()
 	o.AdminListener = adminLn
 	o.AdminAddr = adminLn.Addr().String()

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -199,25 +198,8 @@ func TestValidate(t *testing.T) {
 type proc struct {
 	cmd    *exec.Cmd
 	out    string
-	stderr *syncBuffer
+	stderr *testdeps.Buffer
 	done   chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startLogs(t *testing.T, out string, stdin io.Reader, args ...string) *proc {
@@ -229,7 +211,7 @@ func startLogs(t *testing.T, out string, stdin io.Reader, args ...string) *proc 
 	defer f.Close()
 	cmd := exec.Command(os.Args[0], append([]string{"logs", "--drain-delay", "0s", "--log-format", "text"}, args...)...)
 	cmd.Env = append(os.Environ(), mainEnv+"=1")
-	p := &proc{cmd: cmd, out: out, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &proc{cmd: cmd, out: out, stderr: &testdeps.Buffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = f, p.stderr, stdin
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -210,19 +210,10 @@ func New(cfg Config) (*Adapter, error) {
 
 // Command is the `podkit metrics` subcommand.
 func Command() cli.Command {
-	return container.Command("metrics",
+	return container.FlagCommand("metrics",
 		"serve nginx, Redis, MySQL and PostgreSQL status as Prometheus metrics under the anchor exporters' names",
 		"--nginx URL | --redis ADDR | --mysql DSN | --postgres DSN ... [--listen :9113] [flags]",
-		func(fs *flag.FlagSet) container.BuildFunc {
-			cfg := DefaultConfig()
-			cfg.RegisterFlags(fs)
-			return func(args []string) (container.Component, error) {
-				if err := container.NoArgs(args); err != nil {
-					return nil, err
-				}
-				return New(cfg)
-			}
-		})
+		DefaultConfig, New)
 }
 
 // Name implements container.Component.

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,27 +35,9 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// syncBuffer is a concurrency-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startAdapter runs the adapter under the container contract in-process
 // and returns the base URL of its --listen address and its log.
-func startAdapter(t *testing.T, cfg Config) (string, *syncBuffer) {
+func startAdapter(t *testing.T, cfg Config) (string, *testdeps.Buffer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,7 +48,7 @@ func startAdapter(t *testing.T, cfg Config) (string, *syncBuffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testdeps.Buffer{}
 	o := container.DefaultOptions()
 	o.AdminAddr = "off"
 	o.DrainDelay = 0

@@ -171,19 +171,10 @@ func New(cfg Config) (*Topz, error) {
 
 // Command is the `podkit topz` subcommand.
 func Command() cli.Command {
-	return container.Command("topz",
+	return container.FlagCommand("topz",
 		"list the processes of the pod (shared PID namespace) as JSON, text or HTML on GET /topz",
 		"[--listen 127.0.0.1:8081] [--interval 2s] [--proc /proc] [flags]",
-		func(fs *flag.FlagSet) container.BuildFunc {
-			cfg := DefaultConfig()
-			cfg.RegisterFlags(fs)
-			return func(args []string) (container.Component, error) {
-				if err := container.NoArgs(args); err != nil {
-					return nil, err
-				}
-				return New(cfg)
-			}
-		})
+		DefaultConfig, New)
 }
 
 // Name implements container.Component.
