@@ -127,13 +127,16 @@ func (c *conn) submit(reqs []*request) {
 		return
 	}
 	if !c.writing {
-		// Let the other runnable clients queue their requests first, so
-		// that one write carries them all (what an event loop gets from
-		// handling every ready socket before writing).
-		c.writing = true
-		c.mu.Unlock()
-		runtime.Gosched()
-		c.mu.Lock()
+		// For a lone request, let the other runnable clients queue theirs
+		// first, so that one write carries them all (what an event loop
+		// gets from handling every ready socket before writing). A
+		// pipelined batch is already worth a write of its own.
+		if len(reqs) <= 2 {
+			c.writing = true
+			c.mu.Unlock()
+			runtime.Gosched()
+			c.mu.Lock()
+		}
 		c.flushLocked()
 	}
 	c.mu.Unlock()
