@@ -167,16 +167,33 @@ func TestConfigSyncSIGHUP(t *testing.T) {
 		t.Errorf("nginx master pid %q, want 1: it was restarted, not reloaded", pid)
 	}
 	metrics := csPoll(t, admin+"/metrics", func(code int, body string) bool {
-		return strings.Contains(body, `podkit_configsync_reloads_total{result="ok"} 2`)
+		return strings.Contains(body, `podkit_configsync_reloads_total{result="ok"} 2`) &&
+			strings.Contains(body, `podkit_configsync_syncs_total{result="published"} 2`)
 	})
-	if !strings.Contains(metrics, `podkit_configsync_syncs_total{result="published"} 2`) || !strings.Contains(metrics, "podkit_configsync_content_info{sha256=") {
-		t.Errorf("/metrics lacks the sync counters:\n%s", metrics)
+	if !strings.Contains(metrics, "podkit_configsync_content_info{sha256=") {
+		t.Errorf("/metrics lacks the content hash:\n%s", metrics)
 	}
-	if logs := sidecar.Logs(t); !strings.Contains(logs, `"msg":"reloaded"`) {
-		t.Errorf("the sidecar did not log the reload:\n%s", logs)
-	}
+	csLogged(t, sidecar, `"msg":"reloaded"`)
 	if code := sidecar.Stop(t, 20); code != 0 {
 		t.Errorf("config-sync exit code %d after docker stop, want 0", code)
+	}
+}
+
+// csLogged waits (at most 30s: docker collects logs asynchronously) until
+// the container's logs contain want.
+func csLogged(t *testing.T, c *containertest.Container, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		logs := c.Logs(t)
+		if strings.Contains(logs, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s did not log %q:\n%s", c, want, logs)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -229,15 +246,11 @@ func TestConfigSyncBindMountedFile(t *testing.T) {
 	csPoll(t, admin+"/readyz", func(code int, _ string) bool { return code == 200 })
 	cm.update("nginx.conf", csNginxConf("version 2"))
 	csPoll(t, appURL, func(code int, body string) bool { return code == 200 && body == "version 2\n" })
-	metrics := csPoll(t, admin+"/metrics", func(code int, body string) bool {
-		return strings.Contains(body, "podkit_configsync_in_place_writes_total 1")
+	csPoll(t, admin+"/metrics", func(code int, body string) bool {
+		return strings.Contains(body, "podkit_configsync_in_place_writes_total 1") &&
+			strings.Contains(body, `podkit_configsync_reloads_total{result="ok"} 1`)
 	})
-	if !strings.Contains(metrics, `podkit_configsync_reloads_total{result="ok"} 1`) {
-		t.Errorf("no reload counted:\n%s", metrics)
-	}
-	if logs := sidecar.Logs(t); !strings.Contains(logs, "EBUSY") {
-		t.Errorf("no warning about the in-place write:\n%s", logs)
-	}
+	csLogged(t, sidecar, "EBUSY")
 	if entries, _ := os.ReadDir(root); len(entries) != 2 {
 		t.Errorf("%d entries next to the mounted file on the host, want 2 (config, nginx.conf)", len(entries))
 	}
