@@ -88,6 +88,7 @@ func podkitCmd(args ...string) *exec.Cmd {
 // an init container would: exit 0 with the file in place, exit 1 with the
 // old file kept when validation fails, exit 2 on a bad flag.
 func TestOnceProcess(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "sub", "dest")
 	writeAtomic(t, src, []byte("good"))

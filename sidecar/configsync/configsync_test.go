@@ -256,6 +256,7 @@ func (v *kubeletVolume) update(files map[string]string) {
 // TestConfigMapVolume runs config-sync (inotify only: the poll is an hour)
 // against a kubelet-style volume and swaps ..data under it.
 func TestConfigMapVolume(t *testing.T) {
+	t.Parallel()
 	t.Run("file inside the volume", func(t *testing.T) {
 		vol := newKubeletVolume(t, map[string]string{"app.conf": "v1", "other": "o1"})
 		dest := filepath.Join(t.TempDir(), "app.conf")
@@ -363,6 +364,7 @@ func TestConfigMapSnapshotConsistent(t *testing.T) {
 // TestValidateRejectKeepsOld: a validation failure leaves the old file,
 // cleans up the staged one, and logs the command's output tail.
 func TestValidateRejectKeepsOld(t *testing.T) {
+	t.Parallel()
 	sh := "/bin/sh"
 	if _, err := os.Stat(sh); err != nil {
 		t.Fatalf("%s is needed to run the validation script: %v", sh, err)
@@ -590,6 +592,7 @@ func TestReloadHTTPRetries(t *testing.T) {
 // name, and not to its child of the same name (nginx's master, not its
 // workers); with --pid-file, to the PID in the file.
 func TestSignalByProcessName(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src.conf"), filepath.Join(dir, "app.conf")
 	writeAtomic(t, src, []byte("v1"))
@@ -654,6 +657,7 @@ func TestSignalByProcessName(t *testing.T) {
 // anything but a whole version. (Publishing by rewriting the file in place
 // instead fails this test within a few iterations.)
 func TestNoTornReads(t *testing.T) {
+	t.Parallel()
 	const size = 128 << 10
 	iterations := 2000
 	if testing.Short() {
@@ -821,6 +825,7 @@ func TestTemplates(t *testing.T) {
 // TestReadiness: /readyz is 503 until the first sync succeeds (the source
 // appears later), then 200; /metrics carries the pipeline's metrics.
 func TestReadiness(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "later", "src"), filepath.Join(dir, "dest")
 	cfg := DefaultConfig()
@@ -869,6 +874,7 @@ func TestReadiness(t *testing.T) {
 // TestDebounce: a burst of writes is published as few syncs, ending with
 // the last version.
 func TestDebounce(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
 	writeAtomic(t, src, []byte("v0"))
@@ -890,6 +896,7 @@ func TestDebounce(t *testing.T) {
 
 // TestPauseHoldsSyncs: while paused nothing is published; resuming syncs.
 func TestPauseHoldsSyncs(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
 	writeAtomic(t, src, []byte("v1"))

@@ -34,6 +34,7 @@ func runBindMount(args []string) int {
 // rename fails with EBUSY and the file is rewritten in place (the mounted
 // file, so the app in the other container sees it).
 func TestBindMountedDestInPlace(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: bind mounts in a private mount namespace need root")
 	}
@@ -69,6 +70,7 @@ func TestBindMountedDestInPlace(t *testing.T) {
 // against a process owned by root: the reload fails, is explained, and the
 // file is rolled back.
 func TestSignalPermissionDenied(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: needs root to start config-sync as another user")
 	}
@@ -108,6 +110,7 @@ func TestSignalPermissionDenied(t *testing.T) {
 // new content is staged in the temporary directory, validated there, and
 // written in place.
 func TestUnwritableDestDirInPlace(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: needs root to start config-sync as another user")
 	}
