@@ -1072,3 +1072,30 @@ func TestDirectoryPruneAfterRestart(t *testing.T) {
 		t.Fatal("a file config-sync did not publish was touched")
 	}
 }
+
+// TestNotReadyWhileRejected: a first version that validation rejects
+// leaves readiness 503, also while it is skipped; a valid version makes it
+// ready.
+func TestNotReadyWhileRejected(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
+	writeAtomic(t, src, []byte("bad"))
+	cfg := DefaultConfig()
+	cfg.Source, cfg.Dest = src, dest
+	cfg.ValidateCmd = "/bin/sh -c 'grep -q good {}'"
+	cfg.Debounce = 10 * time.Millisecond
+	s, _ := newSyncer(t, cfg)
+	h := runHosted(t, s)
+	waitFor(t, "the rejected version to be skipped", func() bool {
+		return testutil.ToFloat64(s.m.syncs.WithLabelValues(resultSkipped)) >= 1
+	})
+	if code, _ := h.get(t, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz = %d with only a rejected version, want 503", code)
+	}
+	writeAtomic(t, src, []byte("good"))
+	waitFor(t, "readiness after a valid version", func() bool { c, _ := h.get(t, "/readyz"); return c == http.StatusOK })
+	if readFile(t, dest) != "good" {
+		t.Fatal("ready without the valid version published")
+	}
+}

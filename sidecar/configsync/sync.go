@@ -417,8 +417,11 @@ func (s *Syncer) loop(ctx context.Context, h *container.Host, trigger <-chan str
 		}
 		pending = false
 		firstEvent = time.Time{}
-		_, err := s.sync(syncCtx, true)
+		res, err := s.sync(syncCtx, true)
 		rewatch() // a directory that did not exist may exist now
+		if err == nil && res.Skipped {
+			return // a rejected version: neither in step nor a new failure
+		}
 		if err != nil {
 			failures++
 			retry.Reset(min(time.Duration(1<<min(failures-1, 10))*500*time.Millisecond, s.cfg.PollInterval))
