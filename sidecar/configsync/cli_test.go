@@ -6,10 +6,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/podkit/podkit/internal/cli"
@@ -114,5 +119,36 @@ func TestOnceProcess(t *testing.T) {
 	out, err = podkitCmd("--source", src).CombinedOutput()
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--dest") {
 		t.Fatalf("missing --dest: %v, want exit 2 naming --dest\n%s", err, out)
+	}
+}
+
+// TestSIGHUPSyncsNow: a running config-sync process syncs at once on
+// SIGHUP (here an HTTP source polled once an hour), and is not stopped by
+// it.
+func TestSIGHUPSyncsNow(t *testing.T) {
+	t.Parallel()
+	var body atomic.Value
+	body.Store("v1")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, body.Load().(string))
+	}))
+	defer srv.Close()
+	dest := filepath.Join(t.TempDir(), "dest")
+	cmd := podkitCmd("--source", srv.URL, "--dest", dest, "--poll-interval", "1h", "--admin-addr", "off", "--drain-delay", "0s")
+	logs := &logBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, "v1", fileIs(dest, "v1"))
+	body.Store("v2")
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "v2 after SIGHUP", fileIs(dest, "v2"))
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, logs)
 	}
 }

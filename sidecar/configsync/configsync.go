@@ -303,7 +303,8 @@ type Syncer struct {
 	lastNames  []string   // directory destinations: names published last time, for pruning
 	manifestOK bool       // the manifest on disk lists lastNames
 	lastErr    atomic.Pointer[errHolder]
-	rejected   *rejection // the last version validation or the app refused
+	rejected   *rejection    // the last version validation or the app refused
+	now        chan struct{} // sync at once (SIGHUP)
 }
 
 var _ container.Component = (*Syncer)(nil)
@@ -317,7 +318,7 @@ func New(cfg Config) (*Syncer, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Syncer{cfg: cfg, m: newMetrics(), log: logger.With("component", "config-sync")}
+	s := &Syncer{cfg: cfg, m: newMetrics(), log: logger.With("component", "config-sync"), now: make(chan struct{}, 1)}
 	client := cfg.Client
 	if client == nil {
 		client = &http.Client{}

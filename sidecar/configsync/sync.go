@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/podkit/podkit/container"
@@ -392,6 +394,25 @@ func (s *Syncer) Run(ctx context.Context, h *container.Host) error {
 			rewatch = re
 		}
 	}
+	// SIGHUP syncs at once, as daemons reload on it (and a HUP sent to
+	// every process of the pod does not stop config-sync).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				s.log.Info("SIGHUP: syncing now")
+				select {
+				case s.now <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
 	return s.loop(ctx, h, trigger, rewatch)
 }
 
@@ -460,6 +481,8 @@ func (s *Syncer) loop(ctx context.Context, h *container.Host, trigger <-chan str
 		case <-poll.C:
 			run()
 		case <-retry.C:
+			run()
+		case <-s.now:
 			run()
 		case <-pauseCh:
 			if !h.Paused() && pending {
