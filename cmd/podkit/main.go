@@ -14,6 +14,7 @@ import (
 	"github.com/podkit/podkit/internal/demo"
 	"github.com/podkit/podkit/internal/sampleapp"
 	"github.com/podkit/podkit/sidecar/await"
+	"github.com/podkit/podkit/sidecar/configsync"
 	"github.com/podkit/podkit/sidecar/tlsproxy"
 	"github.com/podkit/podkit/sidecar/topz"
 	"github.com/podkit/podkit/workqueue"
@@ -24,6 +25,7 @@ import (
 func commands() []cli.Command {
 	return []cli.Command{
 		await.Command(),
+		configsync.Command(),
 		demo.Command(),
 		health.Command(),
 		logs.Command(),

@@ -47,6 +47,7 @@ type service struct {
 var services = []service{
 	{name: "await", start: startAwait},
 	{name: "tls-proxy", start: startTLSProxy},
+	{name: "config-sync", start: startConfigSync},
 	{name: "topz", start: startTopz},
 	{name: "metrics", start: startMetrics},
 	{name: "health", start: startHealth},
