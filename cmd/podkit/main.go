@@ -10,6 +10,7 @@ import (
 	"github.com/podkit/podkit/adapter/health"
 	"github.com/podkit/podkit/adapter/logs"
 	"github.com/podkit/podkit/adapter/metrics"
+	"github.com/podkit/podkit/ambassador/shard"
 	"github.com/podkit/podkit/internal/cli"
 	"github.com/podkit/podkit/internal/demo"
 	"github.com/podkit/podkit/internal/sampleapp"
@@ -31,6 +32,7 @@ func commands() []cli.Command {
 		logs.Command(),
 		metrics.Command(),
 		sampleapp.Command(),
+		shard.Command(),
 		tlsproxy.Command(),
 		topz.Command(),
 		workqueue.Command(),

@@ -49,6 +49,7 @@ var services = []service{
 	{name: "tls-proxy", start: startTLSProxy},
 	{name: "config-sync", start: startConfigSync},
 	{name: "topz", start: startTopz},
+	{name: "shard", start: startShard},
 	{name: "metrics", start: startMetrics},
 	{name: "health", start: startHealth},
 	{name: "logs", start: startLogs},
