@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/podkit/podkit/election/etcd"
+	"github.com/podkit/podkit/election/kube"
 	"github.com/podkit/podkit/election/raft"
 )
 
@@ -23,6 +24,19 @@ func newBackend(cfg Config) (Backend, error) {
 		})
 		if err != nil {
 			return nil, fmt.Errorf("--backend etcd: %w", err)
+		}
+		return b, nil
+	case BackendKubernetes:
+		b, err := kube.New(kube.Config{
+			Name:          cfg.Election,
+			Namespace:     cfg.Kubernetes.Namespace,
+			Kubeconfig:    cfg.Kubernetes.Kubeconfig,
+			LeaseDuration: cfg.Kubernetes.LeaseDuration,
+			RenewDeadline: cfg.Kubernetes.RenewDeadline,
+			RetryPeriod:   cfg.Kubernetes.RetryPeriod,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--backend kubernetes: %w", err)
 		}
 		return b, nil
 	}

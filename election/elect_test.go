@@ -373,3 +373,30 @@ func TestEtcdKillLeader(t *testing.T) {
 		t.Errorf("proxy after the kill: %d %q %v; want %q", code, body, err, want)
 	}
 }
+
+// TestKubernetesKillLeader: the kubernetes backend through the real
+// command, against a real kube-apiserver: kill -9 the leader; the survivor
+// takes the Lease once it expires, with a higher epoch; then a graceful
+// stop (SIGTERM) hands over at once.
+func TestKubernetesKillLeader(t *testing.T) {
+	api := kubetest.Start(t)
+	if api == nil {
+		return
+	}
+	ps := startAll(t, clusterWith(t, 3, []string{"--backend", "kubernetes", "--kubeconfig", api.Kubeconfig, "--namespace", "default",
+		"--election", "kill-test", "--lease-duration", "2s", "--renew-deadline", "1500ms", "--retry-period", "200ms"}))
+	leader, epoch := agree(t, ps, 0)
+	leader.kill()
+	rest := without(ps, leader)
+	next, epoch2 := agree(t, rest, epoch)
+	want := next.id + " epoch=" + strconv.FormatUint(epoch2, 10)
+	if code, body, err := get("http://" + rest[0].proxy + "/"); err != nil || code != 200 || body != want {
+		t.Errorf("proxy after the kill: %d %q %v; want %q", code, body, err, want)
+	}
+	next.signal(syscall.SIGTERM)
+	last, epoch3 := agree(t, without(rest, next), epoch2)
+	if last == next {
+		t.Errorf("%s stopped and still leads", next.id)
+	}
+	_ = epoch3
+}

@@ -93,13 +93,14 @@ type EtcdConfig struct {
 	CAFile    string        `json:"ca_file"`
 	CertFile  string        `json:"cert_file"`
 	KeyFile   string        `json:"key_file"`
-	TTL       time.Duration `json:"ttl"` // the session lease; etcd's minimum is 2s... rounded up to whole seconds
+	TTL       time.Duration `json:"ttl"` // the session lease, whole seconds, at least 2s
 }
 
 // KubeConfig is the kubernetes backend's part of Config.
 type KubeConfig struct {
-	Kubeconfig    string        `json:"kubeconfig"` // "" means in-cluster
-	Namespace     string        `json:"namespace"`  // "" means the pod's namespace, else "default"
+	Kubeconfig string `json:"kubeconfig"` // "" means in-cluster
+	Namespace  string `json:"namespace"`  // "" means the pod's namespace, else "default"
+	// The Lease is named after Config.Election.
 	LeaseDuration time.Duration `json:"lease_duration"`
 	RenewDeadline time.Duration `json:"renew_deadline"`
 	RetryPeriod   time.Duration `json:"retry_period"`

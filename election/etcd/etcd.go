@@ -188,15 +188,20 @@ func (b *Backend) session(ctx context.Context, c backend.Candidate, val string, 
 		return err
 	}
 	elec := concurrency.NewElection(sess, b.cfg.Prefix)
+	campDone := make(chan struct{})
 	defer func() {
 		// Release: resign (if leading) and revoke the lease, so the next
-		// candidate takes over at once.
-		b.mu.Lock()
-		b.elec = nil
-		b.mu.Unlock()
+		// candidate takes over at once. The campaign goroutine has
+		// stopped using elec first (an Election is not safe for
+		// concurrent use); b.mu orders this with Resign.
+		stop()
+		<-campDone
 		rctx, cancel := context.WithTimeout(context.Background(), b.cfg.DialTimeout)
 		defer cancel()
+		b.mu.Lock()
+		b.elec = nil
 		elec.Resign(rctx)
+		b.mu.Unlock()
 		cli.Revoke(rctx, lease.ID)
 	}()
 
@@ -248,6 +253,7 @@ func (b *Backend) session(ctx context.Context, c backend.Candidate, val string, 
 	}()
 	// Campaign; after a resignation, campaign again (at the back).
 	go func() {
+		defer close(campDone)
 		for {
 			if err := elec.Campaign(sctx, val); err != nil {
 				errc <- fmt.Errorf("campaign: %w", err)
@@ -326,11 +332,16 @@ func (b *Backend) Resign(ctx context.Context) error {
 	b.mu.Lock()
 	elec := b.elec
 	b.elec = nil
-	b.mu.Unlock()
 	if elec == nil {
+		b.mu.Unlock()
 		return backend.ErrNotLeader
 	}
-	if err := elec.Resign(ctx); err != nil {
+	err := elec.Resign(ctx)
+	if err != nil {
+		b.elec = elec // still leading
+	}
+	b.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	select {
