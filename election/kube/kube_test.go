@@ -2,6 +2,8 @@ package kube
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -72,6 +74,54 @@ func TestAPIServer(t *testing.T) {
 		}
 		if *l.Spec.HolderIdentity != "" || uint64(*l.Spec.LeaseTransitions) != epoch {
 			t.Errorf("after a graceful stop: holder %q, transitions %d; want released at %d", *l.Spec.HolderIdentity, *l.Spec.LeaseTransitions, epoch)
+		}
+	})
+
+	// The shipped manifests are valid against the real schema, and the
+	// RBAC they grant is enough for an elector running as their service
+	// account.
+	t.Run("Manifests", func(t *testing.T) {
+		ctx := context.Background()
+		dir := filepath.Join("..", "..", "deploy", "kubernetes", "elect")
+		rbac, err := os.ReadFile(filepath.Join(dir, "rbac.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := api.Apply(ctx, "default", rbac, false); err != nil {
+			t.Fatalf("rbac.yaml: %v", err)
+		}
+		for _, f := range []string{"deployment.yaml", "statefulset-raft.yaml"} {
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := api.Apply(ctx, "default", b, true); err != nil {
+				t.Errorf("%s: %v", f, err)
+			}
+		}
+		sa, err := api.ServiceAccountConfig(ctx, "default", "elect")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bs []backend.Backend
+		for range 2 {
+			b, err := New(testConfig(sa, "rbac-test"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bs = append(bs, b)
+		}
+		hist := &electiontest.History{}
+		a := electiontest.Start(t, hist, "a", bs[0])
+		b := electiontest.Start(t, hist, "b", bs[1])
+		leader, _ := electiontest.Agree(t, []*electiontest.Node{a, b}, 0)
+		ctx2, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := leader.Backend.Resign(ctx2); err != nil {
+			t.Fatalf("resign as the service account: %v", err)
+		}
+		if err := hist.Check(); err != nil {
+			t.Error(err)
 		}
 	})
 
