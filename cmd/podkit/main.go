@@ -11,6 +11,7 @@ import (
 	"github.com/podkit/podkit/adapter/logs"
 	"github.com/podkit/podkit/adapter/metrics"
 	"github.com/podkit/podkit/ambassador/shard"
+	"github.com/podkit/podkit/election"
 	"github.com/podkit/podkit/internal/cli"
 	"github.com/podkit/podkit/internal/demo"
 	"github.com/podkit/podkit/internal/sampleapp"
@@ -28,6 +29,7 @@ func commands() []cli.Command {
 		await.Command(),
 		configsync.Command(),
 		demo.Command(),
+		election.Command(),
 		health.Command(),
 		logs.Command(),
 		metrics.Command(),

@@ -54,6 +54,7 @@ var services = []service{
 	{name: "health", start: startHealth},
 	{name: "logs", start: startLogs},
 	{name: "queue", start: startQueue},
+	{name: "elect", start: startElect},
 }
 
 type env struct {
