@@ -400,3 +400,18 @@ func TestKubernetesKillLeader(t *testing.T) {
 	}
 	_ = epoch3
 }
+
+func FuzzTargetURL(f *testing.F) {
+	for _, s := range []string{"10.0.0.7:8080", "app-a:8080", "http://h:1/base", "https://h", "ftp://h", "nohost", ":80", "[::1]:80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := targetURL(s)
+		if err != nil {
+			return
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			t.Fatalf("targetURL(%q) accepted %v", s, u)
+		}
+	})
+}

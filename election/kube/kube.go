@@ -30,7 +30,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/kubernetes"
 	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -116,14 +115,14 @@ func New(cfg Config) (*Backend, error) {
 	if rc.Timeout == 0 {
 		rc.Timeout = cfg.RenewDeadline
 	}
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := coordclient.NewForConfig(rc)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Namespace == "" {
 		cfg.Namespace = namespace(kubeNS)
 	}
-	return &Backend{cfg: cfg, leases: cs.CoordinationV1().Leases(cfg.Namespace), resignCh: make(chan chan error)}, nil
+	return &Backend{cfg: cfg, leases: cs.Leases(cfg.Namespace), resignCh: make(chan chan error)}, nil
 }
 
 func namespace(fromKubeconfig string) string {
@@ -384,27 +383,45 @@ func (cp *campaign) report() {
 }
 
 // release clears the holder (keeping the transitions count), so that the
-// next replica takes over at once with the next epoch.
+// next replica takes over at once with the next epoch. A renewal cut short
+// by a cancelled context may still have landed: on a conflict it reads
+// the Lease again and retries while this replica still holds it.
 func (cp *campaign) release() error {
 	if !cp.leading || cp.last == nil {
 		return nil
 	}
 	cp.stepDown("released")
-	l := cp.last.DeepCopy()
-	mt := metav1.NewMicroTime(time.Now())
-	l.Spec.HolderIdentity = ptr("")
-	l.Spec.RenewTime = &mt
-	l.Spec.LeaseDurationSeconds = ptr(int32(1))
 	ctx, cancel := context.WithTimeout(context.Background(), cp.cfg.RenewDeadline)
 	defer cancel()
-	got, err := cp.b.leases.Update(ctx, l, metav1.UpdateOptions{})
-	if err != nil {
-		cp.report()
-		return fmt.Errorf("releasing Lease %s/%s: %w", cp.cfg.Namespace, cp.cfg.Name, err)
+	cur := cp.last
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if deref(cur.Spec.HolderIdentity) != cp.c.ID {
+			cp.see(cur, time.Now())
+			cp.report()
+			return nil // someone else holds it already
+		}
+		l := cur.DeepCopy()
+		mt := metav1.NewMicroTime(time.Now())
+		l.Spec.HolderIdentity = ptr("")
+		l.Spec.RenewTime = &mt
+		l.Spec.LeaseDurationSeconds = ptr(int32(1))
+		var got *coordinationv1.Lease
+		got, err = cp.b.leases.Update(ctx, l, metav1.UpdateOptions{})
+		if err == nil {
+			cp.see(got, time.Now())
+			cp.report()
+			return nil
+		}
+		if !apierrors.IsConflict(err) {
+			break
+		}
+		if cur, err = cp.b.leases.Get(ctx, cp.cfg.Name, metav1.GetOptions{}); err != nil {
+			break
+		}
 	}
-	cp.see(got, time.Now())
 	cp.report()
-	return nil
+	return fmt.Errorf("releasing Lease %s/%s: %w", cp.cfg.Namespace, cp.cfg.Name, err)
 }
 
 // Resign implements backend.Backend: the Lease is released and this
