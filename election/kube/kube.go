@@ -112,6 +112,9 @@ func New(cfg Config) (*Backend, error) {
 	}
 	rc = rest.CopyConfig(rc)
 	rc.UserAgent = "podkit-elect"
+	// A handover is a burst of reads and writes: client-go's default
+	// limiter (5/s) would delay it by whole tenths of a second.
+	rc.QPS, rc.Burst = 50, 100
 	if rc.Timeout == 0 {
 		rc.Timeout = cfg.RenewDeadline
 	}
