@@ -600,16 +600,15 @@ func (e *Elector) set(st State, now time.Time) {
 		}
 		ch <- st
 	}
-	h := e.h
-	e.mu.Unlock()
-
-	if st.Leader != prev.Leader || st.Epoch != prev.Epoch {
-		if st.Leader != "" {
-			e.m.transitions.Inc()
-		}
+	// The metrics change with the state, before anyone can see it.
+	if (st.Leader != prev.Leader || st.Epoch != prev.Epoch) && st.Leader != "" {
+		e.m.transitions.Inc()
 	}
 	e.m.isLeader.Set(b2f(st.Self))
 	e.m.epoch.Set(float64(st.Epoch))
+	h := e.h
+	e.mu.Unlock()
+
 	switch {
 	case st.Self:
 		e.log.Info("leading", "epoch", st.Epoch)
