@@ -15,7 +15,7 @@ func newBackend(cfg Config) (Backend, error) {
 		return raft.New(cfg.Raft)
 	case BackendEtcd:
 		b, err := etcd.New(etcd.Config{
-			Endpoints: cfg.Etcd.Endpoints,
+			Endpoints: cfg.Etcd.endpoints(),
 			CAFile:    cfg.Etcd.CAFile,
 			CertFile:  cfg.Etcd.CertFile,
 			KeyFile:   cfg.Etcd.KeyFile,

@@ -38,6 +38,7 @@ func TestBadInput(t *testing.T) {
 		{"raft lease above heartbeat", []string{"--raft-lease-timeout", "1s"}, `leader lease timeout 1s`},
 		{"etcd without endpoints", []string{"--backend", "etcd"}, `--etcd-endpoints: required`},
 		{"etcd bad endpoint", []string{"--backend", "etcd", "--etcd-endpoints", "localhost:2379"}, `--etcd-endpoints: "localhost:2379" is not an http(s)://host:port URL`},
+		{"etcd second endpoint bad", []string{"--backend", "etcd", "--etcd-endpoints", "http://a:2379,b:2379"}, `--etcd-endpoints: "b:2379" is not`},
 		{"etcd ttl", []string{"--backend", "etcd", "--etcd-endpoints", "http://h:2379", "--etcd-ttl", "1s"}, `--etcd-ttl: 1s is below`},
 		{"kube renew deadline", []string{"--backend", "kubernetes", "--lease-duration", "2s", "--renew-deadline", "3s"}, `--renew-deadline: 3s must be positive and below --lease-duration 2s`},
 		{"positional", []string{"extra"}, `unexpected argument "extra"`},

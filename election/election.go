@@ -250,12 +250,25 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// endpoints splits comma-separated --etcd-endpoints values.
+func (e EtcdConfig) endpoints() []string {
+	var out []string
+	for _, v := range e.Endpoints {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
 func (e EtcdConfig) validate() []error {
 	var errs []error
-	if len(e.Endpoints) == 0 {
+	if len(e.endpoints()) == 0 {
 		errs = append(errs, errors.New("--etcd-endpoints: required with --backend etcd"))
 	}
-	for _, ep := range e.Endpoints {
+	for _, ep := range e.endpoints() {
 		if u, err := url.Parse(ep); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("--etcd-endpoints: %q is not an http(s)://host:port URL", ep))
 		}
