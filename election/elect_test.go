@@ -90,8 +90,12 @@ func TestKillLeader(t *testing.T) {
 // TestPauseLeader: SIGSTOP the leader longer than its lease; the others
 // elect a new leader. On SIGCONT the old leader learns it is demoted, and
 // its epoch is rejected by the fence once the new leader has written.
+// (TestEtcd and TestKubernetes run it for the other backends.)
 func TestPauseLeader(t *testing.T) {
-	ps := startAll(t, cluster(t, 3))
+	pauseLeader(t, startAll(t, cluster(t, 3)))
+}
+
+func pauseLeader(t *testing.T, ps []*proc) {
 	hist := &electiontest.History{}
 	res := newResource(t, hist)
 	old, epoch := agree(t, ps, 0)
@@ -359,60 +363,59 @@ func TestAPI(t *testing.T) {
 	}
 }
 
-// TestEtcdKillLeader: the etcd backend through the real command, against
-// an embedded etcd: kill -9 the leader; the survivor leads once the dead
-// leader's lease expires, with a higher epoch; the leader proxy follows.
-func TestEtcdKillLeader(t *testing.T) {
+// TestEtcd: the etcd backend through the real command, against an
+// embedded etcd: SIGSTOP the leader past its lease (fencing, as in
+// TestPauseLeader); kill -9 the leader: the survivor leads once the dead
+// leader's lease expires, with a higher epoch, and the leader proxy
+// follows.
+func TestEtcd(t *testing.T) {
 	srv := kubetest.StartEtcd(t)
-	ps := startAll(t, clusterWith(t, 2, []string{"--backend", "etcd", "--etcd-endpoints", srv.Endpoint, "--election", "kill-test"}))
-	leader, epoch := agree(t, ps, 0)
-	leader.kill()
-	rest := without(ps, leader)
-	next, epoch2 := agree(t, rest, epoch)
-	want := next.id + " epoch=" + strconv.FormatUint(epoch2, 10)
-	if code, body, err := get("http://" + rest[0].proxy + "/"); err != nil || code != 200 || body != want {
-		t.Errorf("proxy after the kill: %d %q %v; want %q", code, body, err, want)
-	}
+	t.Run("Pause", func(t *testing.T) {
+		pauseLeader(t, startAll(t, clusterWith(t, 3, []string{"--backend", "etcd", "--etcd-endpoints", srv.Endpoint, "--election", "pause-test"})))
+	})
+	t.Run("Kill", func(t *testing.T) {
+		ps := startAll(t, clusterWith(t, 2, []string{"--backend", "etcd", "--etcd-endpoints", srv.Endpoint, "--election", "kill-test"}))
+		leader, epoch := agree(t, ps, 0)
+		leader.kill()
+		rest := without(ps, leader)
+		next, epoch2 := agree(t, rest, epoch)
+		want := next.id + " epoch=" + strconv.FormatUint(epoch2, 10)
+		if code, body, err := get("http://" + rest[0].proxy + "/"); err != nil || code != 200 || body != want {
+			t.Errorf("proxy after the kill: %d %q %v; want %q", code, body, err, want)
+		}
+	})
 }
 
-// TestKubernetesKillLeader: the kubernetes backend through the real
-// command, against a real kube-apiserver: kill -9 the leader; the survivor
-// takes the Lease once it expires, with a higher epoch; then a graceful
-// stop (SIGTERM) hands over at once.
-func TestKubernetesKillLeader(t *testing.T) {
+// TestKubernetes: the kubernetes backend through the real command,
+// against a real kube-apiserver: SIGSTOP the leader past its lease
+// (fencing); kill -9 the leader: a survivor takes the Lease once it
+// expires, with a higher epoch; then a graceful stop (SIGTERM) hands over.
+func TestKubernetes(t *testing.T) {
 	api := kubetest.Start(t)
 	if api == nil {
 		return
 	}
-	ps := startAll(t, clusterWith(t, 3, []string{"--backend", "kubernetes", "--kubeconfig", api.Kubeconfig, "--namespace", "default",
-		"--election", "kill-test", "--lease-duration", "2s", "--renew-deadline", "1500ms", "--retry-period", "200ms"}))
-	leader, epoch := agree(t, ps, 0)
-	leader.kill()
-	rest := without(ps, leader)
-	next, epoch2 := agree(t, rest, epoch)
-	want := next.id + " epoch=" + strconv.FormatUint(epoch2, 10)
-	if code, body, err := get("http://" + rest[0].proxy + "/"); err != nil || code != 200 || body != want {
-		t.Errorf("proxy after the kill: %d %q %v; want %q", code, body, err, want)
+	args := func(election string) []string {
+		return []string{"--backend", "kubernetes", "--kubeconfig", api.Kubeconfig, "--namespace", "default",
+			"--election", election, "--lease-duration", "2s", "--renew-deadline", "1500ms", "--retry-period", "200ms"}
 	}
-	next.signal(syscall.SIGTERM)
-	last, epoch3 := agree(t, without(rest, next), epoch2)
-	if last == next {
-		t.Errorf("%s stopped and still leads", next.id)
-	}
-	_ = epoch3
-}
-
-func FuzzTargetURL(f *testing.F) {
-	for _, s := range []string{"10.0.0.7:8080", "app-a:8080", "http://h:1/base", "https://h", "ftp://h", "nohost", ":80", "[::1]:80"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		u, err := targetURL(s)
-		if err != nil {
-			return
+	t.Run("Pause", func(t *testing.T) {
+		pauseLeader(t, startAll(t, clusterWith(t, 3, args("pause-test"))))
+	})
+	t.Run("Kill", func(t *testing.T) {
+		ps := startAll(t, clusterWith(t, 3, args("kill-test")))
+		leader, epoch := agree(t, ps, 0)
+		leader.kill()
+		rest := without(ps, leader)
+		next, epoch2 := agree(t, rest, epoch)
+		want := next.id + " epoch=" + strconv.FormatUint(epoch2, 10)
+		if code, body, err := get("http://" + rest[0].proxy + "/"); err != nil || code != 200 || body != want {
+			t.Errorf("proxy after the kill: %d %q %v; want %q", code, body, err, want)
 		}
-		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			t.Fatalf("targetURL(%q) accepted %v", s, u)
+		next.signal(syscall.SIGTERM)
+		last, _ := agree(t, without(rest, next), epoch2)
+		if last == next {
+			t.Errorf("%s stopped and still leads", next.id)
 		}
 	})
 }
