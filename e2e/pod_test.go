@@ -98,16 +98,26 @@ func TestPodSidecarReadinessAndDrain(t *testing.T) {
 // container runs its command under `podkit await`; when the command exits,
 // await POSTs the sidecar's /quitquitquit, so the whole pod completes.
 func TestPodJobCompletes(t *testing.T) {
-	sidecar := containertest.Run(t, containertest.Options{
-		Name:  "sidecar",
+	// The pod's infrastructure container owns the namespaces, as the pause
+	// container does in Kubernetes: when PID 1 of a PID namespace exits, the
+	// kernel kills every other process in it.
+	infra := containertest.Run(t, containertest.Options{
+		Name:  "infra",
 		Image: containertest.Image(),
-		Cmd:   []string{"sample-app", "--listen", "127.0.0.1:8080", "--admin-addr", "127.0.0.1:9902", "--drain-delay", "0s"},
+		Cmd:   []string{"await", "--admin-addr", "off"},
+	})
+	sidecar := containertest.Run(t, containertest.Options{
+		Name:      "sidecar",
+		Image:     containertest.Image(),
+		NetworkOf: infra,
+		PIDOf:     infra,
+		Cmd:       []string{"sample-app", "--listen", "127.0.0.1:8080", "--admin-addr", "127.0.0.1:9902", "--drain-delay", "0s"},
 	})
 	job := containertest.Run(t, containertest.Options{
 		Name:      "job",
 		Image:     containertest.Image(),
-		NetworkOf: sidecar,
-		PIDOf:     sidecar,
+		NetworkOf: infra,
+		PIDOf:     infra,
 		Cmd: []string{"await", "--admin-addr", "127.0.0.1:9901", "--drain-delay", "0s",
 			"--wait-for", "http://127.0.0.1:8080/",
 			"--notify", "http://127.0.0.1:9902/quitquitquit",
