@@ -55,16 +55,26 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// freePort returns a loopback address that was free a moment ago.
-func freePort(t *testing.T) string {
+// ports hands out loopback addresses that were free a moment ago, all
+// distinct: each stays bound until release, so the kernel cannot hand the
+// same port out twice.
+type ports struct{ lns []net.Listener }
+
+func (p *ports) next(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	p.lns = append(p.lns, ln)
+	return ln.Addr().String()
+}
+
+func (p *ports) release() {
+	for _, ln := range p.lns {
+		ln.Close()
+	}
+	p.lns = nil
 }
 
 // cluster prepares n replicas with the raft backend, each with a data
@@ -79,9 +89,11 @@ func clusterWith(t *testing.T, n int, backendArgs []string, extra ...string) []*
 	t.Helper()
 	ps := make([]*proc, n)
 	var peers []string
+	var free ports
+	defer free.release()
 	for i := range ps {
 		id := fmt.Sprintf("n%d", i+1)
-		p := &proc{id: id, api: freePort(t), admin: freePort(t), proxy: freePort(t), raft: freePort(t), dataDir: t.TempDir(), log: &syncBuffer{}}
+		p := &proc{id: id, api: free.next(t), admin: free.next(t), proxy: free.next(t), raft: free.next(t), dataDir: t.TempDir(), log: &syncBuffer{}}
 		p.app = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "%s epoch=%s", id, r.Header.Get(fence.Header))
 		}))

@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -33,6 +34,7 @@ import (
 	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/podkit/podkit/election/backend"
 )
@@ -142,6 +144,30 @@ func namespace(fromKubeconfig string) string {
 	}
 	return "default"
 }
+
+// SetLogger sends client-go's own log lines (klog, process-wide) to l,
+// at debug level: the backend reports its failures as observations.
+func (b *Backend) SetLogger(l *slog.Logger) {
+	klog.SetSlogLogger(slog.New(debugHandler{l.With("source", "client-go").Handler()}))
+}
+
+// debugHandler logs every record at debug level.
+type debugHandler struct{ slog.Handler }
+
+func (h debugHandler) Enabled(ctx context.Context, _ slog.Level) bool {
+	return h.Handler.Enabled(ctx, slog.LevelDebug)
+}
+
+func (h debugHandler) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = slog.LevelDebug
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h debugHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return debugHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h debugHandler) WithGroup(g string) slog.Handler { return debugHandler{h.Handler.WithGroup(g)} }
 
 // Namespace returns the Lease's namespace.
 func (b *Backend) Namespace() string { return b.cfg.Namespace }

@@ -34,6 +34,9 @@ func StartEtcdAt(t testing.TB, addr string) *Etcd {
 		addr = freeAddr(t)
 	}
 	peer := freeAddr(t)
+	for peer == addr { // a closed port can be handed out again at once
+		peer = freeAddr(t)
+	}
 	cfg := embed.NewConfig()
 	cfg.Name = "kubetest"
 	cfg.Dir = t.TempDir()
