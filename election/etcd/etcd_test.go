@@ -103,3 +103,39 @@ func freeAddr(t *testing.T) string {
 	e := kubetest.FreeAddr(t)
 	return e
 }
+
+// TestTLS: an etcd that serves TLS only and requires client certificates.
+func TestTLS(t *testing.T) {
+	srv, files := kubetest.StartEtcdTLS(t)
+	if !strings.HasPrefix(srv.Endpoint, "https://") {
+		t.Fatalf("endpoint %s", srv.Endpoint)
+	}
+	newB := func(cert, key string) *Backend {
+		b, err := New(Config{Endpoints: []string{srv.Endpoint}, Prefix: "/podkit/elect/tls", TTL: 2 * time.Second,
+			CAFile: files.CA, CertFile: cert, KeyFile: key, DialTimeout: 500 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	hist := &electiontest.History{}
+	n := electiontest.Start(t, hist, "a", newB(files.Cert, files.Key))
+	electiontest.Agree(t, []*electiontest.Node{n}, 0)
+
+	// Without a client certificate the server refuses: errors, no claim.
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var mu sync.Mutex
+	errs, claimed := 0, false
+	newB("", "").Campaign(ctx, backend.Candidate{ID: "b"}, func(o backend.Observation) {
+		mu.Lock()
+		defer mu.Unlock()
+		if o.Err != nil {
+			errs++
+		}
+		claimed = claimed || o.Leader == "b"
+	})
+	if claimed || errs == 0 {
+		t.Errorf("without a client certificate: claimed %v, %d errors", claimed, errs)
+	}
+}

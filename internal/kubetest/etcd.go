@@ -26,9 +26,37 @@ func StartEtcd(t testing.TB) *Etcd {
 	return StartEtcdAt(t, "")
 }
 
+// TLSFiles are PEM files for a TLS etcd: the CA that signed both
+// certificates, the client's certificate and key.
+type TLSFiles struct {
+	CA, Cert, Key string
+}
+
+// StartEtcdTLS is StartEtcd serving clients over TLS and requiring a client
+// certificate signed by its own CA; it returns the files a client needs.
+func StartEtcdTLS(t testing.TB) (*Etcd, TLSFiles) {
+	t.Helper()
+	dir := t.TempDir()
+	files, server, err := writeTestPKI(dir)
+	if err != nil {
+		t.Fatalf("kubetest: certificates: %v", err)
+	}
+	e := startEtcd(t, freeAddr(t), func(cfg *embed.Config) {
+		cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile = server.Cert, server.Key
+		cfg.ClientTLSInfo.TrustedCAFile = files.CA
+		cfg.ClientTLSInfo.ClientCertAuth = true
+	})
+	return e, files
+}
+
 // StartEtcdAt is StartEtcd serving clients on addr (host:port; "" picks a
 // free port), for tests that start etcd after a client began trying it.
 func StartEtcdAt(t testing.TB, addr string) *Etcd {
+	t.Helper()
+	return startEtcd(t, addr, nil)
+}
+
+func startEtcd(t testing.TB, addr string, tune func(*embed.Config)) *Etcd {
 	t.Helper()
 	if addr == "" {
 		addr = freeAddr(t)
@@ -42,7 +70,14 @@ func StartEtcdAt(t testing.TB, addr string) *Etcd {
 	cfg.Dir = t.TempDir()
 	cfg.LogLevel = "error"
 	cfg.LogOutputs = []string{"stderr"}
-	cu := url.URL{Scheme: "http", Host: addr}
+	scheme := "http"
+	if tune != nil {
+		tune(cfg)
+		if cfg.ClientTLSInfo.CertFile != "" {
+			scheme = "https"
+		}
+	}
+	cu := url.URL{Scheme: scheme, Host: addr}
 	pu := url.URL{Scheme: "http", Host: peer}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
