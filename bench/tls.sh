@@ -39,7 +39,7 @@ for b in wrk nginx openssl; do
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$PODKIT" ] || die "podkit binary $PODKIT missing (run make build, or set PODKIT=)"
-"$PODKIT" help 2>/dev/null | grep -q 'tls-proxy' || die "$PODKIT has no tls-proxy command"
+"$PODKIT" help tls-proxy >/dev/null 2>&1 || die "$PODKIT has no tls-proxy command"
 
 work=$(mktemp -d /tmp/podkit-bench-tls.XXXXXX)
 pids=()
