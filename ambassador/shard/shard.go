@@ -22,7 +22,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -95,19 +94,10 @@ func New(cfg Config) (*Proxy, error) {
 
 // Command is the `podkit shard` subcommand.
 func Command() cli.Command {
-	return container.Command("shard",
+	return container.FlagCommand("shard",
 		"shard Redis or memcached keys over several servers, twemproxy-compatible (reads nutcracker.yml)",
 		"--config nutcracker.yml | --listen ADDR --server HOST:PORT:WEIGHT [--server ...] [flags]",
-		func(fs *flag.FlagSet) container.BuildFunc {
-			cfg := DefaultConfig()
-			cfg.RegisterFlags(fs)
-			return func(args []string) (container.Component, error) {
-				if err := container.NoArgs(args); err != nil {
-					return nil, err
-				}
-				return New(cfg)
-			}
-		})
+		DefaultConfig, New)
 }
 
 // Name implements container.Component.

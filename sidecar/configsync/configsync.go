@@ -345,19 +345,10 @@ func New(cfg Config) (*Syncer, error) {
 
 // Command is the `podkit config-sync` subcommand.
 func Command() cli.Command {
-	return container.Command("config-sync",
+	return container.FlagCommand("config-sync",
 		"keep a config file in step with a file, directory or URL: validate, publish atomically, reload the app (signal or HTTP)",
 		"--source PATH|URL --dest PATH [--template FILE] [--validate-cmd CMD] [--process-name NAME|--pid-file FILE] [--reload-url URL] [flags]",
-		func(fs *flag.FlagSet) container.BuildFunc {
-			cfg := DefaultConfig()
-			cfg.RegisterFlags(fs)
-			return func(args []string) (container.Component, error) {
-				if err := container.NoArgs(args); err != nil {
-					return nil, err
-				}
-				return New(cfg)
-			}
-		})
+		DefaultConfig, New)
 }
 
 // Name implements container.Component.
