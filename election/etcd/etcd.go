@@ -209,13 +209,18 @@ func (b *Backend) session(ctx context.Context, c backend.Candidate, val string, 
 		smu      sync.Mutex
 		renewed  = time.Now() // the lease was granted at least this recently
 		leaderKV *leaderKey
+		won      bool // Campaign returned: this replica leads (and may Resign)
 	)
 	emit := func() {
 		smu.Lock()
-		k, r := leaderKV, renewed
+		k, r, w := leaderKV, renewed, won
 		smu.Unlock()
 		switch {
 		case k == nil:
+			report(backend.Observation{})
+		case k.lease == lease.ID && !w:
+			// Our key is first, but Campaign has not returned yet: not
+			// claimed until it has (so that Resign works when we claim).
 			report(backend.Observation{})
 		case k.lease == lease.ID:
 			report(backend.Observation{Leader: c.ID, Address: c.Address, Epoch: uint64(k.rev), Expires: r.Add(b.cfg.TTL)})
@@ -262,12 +267,19 @@ func (b *Backend) session(ctx context.Context, c backend.Candidate, val string, 
 			b.mu.Lock()
 			b.elec = elec
 			b.mu.Unlock()
+			smu.Lock()
+			won = true
+			smu.Unlock()
+			emit()
 			select {
 			case <-sctx.Done():
 				errc <- nil
 				return
 			case <-b.resign:
 			}
+			smu.Lock()
+			won = false
+			smu.Unlock()
 		}
 	}()
 
