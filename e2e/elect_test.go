@@ -19,10 +19,9 @@ import (
 // its replica) owning the network namespace, and `podkit elect` as its
 // sidecar, raft backend.
 type electPod struct {
-	id          string
-	app, elect  *containertest.Container
-	api, proxy  string // host addresses of the published ports
-	partitioned bool
+	id         string
+	app, elect *containertest.Container
+	api, proxy string // host addresses of the published ports
 }
 
 type electLeader struct {
