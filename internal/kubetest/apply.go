@@ -34,7 +34,8 @@ func (s *APIServer) Apply(ctx context.Context, namespace string, manifest []byte
 	if err != nil {
 		return nil, err
 	}
-	var opts metav1.CreateOptions
+	// Strict: an unknown or duplicate field is an error, not a warning.
+	opts := metav1.CreateOptions{FieldValidation: "Strict"}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
