@@ -51,11 +51,6 @@ func TestCommandUsage(t *testing.T) {
 // TestBinary runs the real podkit binary as a subprocess, scrapes it, and
 // stops it with SIGTERM.
 func TestBinary(t *testing.T) {
-	// Building the binary is slow; skip before it when cmd/podkit does
-	// not list the command yet.
-	if src, err := os.ReadFile("../../cmd/podkit/main.go"); err == nil && !strings.Contains(string(src), "metrics.Command()") {
-		t.Skip("cmd/podkit does not register the metrics command yet")
-	}
 	bin := testdeps.BuildPodkit(t)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "Active connections: 1\nserver accepts handled requests\n 1 1 1\nReading: 0 Writing: 1 Waiting: 0\n")

@@ -151,6 +151,15 @@ func unmet(t testing.TB, what, hint string) {
 	t.Skipf("skipping: %s (%s)", what, hint)
 }
 
+// Unavailable reports that something a test needs from the machine (root,
+// a mount, a namespace) is missing, by the same rule as a missing binary:
+// a skip, or a failure under PODKIT_REQUIRE_DEPS=1. Like t.Skip it does not
+// return in a real test.
+func Unavailable(t testing.TB, what, hint string) {
+	t.Helper()
+	unmet(t, what, hint)
+}
+
 // Binary returns the absolute path of the server binary name (for example
 // "redis-server", "nginx", "postgres"), looking in PATH, then /usr/sbin,
 // /usr/bin and /usr/lib/postgresql/*/bin. When it is missing the test is

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/podkit/podkit/internal/cli"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // runBindMount is the "bindmount" role: in its own mount namespace (the
@@ -36,7 +38,7 @@ func runBindMount(args []string) int {
 func TestBindMountedDestInPlace(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: bind mounts in a private mount namespace need root")
+		testdeps.Unavailable(t, "bind mounts in a private mount namespace need root", "run the tests as root")
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.conf")
@@ -72,7 +74,7 @@ func TestBindMountedDestInPlace(t *testing.T) {
 func TestSignalPermissionDenied(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to start config-sync as another user")
+		testdeps.Unavailable(t, "starting config-sync as another user needs root", "run the tests as root")
 	}
 	dir := t.TempDir()
 	os.Chmod(filepath.Dir(dir), 0o711)
@@ -112,7 +114,7 @@ func TestSignalPermissionDenied(t *testing.T) {
 func TestUnwritableDestDirInPlace(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to start config-sync as another user")
+		testdeps.Unavailable(t, "starting config-sync as another user needs root", "run the tests as root")
 	}
 	dir := t.TempDir()
 	os.Chmod(filepath.Dir(dir), 0o711)

@@ -27,6 +27,8 @@ import (
 
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/cli"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // The test binary doubles as the helper processes the tests look at:
@@ -691,12 +693,12 @@ func (l lockedWriter) Write(b []byte) (int, error) {
 // without a shared PID namespace is, and checks every format says so.
 func TestOnlyOwnProcess(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: a new PID namespace needs root (unshare --pid)")
+		testdeps.Unavailable(t, "a new PID namespace needs root (unshare --pid)", "run the tests as root")
 	}
 	unshare := lookPath(t, "unshare")
 	if out, err := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "true").CombinedOutput(); err != nil {
 		// Root in a container without CAP_SYS_ADMIN: no namespaces to make.
-		t.Skipf("skipping: unshare --pid --mount-proc does not work here: %v: %s", err, strings.TrimSpace(string(out)))
+		testdeps.Unavailable(t, fmt.Sprintf("unshare --pid --mount-proc does not work here: %v: %s", err, strings.TrimSpace(string(out))), "needs CAP_SYS_ADMIN")
 	}
 	p := runPodkit(t, []string{unshare, "--pid", "--fork", "--mount-proc", "--kill-child"}, nil)
 	doc := getJSON(t, p.url+"/topz")

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/workqueue/store"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 func open(t *testing.T, dir string, o Options) *Store {
@@ -212,7 +214,7 @@ func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("skipping: cannot mount a tmpfs to fill (needs root): %v: %s", err, strings.TrimSpace(string(out)))
+		testdeps.Unavailable(t, fmt.Sprintf("cannot mount a tmpfs to fill: %v: %s", err, strings.TrimSpace(string(out))), "needs root")
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
 	return dir
