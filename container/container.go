@@ -198,6 +198,7 @@ func (h *Host) drain(reason string, sig os.Signal, sigs <-chan os.Signal, cancel
 
 // finish announces the stop and closes the admin listener.
 func (h *Host) finish(admin *adminServer) {
+	h.stopReloadSignals()
 	h.setStopping()
 	h.drainCancel()
 	admin.close()

@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -517,4 +519,50 @@ func TestWaitForHoldsReadiness(t *testing.T) {
 	}
 	readyz := status(t, r.admin+"/readyz")
 	eventually(t, "ready after dependency", func() bool { return readyz() == 200 })
+}
+
+type reloadComponent struct {
+	installed chan struct{}
+	got       chan struct{}
+}
+
+func (c *reloadComponent) Name() string { return "reloader" }
+
+func (c *reloadComponent) Run(ctx context.Context, h *Host) error {
+	r := h.Reloads()
+	close(c.installed) // SIGHUP is caught from here on
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r:
+			c.got <- struct{}{}
+		}
+	}
+}
+
+func TestReloadsOnSIGHUP(t *testing.T) {
+	c := &reloadComponent{installed: make(chan struct{}), got: make(chan struct{}, 4)}
+	o := DefaultOptions()
+	o.AdminAddr = "off"
+	o.DrainDelay = 0
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, c, o) }()
+	<-c.installed
+	for i := 0; i < 2; i++ {
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-c.got:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no reload after SIGHUP %d", i+1)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

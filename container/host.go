@@ -4,8 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +46,9 @@ type Host struct {
 
 	checks *checker
 	events *broker
+
+	reloads     chan struct{} // made by Reloads
+	stopReloads func()
 
 	readyGauge, pausedGauge, drainingGauge prometheus.Gauge
 }
@@ -285,4 +290,46 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// Reloads returns a channel that receives once per SIGHUP (bursts
+// coalesce), for components that reload their configuration or
+// certificates on it. The first call starts catching SIGHUP for the
+// process; catching stops when Run returns. While no component asks,
+// SIGHUP keeps its default action.
+func (h *Host) Reloads() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.reloads == nil {
+		h.reloads = make(chan struct{}, 1)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGHUP)
+		done := make(chan struct{})
+		h.stopReloads = func() { signal.Stop(sig); close(done) }
+		go func() {
+			for {
+				select {
+				case <-done:
+					return
+				case <-sig:
+					select {
+					case h.reloads <- struct{}{}:
+					default: // one pending reload covers this one too
+					}
+				}
+			}
+		}()
+	}
+	return h.reloads
+}
+
+// stopReloadSignals ends SIGHUP catching started by Reloads.
+func (h *Host) stopReloadSignals() {
+	h.mu.Lock()
+	stop := h.stopReloads
+	h.stopReloads = nil
+	h.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }

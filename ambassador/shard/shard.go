@@ -26,10 +26,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/podkit/podkit/container"
@@ -158,9 +156,7 @@ func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
 	defer close(watchdog)
 	go px.watchTimeouts(watchdog)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hup := h.Reloads()
 	var tick <-chan time.Time
 	if px.cfg.ConfigFile != "" && px.cfg.WatchInterval > 0 {
 		t := time.NewTicker(px.cfg.WatchInterval)

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/podkit/podkit/container"
@@ -396,9 +394,7 @@ func (s *Syncer) Run(ctx context.Context, h *container.Host) error {
 	}
 	// SIGHUP syncs at once, as daemons reload on it (and a HUP sent to
 	// every process of the pod does not stop config-sync).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hup := h.Reloads()
 	go func() {
 		for {
 			select {

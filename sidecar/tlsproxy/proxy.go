@@ -27,8 +27,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -185,9 +183,7 @@ func (p *Proxy) Run(ctx context.Context, h *container.Host) error {
 	})
 
 	// SIGHUP and file changes reload the certificates.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hup := h.Reloads()
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	go p.watch(watchCtx, hup)
@@ -459,7 +455,7 @@ func (p *Proxy) shutdown(ctx context.Context) {
 }
 
 // watch reloads the certificates on SIGHUP and when the files change.
-func (p *Proxy) watch(ctx context.Context, hup <-chan os.Signal) {
+func (p *Proxy) watch(ctx context.Context, hup <-chan struct{}) {
 	var tick <-chan time.Time
 	if p.cfg.WatchInterval > 0 && (!p.cfg.SelfSigned || p.cfg.ClientCA != "") {
 		t := time.NewTicker(p.cfg.WatchInterval)
