@@ -259,12 +259,20 @@ func (s *server) downReply(protocol string) []byte {
 	return s.errorReply(protocol, fmt.Sprintf("down after %d failures, retrying in %s (fail_closed)", s.owner.Load().cfg.ServerFailureLimit, max(left, 0)))
 }
 
+// retireSettle is how long a retired server keeps its connections before
+// they may close when idle: a client that routed a request with the
+// previous ring just before a reload may not have queued it yet.
+const retireSettle = 250 * time.Millisecond
+
 // retire closes the server's connections once nothing is in flight on
-// them, or after grace.
+// them (after retireSettle), or after grace.
 func (s *server) retire(grace time.Duration) {
 	s.retired.Store(true)
 	go func() {
 		deadline := time.Now().Add(grace)
+		if grace > 0 {
+			time.Sleep(min(retireSettle, grace))
+		}
 		for time.Now().Before(deadline) {
 			busy := false
 			for _, c := range s.cs {

@@ -324,6 +324,9 @@ func (px *Proxy) apply() error {
 			live[[2]string{p.cfg.Name, s.cfg.Name}] = true
 		}
 	}
+	// Publish the new routing before retiring removed servers: a request
+	// routed with the old ring is still served by its server.
+	px.current.Store(&built)
 	for key, s := range old {
 		if !newKeys[key] {
 			s.retire(10 * time.Second)
@@ -332,7 +335,6 @@ func (px *Proxy) apply() error {
 			}
 		}
 	}
-	px.current.Store(&built)
 	px.fileHash = sha256.Sum256(raw)
 	for _, p := range built {
 		if p.cfg.Preconnect {
