@@ -257,6 +257,9 @@ func (a *API) enqueue(w http.ResponseWriter, r *http.Request) {
 	}
 	res := results[0]
 	if res.Error != "" {
+		if res.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
 		writeError(w, res.Status, res.Error)
 		return
 	}

@@ -46,13 +46,14 @@ type segmentLog struct {
 	dir string
 	log *slog.Logger
 
-	mu     sync.Mutex
-	buf    []byte
-	cur    *batch
-	nrec   int
-	rot    *rotation
-	closed bool
-	kick   chan struct{}
+	mu      sync.Mutex
+	buf     []byte
+	cur     *batch
+	nrec    int
+	rot     *rotation
+	rebuild bool // the store asked for its state to be rebuilt
+	closed  bool
+	kick    chan struct{}
 
 	// Owned by the committer (and by reopen, under the store's lock while
 	// the committer is parked in onFail).
@@ -60,9 +61,10 @@ type segmentLog struct {
 	seq  uint64
 	size atomic.Int64 // bytes in the current segment
 
-	onFail   func(error)                               // called by the committer after a failed write
-	onCommit func(records, bytes int, d time.Duration) // after each durable batch
-	exited   chan struct{}
+	onFail    func(error)                               // called by the committer after a failed write
+	onRebuild func()                                    // called by the committer when requestRebuild asked
+	onCommit  func(records, bytes int, d time.Duration) // after each durable batch
+	exited    chan struct{}
 }
 
 func segName(seq uint64) string  { return fmt.Sprintf("wal-%016x.log", seq) }
@@ -134,14 +136,26 @@ func (l *segmentLog) requestRotate() *rotation {
 	return l.rot
 }
 
+// requestRebuild asks the committer to call onRebuild once it has written
+// what it holds.
+func (l *segmentLog) requestRebuild() {
+	l.mu.Lock()
+	l.rebuild = true
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
 func (l *segmentLog) commitLoop() {
 	defer close(l.exited)
 	var spare []byte
 	for {
 		<-l.kick
 		l.mu.Lock()
-		b, data, n, rot, closed := l.cur, l.buf, l.nrec, l.rot, l.closed
-		l.cur, l.buf, l.nrec, l.rot = nil, spare[:0], 0, nil
+		b, data, n, rot, closed, rebuild := l.cur, l.buf, l.nrec, l.rot, l.closed, l.rebuild
+		l.cur, l.buf, l.nrec, l.rot, l.rebuild = nil, spare[:0], 0, nil, false
 		l.mu.Unlock()
 		if b != nil || rot != nil {
 			start := time.Now()
@@ -164,6 +178,9 @@ func (l *segmentLog) commitLoop() {
 			}
 		}
 		spare = data
+		if rebuild && !closed && l.onRebuild != nil {
+			l.onRebuild()
+		}
 		if closed {
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"strconv"
 	"time"
 )
 
@@ -36,6 +37,30 @@ const (
 	recItem      recType = 8 // snapshot: one item's full state
 	recMeta      recType = 9 // snapshot: store-wide state
 )
+
+func (t recType) String() string {
+	switch t {
+	case recEnqueue:
+		return "enqueue"
+	case recLease:
+		return "lease"
+	case recHeartbeat:
+		return "heartbeat"
+	case recAck:
+		return "ack"
+	case recFail:
+		return "fail"
+	case recCancel:
+		return "cancel"
+	case recReplay:
+		return "replay"
+	case recItem:
+		return "item"
+	case recMeta:
+		return "meta"
+	}
+	return "type " + strconv.Itoa(int(t))
+}
 
 // failKind says why an attempt ended without an ack.
 type failKind byte

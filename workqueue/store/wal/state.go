@@ -256,7 +256,8 @@ func (s *state) makeReady(it *item, notBefore time.Time, now time.Time) {
 }
 
 // apply applies one record. Live operations build records that are valid
-// by construction; during replay an error is corruption.
+// by construction; during replay an error is corruption. A record that is
+// refused changes nothing.
 func (s *state) apply(r *record) error {
 	now := s.now()
 	if r.typ == recMeta {
@@ -268,6 +269,13 @@ func (s *state) apply(r *record) error {
 	if r.typ == recEnqueue || r.typ == recItem {
 		if _, dup := s.items[r.id]; dup {
 			return fmt.Errorf("item %d stored twice", r.id)
+		}
+		var st store.State
+		if r.typ == recItem {
+			var err error
+			if st, err = stateFromByte(r.state); err != nil {
+				return err
+			}
 		}
 		q := s.queue(r.queue)
 		it := &item{
@@ -299,10 +307,6 @@ func (s *state) apply(r *record) error {
 		it.tokenRand = r.tokenRand
 		it.lastErr = r.errText
 		it.deadline = r.deadline
-		st, err := stateFromByte(r.state)
-		if err != nil {
-			return err
-		}
 		switch st {
 		case store.Ready, store.Delayed:
 			s.makeReady(it, r.notBefore, now)

@@ -117,7 +117,10 @@ type Store struct {
 	downUntil time.Time
 	downErr   error
 	tornTails int
-	stale     uint64 // stale completions for items no longer known
+	// lastRebuild is when an internal inconsistency last asked for the
+	// state to be rebuilt from the log.
+	lastRebuild time.Time
+	stale       uint64 // stale completions for items no longer known
 
 	compactMu sync.Mutex // one compaction at a time
 	// filesMu keeps a recovery's reload from reading the directory while a
@@ -138,6 +141,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := newStore(dir, opts)
 	s.wl = &segmentLog{dir: dir, log: s.log, onCommit: s.opts.OnCommit}
 	s.wl.onFail = s.recover
+	s.wl.onRebuild = s.rebuild
 	start := time.Now()
 	if err := s.load(); err != nil {
 		var ro *readOnlyError
@@ -193,15 +197,30 @@ func (s *Store) TornTails() int {
 }
 
 // appendLocked applies r to the state and appends it to the log.
-func (s *Store) appendLocked(r *record) *batch {
+//
+// Live records are built from the state they are applied to, so the state
+// accepts them unless an internal invariant is broken (a bug). Then apply
+// has changed nothing and r is not logged: the caller answers with the
+// error (ErrUnavailable, so clients retry), and the committer rebuilds the
+// state from the log, which is what every acknowledged change is in.
+func (s *Store) appendLocked(r *record) (*batch, error) {
 	if err := s.st.apply(r); err != nil {
-		// Live records are valid by construction.
-		panic(fmt.Sprintf("wal: applying a live record: %v", err))
+		// At most one rebuild per RetryAfterFailure: when a rebuild does
+		// not cure the inconsistency, rebuilding again at once would only
+		// keep the store busy.
+		rebuild := s.wl != nil && (s.lastRebuild.IsZero() || time.Since(s.lastRebuild) >= s.opts.RetryAfterFailure)
+		s.log.Error("internal inconsistency: the state refused a change built from it; nothing was changed",
+			"record", r.typ.String(), "item", r.id, "error", err, "rebuilding_from_log", rebuild)
+		if rebuild {
+			s.lastRebuild = time.Now()
+			s.wl.requestRebuild()
+		}
+		return nil, fmt.Errorf("%w: internal inconsistency: %v (nothing was changed; retry)", store.ErrUnavailable, err)
 	}
 	if s.wl == nil {
-		return doneBatch
+		return doneBatch, nil
 	}
-	return s.wl.append(r)
+	return s.wl.append(r), nil
 }
 
 func (s *Store) availableLocked() error {
@@ -230,7 +249,8 @@ func wait(ctx context.Context, b *batch) error {
 }
 
 // recover runs on the committer after a failed write: everything pending
-// fails, and the state is rebuilt from what is on disk.
+// fails, the state is rebuilt from what is on disk, and writes are refused
+// for RetryAfterFailure.
 func (s *Store) recover(werr error) {
 	s.filesMu.Lock()
 	defer s.filesMu.Unlock()
@@ -238,9 +258,39 @@ func (s *Store) recover(werr error) {
 	defer s.mu.Unlock()
 	s.log.Error("log write failed; refusing writes and rebuilding the state from disk", "error", werr,
 		"retry_after", s.opts.RetryAfterFailure.String())
-	s.wl.failPending(werr)
 	s.downErr = werr
 	s.downUntil = s.now().Add(s.opts.RetryAfterFailure)
+	s.reloadLocked(werr)
+}
+
+// errRebuilding fails the changes pending when the state is rebuilt after
+// an internal inconsistency.
+var errRebuilding = errors.New("the state is being rebuilt from the log after an internal inconsistency")
+
+// rebuild runs on the committer after appendLocked met an internal
+// inconsistency: everything pending fails (nothing of it was
+// acknowledged), and the state is rebuilt from what is on disk. Writes go
+// on at once.
+func (s *Store) rebuild() {
+	s.filesMu.Lock()
+	defer s.filesMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	start := time.Now()
+	s.reloadLocked(errRebuilding)
+	if s.downErr == nil {
+		s.log.Warn("state rebuilt from the log after an internal inconsistency", "items", len(s.st.items),
+			"took", time.Since(start).Round(time.Millisecond).String())
+	}
+}
+
+// reloadLocked fails everything pending with cause and replaces the state
+// with the one on disk, keeping the counters and the waiting leases.
+func (s *Store) reloadLocked(cause error) {
+	s.wl.failPending(cause)
 	if s.wl.f != nil {
 		s.wl.f.Close()
 		s.wl.f = nil
@@ -252,7 +302,7 @@ func (s *Store) recover(werr error) {
 	} else if err != nil {
 		s.log.Error("rebuilding the state from disk failed; the store stays unavailable", "error", err)
 		s.downUntil = s.now().Add(100 * 365 * 24 * time.Hour)
-		s.downErr = fmt.Errorf("%v (and reloading failed: %v)", werr, err)
+		s.downErr = fmt.Errorf("%v (and reloading failed: %v)", cause, err)
 		return
 	}
 	// Carry the counters over; waiters stay registered.
@@ -322,7 +372,12 @@ func (s *Store) Enqueue(ctx context.Context, items []store.NewItem) ([]store.Enq
 			notBefore: ni.NotBefore, maxAttempts: ni.MaxAttempts, timeout: ni.Timeout,
 			key: ni.IdempotencyKey, payload: ni.Payload,
 		}
-		b = s.appendLocked(&r)
+		nb, err := s.appendLocked(&r)
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		b = nb
 		q = s.st.queues[ni.Queue]
 		q.stats.Enqueued++
 		if s.st.items[id].state == store.Ready {
@@ -422,13 +477,16 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 			q = s.st.queue(req.Queue)
 		}
 		if q.ready.Len() > 0 {
-			out := s.leaseLocked(q, req.Max)
-			if q.ready.Len() > 0 {
+			out, err := s.leaseLocked(q, req.Max)
+			if q.ready.Len() > 0 && err == nil {
 				s.wakeLocked(q, 1)
 			}
 			s.mu.Unlock()
 			if timer != nil {
 				timer.Stop()
+			}
+			if len(out) == 0 {
+				return nil, err
 			}
 			return out, nil
 		}
@@ -465,7 +523,9 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 	}
 }
 
-func (s *Store) leaseLocked(q *queue, max int) []store.Lease {
+// leaseLocked leases up to max ready items of q. An error (an internal
+// inconsistency) stops it; the leases made before it stand.
+func (s *Store) leaseLocked(q *queue, max int) ([]store.Lease, error) {
 	now := s.now()
 	out := make([]store.Lease, 0, min(max, q.ready.Len()))
 	for len(out) < max && q.ready.Len() > 0 {
@@ -475,14 +535,16 @@ func (s *Store) leaseLocked(q *queue, max int) []store.Lease {
 			typ: recLease, id: it.id, attempt: it.attempt + 1, tokenRand: rand.Uint64() | 1,
 			deadline: now.Add(it.timeout), at: now,
 		}
-		s.appendLocked(&r)
+		if _, err := s.appendLocked(&r); err != nil {
+			return out, err
+		}
 		out = append(out, store.Lease{
 			ID: strconv.FormatUint(it.id, 10), Queue: q.name, Payload: json.RawMessage(it.payload),
 			Attempt: it.attempt, Token: store.FormatToken(it.id, it.attempt, it.tokenRand),
 			Deadline: it.deadline.UTC(), Timeout: it.timeout, ReadySince: since,
 		})
 	}
-	return out
+	return out, nil
 }
 
 // Complete implements store.Store.
@@ -516,7 +578,10 @@ func (s *Store) Complete(ctx context.Context, cs []store.Completion) ([]store.Co
 			continue
 		}
 		if now.After(it.deadline) {
-			b = s.expireLocked(it, now)
+			if _, err := s.expireLocked(it, now); err != nil {
+				res[i].Err = err
+				continue
+			}
 			it.q.stats.Stale++
 			res[i].State = it.state
 			res[i].Err = fmt.Errorf("%w: the lease of item %d attempt %d expired at %s", store.ErrStaleLease, id, attempt, it.deadline.UTC().Format(time.RFC3339Nano))
@@ -525,24 +590,38 @@ func (s *Store) Complete(ctx context.Context, cs []store.Completion) ([]store.Co
 		q := it.q
 		res[i].Queue = q.name
 		res[i].Leased = it.updated
+		var r record
 		switch c.Op {
 		case store.Heartbeat:
-			r := record{typ: recHeartbeat, id: id, attempt: attempt, deadline: now.Add(it.timeout)}
-			b = s.appendLocked(&r)
-			res[i].Deadline = it.deadline.UTC()
+			r = record{typ: recHeartbeat, id: id, attempt: attempt, deadline: now.Add(it.timeout)}
 		case store.Ack:
-			r := record{typ: recAck, id: id, attempt: attempt, at: now}
-			b = s.appendLocked(&r)
-			q.stats.Acked++
-			mustWait = true
+			r = record{typ: recAck, id: id, attempt: attempt, at: now}
 		case store.Nack:
-			dead := it.attempt >= it.maxAttempts
 			nb := now.Add(c.RetryAfter)
 			if c.RetryAfter <= 0 {
 				nb = now.Add(s.backoff(it.attempt))
 			}
-			r := record{typ: recFail, id: id, attempt: attempt, at: now, kind: failNack, dead: dead, notBefore: nb, errText: truncateErr(c.Error)}
-			b = s.appendLocked(&r)
+			r = record{typ: recFail, id: id, attempt: attempt, at: now, kind: failNack, dead: it.attempt >= it.maxAttempts, notBefore: nb, errText: truncateErr(c.Error)}
+		case store.Release:
+			r = record{typ: recFail, id: id, attempt: attempt, at: now, kind: failRelease}
+		default:
+			res[i].Err = fmt.Errorf("%w: unknown operation %v", store.ErrInvalid, c.Op)
+			continue
+		}
+		nb, err := s.appendLocked(&r)
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		b = nb
+		switch c.Op {
+		case store.Heartbeat:
+			res[i].Deadline = it.deadline.UTC()
+		case store.Ack:
+			q.stats.Acked++
+			mustWait = true
+		case store.Nack:
+			dead := r.dead
 			q.stats.Nacked++
 			if dead {
 				q.stats.DeadLettered++
@@ -551,14 +630,9 @@ func (s *Store) Complete(ctx context.Context, cs []store.Completion) ([]store.Co
 			}
 			mustWait = true
 		case store.Release:
-			r := record{typ: recFail, id: id, attempt: attempt, at: now, kind: failRelease}
-			b = s.appendLocked(&r)
 			if it.state == store.Ready {
 				s.wakeLocked(q, 1)
 			}
-		default:
-			res[i].Err = fmt.Errorf("%w: unknown operation %v", store.ErrInvalid, c.Op)
-			continue
 		}
 		res[i].State = it.state
 	}
@@ -592,7 +666,7 @@ func (s *Store) backoff(n int) time.Duration {
 }
 
 // expireLocked ends a lease whose deadline passed.
-func (s *Store) expireLocked(it *item, now time.Time) *batch {
+func (s *Store) expireLocked(it *item, now time.Time) (*batch, error) {
 	dead := it.attempt >= it.maxAttempts
 	r := record{
 		typ: recFail, id: it.id, attempt: it.attempt, at: now, kind: failExpired, dead: dead,
@@ -600,12 +674,15 @@ func (s *Store) expireLocked(it *item, now time.Time) *batch {
 		errText:   fmt.Sprintf("lease expired (no ack within %s)", it.timeout),
 	}
 	q := it.q
-	b := s.appendLocked(&r)
+	b, err := s.appendLocked(&r)
+	if err != nil {
+		return nil, err
+	}
 	q.stats.Expired++
 	if dead {
 		q.stats.DeadLettered++
 	}
-	return b
+	return b, nil
 }
 
 func (s *Store) tickLoop() {
@@ -629,7 +706,9 @@ func (s *Store) tickLoop() {
 					n++
 				}
 				for it := q.leased.top(); it != nil && now.After(it.deadline); it = q.leased.top() {
-					s.expireLocked(it, now)
+					if _, err := s.expireLocked(it, now); err != nil {
+						break // logged; the next tick after the rebuild tries again
+					}
 					if it.state == store.Ready {
 						n++
 					}
@@ -798,7 +877,10 @@ func (s *Store) Cancel(ctx context.Context, queue, id string) (store.Item, error
 	case store.Cancelled:
 	default:
 		r := record{typ: recCancel, id: n, at: s.now()}
-		b = s.appendLocked(&r)
+		if b, err = s.appendLocked(&r); err != nil {
+			s.mu.Unlock()
+			return store.Item{}, err
+		}
 	}
 	out := it.export()
 	s.mu.Unlock()
@@ -844,19 +926,30 @@ func (s *Store) Replay(ctx context.Context, queue string, ids []string) ([]strin
 	}
 	now := s.now()
 	var b *batch
+	var failed error
 	out := make([]string, 0, len(todo))
 	for _, it := range todo {
 		if it.state != store.Dead {
 			continue // listed twice
 		}
 		r := record{typ: recReplay, id: it.id, at: now}
-		b = s.appendLocked(&r)
+		nb, err := s.appendLocked(&r)
+		if err != nil {
+			failed = err
+			break
+		}
+		b = nb
 		out = append(out, strconv.FormatUint(it.id, 10))
 	}
 	s.wakeLocked(q, len(out))
 	s.mu.Unlock()
 	if err := wait(ctx, b); err != nil {
 		return nil, err
+	}
+	if failed != nil {
+		// The ones before it are replayed (and durable); asking again
+		// replays the rest.
+		return out, failed
 	}
 	return out, nil
 }
