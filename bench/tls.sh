@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/tls.sh — podkit tls-proxy against nginx TLS termination.
+# bench/tls.sh — podkit tls-proxy against nginx TLS termination and
+# ghostunnel.
 #
 # One nginx (Debian's package) serves a 1 KiB file on plain HTTP: the
 # backend, the same for everyone. A second nginx terminates TLS in front of
@@ -8,7 +9,8 @@
 # nginx proxying to a server block of its own workers would skip the
 # process hop that every sidecar pays. podkit tls-proxy runs in --mode
 # http and --mode tcp in front of the same backend, with the same ECDSA
-# P-256 certificate. wrk (-t2 -c50,
+# P-256 certificate; ghostunnel (server mode, the layer-4 peer of --mode
+# tcp) too, built from the pinned module in bench/ghostunnel. wrk (-t2 -c50,
 # keep-alive, 1 KiB) loads each in alternating rounds; a second phase sends
 # "Connection: close" so every request is a new TLS handshake (sessions may
 # resume, for both). The direct (plain HTTP, no proxy) figure is the
@@ -16,10 +18,14 @@
 #
 # Usage: bench/tls.sh            (ROUNDS=5 DURATION=10s CONNS=50 THREADS=2)
 #        PODKIT=bin/podkit bench/tls.sh
-# Needs: wrk, nginx, openssl (apt-get install wrk nginx openssl) and the
-# podkit binary (make build); h2load (apt-get install nghttp2-client) for
-# the HTTP/2 phase, which is skipped with a note without it. Installs
-# nothing.
+#        GHOSTUNNEL=/path/to/ghostunnel bench/tls.sh   (a binary of your own)
+#        GHOSTUNNEL=skip bench/tls.sh                  (no ghostunnel rounds)
+# Needs: wrk, nginx, openssl (apt-get install wrk nginx openssl), the
+# podkit binary (make build) and go, to build ghostunnel from
+# bench/ghostunnel (go.mod/go.sum pin the version; the first build
+# downloads its modules through the Go module proxy into the module cache,
+# later ones are offline). h2load (apt-get install nghttp2-client) for the
+# HTTP/2 phase, which is skipped with a note without it. Installs nothing.
 #
 # Output: one line per run, then the medians and the machine-readable
 # ratio lines; the last line is the http-mode ratio against nginx.
@@ -40,6 +46,10 @@ done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$PODKIT" ] || die "podkit binary $PODKIT missing (run make build, or set PODKIT=)"
 "$PODKIT" help tls-proxy >/dev/null 2>&1 || die "$PODKIT has no tls-proxy command"
+GHOSTUNNEL=${GHOSTUNNEL:-}
+if [ "$GHOSTUNNEL" != skip ] && [ -z "$GHOSTUNNEL" ]; then
+  command -v go >/dev/null 2>&1 || die "go not found: it builds ghostunnel from bench/ghostunnel (or set GHOSTUNNEL=/path or GHOSTUNNEL=skip)"
+fi
 
 work=$(mktemp -d /tmp/podkit-bench-tls.XXXXXX)
 pids=()
@@ -54,7 +64,23 @@ port() { # a free loopback port
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
     echo $((20000 + RANDOM % 20000))
 }
-BACKEND=$(port); NGINX_TLS=$(port); PK_HTTP=$(port); PK_TCP=$(port); ADMIN1=$(port); ADMIN2=$(port)
+BACKEND=$(port); NGINX_TLS=$(port); PK_HTTP=$(port); PK_TCP=$(port); ADMIN1=$(port); ADMIN2=$(port); GT=$(port)
+
+# ghostunnel: the pinned release from bench/ghostunnel's own module (it
+# never enters podkit's go.mod), static like podkit (CGO_ENABLED=0).
+if [ -z "$GHOSTUNNEL" ]; then
+  gtver=$(awk '$1 == "github.com/ghostunnel/ghostunnel" {print $2}' "$here/ghostunnel/go.mod")
+  echo "building ghostunnel $gtver from bench/ghostunnel (go build, CGO_ENABLED=0)"
+  if ! out=$(cd "$here/ghostunnel" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath \
+    -ldflags "-X main.version=$gtver" -o "$work/ghostunnel" github.com/ghostunnel/ghostunnel 2>&1); then
+    die "ghostunnel $gtver does not build from bench/ghostunnel: $(tail -1 <<<"$out") (GHOSTUNNEL=skip runs without it)"
+  fi
+  GHOSTUNNEL=$work/ghostunnel
+fi
+if [ "$GHOSTUNNEL" != skip ]; then
+  [ -x "$GHOSTUNNEL" ] || die "GHOSTUNNEL=$GHOSTUNNEL is not an executable (GHOSTUNNEL=skip runs without it)"
+  "$GHOSTUNNEL" --version >/dev/null 2>&1 || die "$GHOSTUNNEL --version fails: not a ghostunnel binary?"
+fi
 
 # Certificate: ECDSA P-256, as a modern deployment would use.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -78,6 +104,14 @@ pids+=($!); PID_HTTP=$!
 "$PODKIT" tls-proxy --mode tcp --listen 127.0.0.1:$PK_TCP --target 127.0.0.1:$BACKEND \
   --cert "$work/tls.crt" --key "$work/tls.key" --admin-addr 127.0.0.1:$ADMIN2 --log-level warn --drain-delay 0s &
 pids+=($!); PID_TCP=$!
+PID_GT=""
+if [ "$GHOSTUNNEL" != skip ]; then
+  # Server mode, the same certificate, no client certificates (as podkit
+  # here), connection logs off (podkit runs at --log-level warn).
+  "$GHOSTUNNEL" server --listen 127.0.0.1:$GT --target 127.0.0.1:$BACKEND \
+    --cert "$work/tls.crt" --key "$work/tls.key" --disable-authentication --quiet=all &
+  pids+=($!); PID_GT=$!
+fi
 
 wait_port() {
   for _ in $(seq 100); do
@@ -88,12 +122,13 @@ wait_port() {
 }
 wait_port $BACKEND "nginx backend"; wait_port $NGINX_TLS "nginx TLS"
 wait_port $PK_HTTP "podkit http"; wait_port $PK_TCP "podkit tcp"
+[ -n "$PID_GT" ] && wait_port $GT ghostunnel
 
 # The processes that do each proxy's work, for CPU time per request: the
 # TLS nginx's master and workers; podkit's process. (The backend's CPU is
 # the same for everyone and not counted.)
 NGINX_TLS_PIDS="$(cat "$work/tls.pid") $(pgrep -P "$(cat "$work/tls.pid")" | tr '\n' ' ')"
-declare -A PIDS=([nginx]="$NGINX_TLS_PIDS" [podkit-http]="$PID_HTTP" [podkit-tcp]="$PID_TCP" [direct]="")
+declare -A PIDS=([nginx]="$NGINX_TLS_PIDS" [podkit-http]="$PID_HTTP" [podkit-tcp]="$PID_TCP" [ghostunnel]="$PID_GT" [direct]="")
 TICK=$(getconf CLK_TCK)
 cputicks() { # sum of utime+stime over every thread of the pids
   local t=0 p f a
@@ -112,9 +147,12 @@ declare -A URL=(
   [nginx]="https://127.0.0.1:$NGINX_TLS/1k"
   [podkit-http]="https://127.0.0.1:$PK_HTTP/1k"
   [podkit-tcp]="https://127.0.0.1:$PK_TCP/1k"
+  [ghostunnel]="https://127.0.0.1:$GT/1k"
 )
+peers=(nginx podkit-http podkit-tcp)
+[ -n "$PID_GT" ] && peers+=(ghostunnel)
 if command -v curl >/dev/null; then
-  for n in "${!URL[@]}"; do
+  for n in direct "${peers[@]}"; do
     curl -sfk -o /dev/null "${URL[$n]}" || die "$n (${URL[$n]}) does not answer"
   done
 fi
@@ -134,10 +172,12 @@ run() {
 }
 
 declare -A KA_RPS KA_P99 KA_CPU HS_RPS HS_CPU
-order=(nginx podkit-http podkit-tcp direct)
 for r in $(seq "$ROUNDS"); do
   # Alternate the order each round so drift hits everyone alike.
-  if [ $((r % 2)) = 0 ]; then order=(direct podkit-tcp podkit-http nginx); else order=(nginx podkit-http podkit-tcp direct); fi
+  order=("${peers[@]}" direct)
+  if [ $((r % 2)) = 0 ]; then
+    order=(direct); for ((i = ${#peers[@]} - 1; i >= 0; i--)); do order+=("${peers[$i]}"); done
+  fi
   for n in "${order[@]}"; do
     read -r rps p99 cpu errs < <(run "$n")
     KA_RPS[$n]+="$rps "; KA_P99[$n]+="$p99 "; KA_CPU[$n]+="$cpu "
@@ -183,7 +223,7 @@ med() { python3 -c 'import sys,statistics; print(f"{statistics.median(float(x) f
 medf() { python3 -c 'import sys,statistics; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.2f}")' $1; }
 
 echo
-for n in direct nginx podkit-http podkit-tcp; do
+for n in direct "${peers[@]}"; do
   printf 'median %-12s keep-alive %6s req/s p99 %6s ms' "$n" "$(med "${KA_RPS[$n]}")" "$(medf "${KA_P99[$n]}")"
   [ "$n" != direct ] && printf ' cpu %6s us/req   handshakes %6s conn/s cpu %6s us/conn' \
     "$(medf "${KA_CPU[$n]}")" "$(med "${HS_RPS[$n]}")" "$(medf "${HS_CPU[$n]}")"
@@ -201,6 +241,18 @@ read -r hhc hhcs < <(ratio "${HS_CPU[podkit-http]}" "${HS_CPU[nginx]}")
 echo "ratio cpu-per-request podkit-http/nginx keep-alive=$hc handshake=$hhc podkit-tcp/nginx keep-alive=$tc ($ROUNDS rounds, spread $hcs)"
 echo "ratio podkit-http/direct rps=$dr ($ROUNDS rounds, spread $drs)"
 echo "ratio podkit-tcp/nginx rps=$tr p99=$tp handshakes=$th ($ROUNDS rounds, spread $ts)"
+if [ -n "$PID_GT" ]; then
+  read -r gr gs < <(ratio "${KA_RPS[podkit-tcp]}" "${KA_RPS[ghostunnel]}")
+  read -r gp gps < <(ratio "${KA_P99[podkit-tcp]}" "${KA_P99[ghostunnel]}")
+  read -r gh ghs < <(ratio "${HS_RPS[podkit-tcp]}" "${HS_RPS[ghostunnel]}")
+  read -r gc gcs < <(ratio "${KA_CPU[podkit-tcp]}" "${KA_CPU[ghostunnel]}")
+  read -r gn gns < <(ratio "${KA_RPS[ghostunnel]}" "${KA_RPS[nginx]}")
+  echo "ratio ghostunnel/nginx rps=$gn ($ROUNDS rounds, spread $gns)"
+  echo "ratio cpu-per-request podkit-tcp/ghostunnel keep-alive=$gc ($ROUNDS rounds, spread $gcs)"
+  echo "ratio podkit-tcp/ghostunnel rps=$gr p99=$gp handshakes=$gh ($ROUNDS rounds, spread $gs; p99 $gps, handshakes $ghs)"
+else
+  echo "ratio podkit-tcp/ghostunnel skipped: GHOSTUNNEL=skip"
+fi
 echo "ratio podkit-http/nginx handshakes=$hh ($ROUNDS rounds, spread $hhs)"
 if [ -n "${H2_RPS[nginx]:-}" ]; then
   read -r h2r h2s < <(ratio "${H2_RPS[podkit-http]}" "${H2_RPS[nginx]}")
