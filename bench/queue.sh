@@ -37,10 +37,6 @@ trap cleanup EXIT
 
 echo "building podkit and the load driver..." >&2
 CGO_ENABLED=0 go build -o "$work/podkit" ./cmd/podkit
-if ! "$work/podkit" help queue >/dev/null 2>&1; then
-	# Before `queue` is in cmd/podkit's table: the same code, alone.
-	CGO_ENABLED=0 go build -o "$work/podkit" ./workqueue/internal/testbin
-fi
 (cd bench/queue && go build -o "$work/driver" .)
 
 wait_port() {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podkit/podkit/internal/testdeps"
 	"github.com/podkit/podkit/workqueue/client"
 	"github.com/podkit/podkit/workqueue/internal/podkittest"
 )
@@ -30,7 +31,7 @@ func startQueue(t *testing.T, bin, addr, dataDir string, extra ...string) *podki
 }
 
 func TestWorkersRunAShellCommand(t *testing.T) {
-	bin := podkittest.Binary(t)
+	bin := testdeps.BuildPodkit(t)
 	addr := podkittest.FreePort(t)
 	startQueue(t, bin, addr, t.TempDir(), "--backoff-base", "10ms", "--backoff-max", "20ms")
 	server := "http://" + addr
@@ -98,7 +99,7 @@ echo "$PODKIT_ITEM_ID $PODKIT_ATTEMPT" > "` + out + `/$PODKIT_ITEM_ID"`
 }
 
 func TestExitWhenDrained(t *testing.T) {
-	bin := podkittest.Binary(t)
+	bin := testdeps.BuildPodkit(t)
 	addr := podkittest.FreePort(t)
 	q := startQueue(t, bin, addr, t.TempDir(), "--exit-when-drained")
 	server := "http://" + addr
@@ -113,7 +114,7 @@ func TestExitWhenDrained(t *testing.T) {
 }
 
 func TestBadFlags(t *testing.T) {
-	bin := podkittest.Binary(t)
+	bin := testdeps.BuildPodkit(t)
 	tests := []struct {
 		args []string
 		want string
@@ -169,7 +170,7 @@ func TestReliabilityKill9(t *testing.T) {
 		n, restarts = 3000, 2
 	}
 	const workers = 8
-	bin := podkittest.Binary(t)
+	bin := testdeps.BuildPodkit(t)
 	addr := podkittest.FreePort(t)
 	dataDir := t.TempDir()
 	qargs := []string{"--backoff-base", "20ms", "--backoff-max", "200ms", "--segment-size", "4MiB", "--keep-done", "1000000"}

@@ -1,66 +1,20 @@
-// Package podkittest gives the work queue's tests a podkit binary with the
-// queue and worker subcommands, and helpers to run them as subprocesses.
+// Package podkittest runs podkit subprocesses for the work queue's
+// end-to-end tests: the binary itself comes from testdeps.BuildPodkit.
 package podkittest
 
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/podkit/podkit/internal/testdeps"
 )
-
-var (
-	once sync.Once
-	path string
-	err  error
-)
-
-// Binary returns the podkit binary (testdeps.BuildPodkit) when it has the
-// queue subcommand, or else a build of ./workqueue/internal/testbin.
-func Binary(t testing.TB) string {
-	t.Helper()
-	bin := testdeps.BuildPodkit(t)
-	once.Do(func() {
-		if exec.Command(bin, "help", "queue").Run() == nil && exec.Command(bin, "help", "worker").Run() == nil {
-			path = bin
-			return
-		}
-		out, e := exec.Command("go", "env", "GOMOD").Output()
-		if e != nil {
-			err = e
-			return
-		}
-		root := filepath.Dir(strings.TrimSpace(string(out)))
-		dir, e := os.MkdirTemp("", "podkit-queue-test-")
-		if e != nil {
-			err = e
-			return
-		}
-		path = filepath.Join(dir, "podkit")
-		cmd := exec.Command("go", "build", "-o", path, "./workqueue/internal/testbin")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, e := cmd.CombinedOutput(); e != nil {
-			err = fmt.Errorf("building the queue test binary: %v: %s", e, b)
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // FreePort returns a free loopback address.
 func FreePort(t testing.TB) string {
