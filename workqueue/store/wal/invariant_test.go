@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,7 +27,14 @@ import (
 func TestInternalInconsistency(t *testing.T) {
 	dir := t.TempDir()
 	logs := &testdeps.Buffer{}
-	opts := wal.Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), RetryAfterFailure: 10 * time.Millisecond, BackoffBase: 10 * time.Millisecond}
+	// The clock runs ahead when the expiry subtest says so.
+	var ahead atomic.Int64
+	opts := wal.Options{
+		Logger:            slog.New(slog.NewTextHandler(logs, nil)),
+		RetryAfterFailure: 10 * time.Millisecond,
+		BackoffBase:       10 * time.Millisecond,
+		Now:               func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) },
+	}
 	s, err := wal.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +115,7 @@ func TestInternalInconsistency(t *testing.T) {
 		// The tick loop expires a lease whose item claims to be ready: it
 		// must neither panic nor spin, and the lease expires once the state
 		// is rebuilt.
-		st, _, m := post(t, "/queues/e/items", `{"payload":3,"timeout":"50ms","max_attempts":3}`)
+		st, _, m := post(t, "/queues/e/items", `{"payload":3,"timeout":"1m","max_attempts":3}`)
 		if st != http.StatusCreated {
 			t.Fatalf("enqueue: %d %v", st, m)
 		}
@@ -118,6 +126,7 @@ func TestInternalInconsistency(t *testing.T) {
 		}
 		before := strings.Count(logs.String(), "internal inconsistency")
 		wal.BreakItemState(s, id, store.Ready)
+		ahead.Store(int64(2 * time.Minute)) // past the lease's deadline
 		st, m = retry(t, "/queues/e/lease", `{"wait_seconds":5}`)
 		if st != http.StatusOK || m["id"] != strconv.FormatUint(id, 10) || m["attempt"] != 2.0 {
 			t.Fatalf("lease after the expiry: %d %v, want item %d attempt 2", st, m, id)
