@@ -109,7 +109,10 @@ echo "$PODKIT_ITEM_ID" > "` + dir + `/$PODKIT_ITEM_ID"`}
 	ids := enqueue(t, c, "x",
 		client.Item{Payload: json.RawMessage(`"ok"`)},
 		client.Item{Payload: json.RawMessage(`"fail"`), MaxAttempts: 1},
-		client.Item{Payload: json.RawMessage(`"slow"`), MaxAttempts: 1, Timeout: "300ms"},
+		// Heartbeats every 500ms keep the lease through a loaded machine's
+		// stalls, so it is the worker that kills the command at 1.5s (with
+		// 300ms the lease sometimes expired first).
+		client.Item{Payload: json.RawMessage(`"slow"`), MaxAttempts: 1, Timeout: "1500ms"},
 	)
 	waitState(t, c, "x", ids[0], "done")
 	it := waitState(t, c, "x", ids[1], "dead")
