@@ -1,7 +1,6 @@
 package shard
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -38,18 +37,17 @@ type request struct {
 	batch  *batch
 }
 
-// batch counts a client's outstanding requests and wakes the client when
-// the last one completes.
+// batch counts a client's outstanding requests; the goroutine that
+// completes the last one hands the batch back to its client.
 type batch struct {
 	pending atomic.Int32
 	wake    chan struct{}
+	c       *client
 }
-
-func newBatch() *batch { return &batch{wake: make(chan struct{}, 1)} }
 
 func (b *batch) done() {
 	if b.pending.Add(-1) == 0 {
-		b.wake <- struct{}{}
+		b.c.batchDone()
 	}
 }
 
@@ -408,5 +406,3 @@ func trimCRLF(b []byte) string {
 	}
 	return string(b)
 }
-
-var _ = bufio.NewReader

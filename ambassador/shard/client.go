@@ -3,6 +3,7 @@ package shard
 import (
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -33,6 +34,16 @@ type client struct {
 	wbuf  []byte
 	// groups collects one batch's requests per server connection.
 	groups []group
+
+	// Replies written by the completing goroutine (send).
+	raw      syscall.RawConn // nil: the client goroutine writes replies
+	async    bool            // this batch's replies are written by batchDone
+	stop     bool            // batchDone ended the connection
+	wpending []byte
+	werr     error
+	writeRaw func(fd uintptr) bool
+	peekRaw  func(fd uintptr) bool
+	peekBuf  [1]byte
 }
 
 type group struct {
@@ -41,7 +52,10 @@ type group struct {
 }
 
 func newClient(px *Proxy, l *listener, nc net.Conn, id uint32) *client {
-	return &client{px: px, l: l, nc: nc, id: id, b: newBatch()}
+	c := &client{px: px, l: l, nc: nc, id: id}
+	c.b = &batch{wake: make(chan struct{}, 1), c: c}
+	c.initRaw()
+	return c
 }
 
 // newReq returns a request to srv sending out, added to this batch.
@@ -79,23 +93,85 @@ func (c *client) addLocal(reply []byte) {
 	c.slots = append(c.slots, slot{local: [2]int{start, len(c.local)}})
 }
 
-// dispatch sends the batch's requests and waits for their replies.
-func (c *client) dispatch() {
+// send submits the batch's requests and sees that their replies are
+// written in order. It reports whether the connection goes on. With wait,
+// the replies are written before it returns.
+//
+// Where the connection allows it (see initRaw), the goroutine that
+// completes the batch's last request writes the replies, while the client
+// goroutine waits for the client's next bytes: one goroutine wake-up per
+// request instead of two. It then waits for the batch to be written before
+// reading on, since requests alias its read buffer.
+func (c *client) send(wait bool) bool {
+	c.async = c.raw != nil && !wait
+	if c.submit() {
+		if !c.async {
+			<-c.b.wake
+		} else {
+			c.waitReadable()
+			<-c.b.wake
+			return !c.stop
+		}
+	}
+	closeAfter, err := c.reply()
+	return err == nil && !closeAfter
+}
+
+// submit sends the batch's requests. It reports whether some are still
+// pending, in which case batchDone runs when the last one completes.
+func (c *client) submit() bool {
 	n := len(c.used)
 	if n == 0 {
-		return
+		return false
 	}
-	c.b.pending.Store(int32(n))
+	// One more than the requests, released after the last submit, so that
+	// a request failed inside submit cannot complete the batch under it.
+	c.b.pending.Store(int32(n) + 1)
 	for i := range c.groups {
 		g := &c.groups[i]
 		g.c.submit(g.reqs)
 	}
-	<-c.b.wake
+	return c.b.pending.Add(-1) != 0
 }
 
-// reply writes the batch's replies in order and resets the batch. It
-// reports whether the connection should close.
-func (c *client) reply() (closeAfter bool, err error) {
+// batchDone runs in the goroutine that completed the batch's last request.
+func (c *client) batchDone() {
+	if !c.async {
+		c.b.wake <- struct{}{}
+		return
+	}
+	closeAfter := c.build()
+	c.wpending, c.werr = c.wbuf, nil
+	if err := c.raw.Write(c.writeRaw); err != nil && c.werr == nil {
+		c.werr = err
+	}
+	if c.werr == nil && len(c.wpending) > 0 {
+		// The client's socket buffer is full: finish the write where it
+		// may block, not in a server connection's reader.
+		go func() {
+			_, err := c.nc.Write(c.wpending)
+			c.finish(closeAfter, err)
+		}()
+		return
+	}
+	c.finish(closeAfter, c.werr)
+}
+
+// finish ends an asynchronously written batch and hands the client back
+// to its goroutine, waking its wait for input when the connection is done.
+func (c *client) finish(closeAfter bool, err error) {
+	c.wpending = nil
+	c.reset()
+	if closeAfter || err != nil {
+		c.stop = true
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+	c.b.wake <- struct{}{}
+}
+
+// build appends the batch's replies to wbuf in order, up to a slot that
+// closes the connection, and reports whether there was one.
+func (c *client) build() (closeAfter bool) {
 	for i := range c.slots {
 		s := &c.slots[i]
 		switch {
@@ -107,17 +183,17 @@ func (c *client) reply() (closeAfter bool, err error) {
 			c.wbuf = append(c.wbuf, c.local[s.local[0]:s.local[1]]...)
 		}
 		if s.close {
-			closeAfter = true
-			break
-		}
-		if len(c.wbuf) >= 64<<10 {
-			if _, err = c.nc.Write(c.wbuf); err != nil {
-				break
-			}
-			c.wbuf = c.wbuf[:0]
+			return true
 		}
 	}
-	if err == nil && len(c.wbuf) > 0 {
+	return false
+}
+
+// reply writes the batch's replies in order and resets the batch. It
+// reports whether the connection should close.
+func (c *client) reply() (closeAfter bool, err error) {
+	closeAfter = c.build()
+	if len(c.wbuf) > 0 {
 		_, err = c.nc.Write(c.wbuf)
 	}
 	c.reset()

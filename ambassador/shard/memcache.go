@@ -36,8 +36,7 @@ func (c *mcClient) serve() {
 				if c.lineError(err) {
 					continue
 				}
-				c.dispatch()
-				c.reply()
+				c.send(true)
 				c.readError(err)
 				return
 			}
@@ -47,9 +46,7 @@ func (c *mcClient) serve() {
 			pl.counters.commands.Add(1)
 			c.handle(pl, req)
 		}
-		c.dispatch()
-		closeAfter, err := c.reply()
-		if err != nil || closeAfter {
+		if !c.send(false) {
 			return
 		}
 	}

@@ -32,8 +32,7 @@ func (c *redisClient) serve() {
 		for len(c.slots) < maxBatch {
 			args, raw, ok, err := c.rd.TryCommand()
 			if err != nil {
-				c.dispatch()
-				c.reply()
+				c.send(true)
 				c.readError(err)
 				return
 			}
@@ -43,9 +42,7 @@ func (c *redisClient) serve() {
 			pl.counters.commands.Add(1)
 			c.handle(pl, args, raw)
 		}
-		c.dispatch()
-		closeAfter, err := c.reply()
-		if err != nil || closeAfter {
+		if !c.send(false) {
 			return
 		}
 	}
