@@ -48,6 +48,10 @@ type API struct {
 
 	rmu   sync.Mutex
 	rates map[string]*rateRing
+
+	hmu     sync.Mutex
+	hold    context.Context // see holdCtx
+	holdFor <-chan struct{}
 }
 
 // NewHandler returns the HTTP API over s.
@@ -117,15 +121,31 @@ type errorBody struct {
 	Error string `json:"error"`
 }
 
+// jsonBufs recycles the buffers answers are encoded into (the hot path
+// answers every lease and ack with a few hundred bytes of JSON).
+var jsonBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+var contentTypeJSON = []string{"application/json"}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = 500, []byte(`{"error":"encoding the answer failed"}`)
+	buf := jsonBufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			jsonBufs.Put(buf)
+		}
+	}()
+	// Encode is json.Marshal followed by a newline.
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
+		status = 500
+		buf.Reset()
+		buf.WriteString(`{"error":"encoding the answer failed"}` + "\n")
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	h := w.Header()
+	h["Content-Type"] = contentTypeJSON // shared, never modified
+	h["Content-Length"] = []string{strconv.Itoa(buf.Len())}
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(buf.Bytes())
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
@@ -183,10 +203,17 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is over the limit of %d bytes", r.ContentLength, a.o.MaxBody))
 		return nil, false
 	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+	if r.ContentLength >= 0 {
+		// The usual case: one allocation of the right size (the server
+		// holds the body to its Content-Length).
+		b := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			writeError(w, http.StatusBadRequest, "reading the body: "+err.Error())
+			return nil, false
+		}
+		return b, true
 	}
+	var buf bytes.Buffer
 	_, err := buf.ReadFrom(io.LimitReader(r.Body, a.o.MaxBody+1))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "reading the body: "+err.Error())
@@ -252,7 +279,9 @@ func (a *API) enqueue(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if batch {
-		writeJSON(w, http.StatusOK, map[string]any{"items": results})
+		writeJSON(w, http.StatusOK, struct {
+			Items []EnqueueResult `json:"items"`
+		}{results})
 		return
 	}
 	res := results[0]
@@ -305,7 +334,10 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(r.Context())
-		stop := a.cancelOnPause(ctx, cancel)
+		stop := func() bool { return false }
+		if hold := a.holdCtx(); hold != nil {
+			stop = context.AfterFunc(hold, cancel)
+		}
 		leases, err = a.s.Lease(ctx, store.LeaseRequest{Queue: q, Max: n, Wait: max(remaining, 0)})
 		stop()
 		cancel()
@@ -339,7 +371,9 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if batch {
-		writeJSON(w, http.StatusOK, map[string]any{"items": out})
+		writeJSON(w, http.StatusOK, struct {
+			Items []LeaseJSON `json:"items"`
+		}{out})
 		return
 	}
 	writeJSON(w, http.StatusOK, out[0])
@@ -357,28 +391,33 @@ func (a *API) stopping() bool {
 	}
 }
 
-// cancelOnPause cancels a lease wait when the coordinator is paused or
-// stops.
-func (a *API) cancelOnPause(ctx context.Context, cancel context.CancelFunc) (stop func()) {
+// holdCtx returns a context that ends at the next pause or resume, or
+// when the coordinator stops: lease waits end with it. One watcher serves
+// every lease of the same pause epoch (a lease used to start its own);
+// nil when there is nothing to watch.
+func (a *API) holdCtx() context.Context {
 	if a.o.PauseChanged == nil && a.o.Stopping == nil {
-		return func() {}
+		return nil
 	}
 	var pc <-chan struct{}
 	if a.o.PauseChanged != nil {
 		pc = a.o.PauseChanged()
 	}
-	done := make(chan struct{})
+	a.hmu.Lock()
+	defer a.hmu.Unlock()
+	if a.hold != nil && a.holdFor == pc {
+		return a.hold
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.hold, a.holdFor = ctx, pc
 	go func() {
 		select {
 		case <-pc:
-			cancel()
 		case <-a.o.Stopping:
-			cancel()
-		case <-ctx.Done():
-		case <-done:
 		}
+		cancel()
 	}()
-	return func() { close(done) }
+	return ctx
 }
 
 // sleepPaused waits up to d for a resume; false when the wait ended
@@ -476,7 +515,9 @@ func (a *API) completeMany(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"results": res})
+	writeJSON(w, http.StatusOK, struct {
+		Results []CompletionResult `json:"results"`
+	}{res})
 }
 
 // complete is the one code path of single and batch completions.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/internal/testdeps"
+	"github.com/podkit/podkit/workqueue"
 	"github.com/podkit/podkit/workqueue/client"
 	"github.com/podkit/podkit/workqueue/internal/podkittest"
 )
@@ -128,6 +130,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"worker", "--queue", "http://x:1/nope", "--", "true"}, "--queue"},
 		{[]string{"worker", "--queue", "http://x:1/queues/q", "--concurrency", "0", "--", "true"}, "--concurrency"},
 		{[]string{"queue", "push", "--server", "nope"}, "--server"},
+		{[]string{"queue", "--data-dir", "x", "--gc-percent", "-5"}, "--gc-percent"},
+		{[]string{"queue", "--data-dir", "x", "--memory-limit", "1MiB"}, "--memory-limit: 1MiB is less than 16MiB"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -137,6 +141,60 @@ func TestBadFlags(t *testing.T) {
 			}
 			if !strings.Contains(string(b), tc.want) {
 				t.Fatalf("output %q does not mention %q", b, tc.want)
+			}
+		})
+	}
+}
+
+// TestGarbageCollectorSettings: the coordinator sets the Go runtime's
+// GOGC and memory limit from its flags, keeps GOGC and GOMEMLIMIT from the
+// environment, and otherwise collects at DefaultGCPercent; the runtime's
+// own metrics show what it runs with.
+func TestGarbageCollectorSettings(t *testing.T) {
+	bin := testdeps.BuildPodkit(t)
+	tests := []struct {
+		name        string
+		env         []string
+		args        []string
+		gogc, limit string // the runtime's metrics; "" not checked
+	}{
+		{"flags", nil, []string{"--gc-percent", "250", "--memory-limit", "300MiB"}, "250", "3.145728e+08"},
+		{"flags from PODKIT_ variables", []string{"PODKIT_GC_PERCENT=300", "PODKIT_MEMORY_LIMIT=200MiB"}, nil, "300", "2.097152e+08"},
+		{"GOGC and GOMEMLIMIT kept", []string{"GOGC=50", "GOMEMLIMIT=100MiB"}, nil, "50", "1.048576e+08"},
+		{"default", nil, nil, strconv.Itoa(workqueue.DefaultGCPercent), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, kv := range append([]string{"GOGC=", "GOMEMLIMIT=", "PODKIT_GC_PERCENT=", "PODKIT_MEMORY_LIMIT="}, tt.env...) {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+				if v == "" {
+					os.Unsetenv(k)
+				}
+			}
+			addr, admin := podkittest.FreePort(t), podkittest.FreePort(t)
+			args := append([]string{"queue", "--listen", addr, "--data-dir", t.TempDir(), "--admin-addr", admin, "--drain-delay", "0s"}, tt.args...)
+			podkittest.Start(t, "queue", bin, args...)
+			podkittest.WaitHTTP(t, "http://"+addr+"/queues", 20*time.Second)
+			resp, err := http.Get("http://" + admin + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			metric := func(name string) string {
+				for _, l := range strings.Split(string(b), "\n") {
+					if v, ok := strings.CutPrefix(l, name+" "); ok {
+						return v
+					}
+				}
+				return "(missing)"
+			}
+			if got := metric("go_gc_gogc_percent"); got != tt.gogc {
+				t.Errorf("go_gc_gogc_percent %s, want %s", got, tt.gogc)
+			}
+			if got := metric("go_gc_gomemlimit_bytes"); tt.limit != "" && got != tt.limit {
+				t.Errorf("go_gc_gomemlimit_bytes %s, want %s", got, tt.limit)
 			}
 		})
 	}

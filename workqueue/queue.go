@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,6 +48,11 @@ type Config struct {
 	DoneRetention   time.Duration `json:"done_retention"`
 	KeepDone        int           `json:"keep_done"`
 	SegmentSize     ByteSize      `json:"segment_size"`
+	// GCPercent and MemoryLimit tune the Go runtime's garbage collector;
+	// 0 means GOGC and GOMEMLIMIT from the environment if set, else
+	// DefaultGCPercent and 90% of the cgroup memory limit (see gc.go).
+	GCPercent   int      `json:"gc_percent"`
+	MemoryLimit ByteSize `json:"memory_limit"`
 
 	// Store, if set, is used instead of opening the embedded store in
 	// DataDir (and is not closed by Run).
@@ -84,6 +90,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DoneRetention, "done-retention", c.DoneRetention, "how long done and cancelled items (and their idempotency keys) are kept")
 	fs.IntVar(&c.KeepDone, "keep-done", c.KeepDone, "most done and cancelled items kept per queue")
 	fs.Var(&c.SegmentSize, "segment-size", "log size after which the store snapshots its state and starts a new segment")
+	fs.IntVar(&c.GCPercent, "gc-percent", c.GCPercent, "garbage collection target percentage (as GOGC); 0: GOGC if set, else "+strconv.Itoa(DefaultGCPercent))
+	fs.Var(&c.MemoryLimit, "memory-limit", "soft memory limit of the Go runtime (as GOMEMLIMIT), e.g. 512MiB; 0: GOMEMLIMIT if set, else 90% of the container's memory limit, if any")
 }
 
 // Validate reports every invalid field, naming its flag.
@@ -140,6 +148,12 @@ func (c Config) Validate() error {
 	if c.SegmentSize < 4<<10 {
 		errs = append(errs, fmt.Errorf("--segment-size: %s is less than 4KiB", c.SegmentSize))
 	}
+	if c.GCPercent < 0 || c.GCPercent > 100000 {
+		errs = append(errs, fmt.Errorf("--gc-percent: %d is not from 0 (automatic) to 100000", c.GCPercent))
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < 16<<20 {
+		errs = append(errs, fmt.Errorf("--memory-limit: %s is less than 16MiB", c.MemoryLimit))
+	}
 	return errors.Join(errs...)
 }
 
@@ -194,6 +208,10 @@ func (c *Coordinator) Addr(ctx context.Context) (string, error) {
 // Run implements container.Component.
 func (c *Coordinator) Run(ctx context.Context, h *container.Host) error {
 	log := h.Logger()
+	gc := resolveGC(c.cfg, os.Getenv, "/sys/fs/cgroup")
+	defer gc.apply()()
+	log.Info("garbage collector", "gc_percent", gcValue(strconv.Itoa(gc.gcPercent), gc.gcPercent > 0, "GOGC"), "from", gc.percentFrom,
+		"memory_limit", gcValue(ByteSize(gc.memLimit).String(), gc.memLimit > 0, "GOMEMLIMIT"), "limit_from", gc.limitFrom)
 	st := c.cfg.Store
 	if st == nil {
 		ws, err := wal.Open(c.cfg.DataDir, wal.Options{
@@ -267,6 +285,18 @@ func (c *Coordinator) Run(ctx context.Context, h *container.Host) error {
 		}
 	}
 	return err
+}
+
+// gcValue shows a collector setting for the log: v when set, else the
+// runtime's own value from env.
+func gcValue(v string, set bool, env string) string {
+	if set {
+		return v
+	}
+	if e := os.Getenv(env); e != "" {
+		return e
+	}
+	return "unset"
 }
 
 // watchDrained calls done once items were queued and every queue is

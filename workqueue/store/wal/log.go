@@ -102,8 +102,10 @@ func (l *segmentLog) start() {
 	go l.commitLoop()
 }
 
-// append frames r onto the pending batch and returns that batch.
-func (l *segmentLog) append(r *record) *batch {
+// append frames r onto the pending batch and returns that batch. With
+// kick the committer starts on it at once; without, r waits for the next
+// kick or flush.
+func (l *segmentLog) append(r *record, kick bool) *batch {
 	l.mu.Lock()
 	l.buf = appendFrame(l.buf, r)
 	l.nrec++
@@ -113,11 +115,27 @@ func (l *segmentLog) append(r *record) *batch {
 		l.cur = b
 	}
 	l.mu.Unlock()
+	if kick {
+		l.wake()
+	}
+	return b
+}
+
+// flush starts the committer if anything is pending.
+func (l *segmentLog) flush() {
+	l.mu.Lock()
+	pending := l.cur != nil
+	l.mu.Unlock()
+	if pending {
+		l.wake()
+	}
+}
+
+func (l *segmentLog) wake() {
 	select {
 	case l.kick <- struct{}{}:
 	default:
 	}
-	return b
 }
 
 // requestRotate starts a new segment after everything appended so far; nil
@@ -129,10 +147,7 @@ func (l *segmentLog) requestRotate() *rotation {
 		return nil
 	}
 	l.rot = &rotation{at: len(l.buf), done: make(chan struct{})}
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
+	l.wake()
 	return l.rot
 }
 
@@ -142,10 +157,7 @@ func (l *segmentLog) requestRebuild() {
 	l.mu.Lock()
 	l.rebuild = true
 	l.mu.Unlock()
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
+	l.wake()
 }
 
 func (l *segmentLog) commitLoop() {
@@ -263,10 +275,7 @@ func (l *segmentLog) close() error {
 	}
 	l.closed = true
 	l.mu.Unlock()
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
+	l.wake()
 	<-l.exited
 	if l.f != nil {
 		err := l.f.Close()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -370,4 +371,59 @@ func TestDiskFullDuringCompaction(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged, %d refused", len(acked), failures.Load())
+}
+
+// recordsIn decodes the record types in a segment file.
+func recordsIn(t *testing.T, path string) []recType {
+	t.Helper()
+	buf, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []recType
+	for off := 0; off < len(buf); {
+		body, n, ok := frameAt(buf, off)
+		if !ok {
+			t.Fatalf("%s: bad frame at %d", path, off)
+		}
+		out = append(out, recType(body[0]))
+		off += n
+	}
+	return out
+}
+
+// TestLeaseRecordsReachTheLog: a lease is answered before its record is
+// durable, and its record starts no write of its own; it goes with the
+// next enqueue or ack, or with the tick's flush when nothing else comes.
+func TestLeaseRecordsReachTheLog(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	fill(t, s, "q", 2, 10)
+	ctx := context.Background()
+	ls, err := s.Lease(ctx, store.LeaseRequest{Queue: "q", Max: 1})
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("lease: %v %v", ls, err)
+	}
+	// Nothing else is written: the tick flushes the lease.
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(recordsIn(t, lastSegment(t, dir)), recLease) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lease record was not written within 10s: %v", recordsIn(t, lastSegment(t, dir)))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A lease followed by its ack: once the ack is answered, both are on
+	// disk, in that order.
+	ls, err = s.Lease(ctx, store.LeaseRequest{Queue: "q", Max: 1})
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("lease: %v %v", ls, err)
+	}
+	res, err := s.Complete(ctx, []store.Completion{{Token: ls[0].Token, Op: store.Ack}})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("ack: %v %+v", err, res)
+	}
+	recs := recordsIn(t, lastSegment(t, dir))
+	if want := []recType{recEnqueue, recEnqueue, recLease, recLease, recAck}; !slices.Equal(recs, want) {
+		t.Fatalf("records on disk after the ack: %v, want %v", recs, want)
+	}
 }

@@ -196,14 +196,19 @@ func (s *Store) TornTails() int {
 	return s.tornTails
 }
 
-// appendLocked applies r to the state and appends it to the log.
+// appendLocked applies r to the state and appends it to the log. When
+// awaited, the caller waits for r to be durable and the committer starts
+// at once; otherwise (leases, heartbeats, releases, expiries: changes that
+// are answered before they are durable, and may revert after a crash) r
+// goes with the next commit, at the latest at the next tick. That spares
+// a write and an fdatasync per lease.
 //
 // Live records are built from the state they are applied to, so the state
 // accepts them unless an internal invariant is broken (a bug). Then apply
 // has changed nothing and r is not logged: the caller answers with the
 // error (ErrUnavailable, so clients retry), and the committer rebuilds the
 // state from the log, which is what every acknowledged change is in.
-func (s *Store) appendLocked(r *record) (*batch, error) {
+func (s *Store) appendLocked(r *record, awaited bool) (*batch, error) {
 	if err := s.st.apply(r); err != nil {
 		// At most one rebuild per RetryAfterFailure: when a rebuild does
 		// not cure the inconsistency, rebuilding again at once would only
@@ -220,7 +225,7 @@ func (s *Store) appendLocked(r *record) (*batch, error) {
 	if s.wl == nil {
 		return doneBatch, nil
 	}
-	return s.wl.append(r), nil
+	return s.wl.append(r, awaited), nil
 }
 
 func (s *Store) availableLocked() error {
@@ -349,7 +354,11 @@ func (s *Store) Enqueue(ctx context.Context, items []store.NewItem) ([]store.Enq
 	}
 	now := s.now()
 	var b *batch
-	woken := map[*queue]int{}
+	type wake struct {
+		q *queue
+		n int
+	}
+	var woken []wake // usually one queue: the API enqueues to one
 	for i := range items {
 		ni := &items[i]
 		if res[i].Err != nil {
@@ -372,7 +381,7 @@ func (s *Store) Enqueue(ctx context.Context, items []store.NewItem) ([]store.Enq
 			notBefore: ni.NotBefore, maxAttempts: ni.MaxAttempts, timeout: ni.Timeout,
 			key: ni.IdempotencyKey, payload: ni.Payload,
 		}
-		nb, err := s.appendLocked(&r)
+		nb, err := s.appendLocked(&r, true)
 		if err != nil {
 			res[i].Err = err
 			continue
@@ -381,12 +390,16 @@ func (s *Store) Enqueue(ctx context.Context, items []store.NewItem) ([]store.Enq
 		q = s.st.queues[ni.Queue]
 		q.stats.Enqueued++
 		if s.st.items[id].state == store.Ready {
-			woken[q]++
+			if k := len(woken) - 1; k >= 0 && woken[k].q == q {
+				woken[k].n++
+			} else {
+				woken = append(woken, wake{q, 1})
+			}
 		}
 		res[i].ID = strconv.FormatUint(id, 10)
 	}
-	for q, n := range woken {
-		s.wakeLocked(q, n)
+	for _, wk := range woken {
+		s.wakeLocked(wk.q, wk.n)
 	}
 	s.mu.Unlock()
 	if err := wait(ctx, b); err != nil {
@@ -535,7 +548,7 @@ func (s *Store) leaseLocked(q *queue, max int) ([]store.Lease, error) {
 			typ: recLease, id: it.id, attempt: it.attempt + 1, tokenRand: rand.Uint64() | 1,
 			deadline: now.Add(it.timeout), at: now,
 		}
-		if _, err := s.appendLocked(&r); err != nil {
+		if _, err := s.appendLocked(&r, false); err != nil {
 			return out, err
 		}
 		out = append(out, store.Lease{
@@ -557,7 +570,6 @@ func (s *Store) Complete(ctx context.Context, cs []store.Completion) ([]store.Co
 	}
 	now := s.now()
 	var b *batch
-	mustWait := false
 	for i, c := range cs {
 		id, attempt, rnd, err := store.ParseToken(c.Token)
 		if err != nil {
@@ -608,18 +620,20 @@ func (s *Store) Complete(ctx context.Context, cs []store.Completion) ([]store.Co
 			res[i].Err = fmt.Errorf("%w: unknown operation %v", store.ErrInvalid, c.Op)
 			continue
 		}
-		nb, err := s.appendLocked(&r)
+		awaited := c.Op == store.Ack || c.Op == store.Nack
+		nb, err := s.appendLocked(&r, awaited)
 		if err != nil {
 			res[i].Err = err
 			continue
 		}
-		b = nb
+		if awaited {
+			b = nb // the batch of the last ack or nack covers the earlier ones
+		}
 		switch c.Op {
 		case store.Heartbeat:
 			res[i].Deadline = it.deadline.UTC()
 		case store.Ack:
 			q.stats.Acked++
-			mustWait = true
 		case store.Nack:
 			dead := r.dead
 			q.stats.Nacked++
@@ -628,7 +642,6 @@ func (s *Store) Complete(ctx context.Context, cs []store.Completion) ([]store.Co
 			} else if it.state == store.Ready {
 				s.wakeLocked(q, 1)
 			}
-			mustWait = true
 		case store.Release:
 			if it.state == store.Ready {
 				s.wakeLocked(q, 1)
@@ -637,10 +650,8 @@ func (s *Store) Complete(ctx context.Context, cs []store.Completion) ([]store.Co
 		res[i].State = it.state
 	}
 	s.mu.Unlock()
-	if mustWait {
-		if err := wait(ctx, b); err != nil {
-			return nil, err
-		}
+	if err := wait(ctx, b); err != nil { // acks and nacks are answered once durable
+		return nil, err
 	}
 	return res, nil
 }
@@ -674,7 +685,7 @@ func (s *Store) expireLocked(it *item, now time.Time) (*batch, error) {
 		errText:   fmt.Sprintf("lease expired (no ack within %s)", it.timeout),
 	}
 	q := it.q
-	b, err := s.appendLocked(&r)
+	b, err := s.appendLocked(&r, false)
 	if err != nil {
 		return nil, err
 	}
@@ -721,6 +732,9 @@ func (s *Store) tickLoop() {
 			}
 		}
 		s.mu.Unlock()
+		if s.wl != nil {
+			s.wl.flush() // what no caller waits for: leases, heartbeats, expiries
+		}
 	}
 }
 
@@ -877,7 +891,7 @@ func (s *Store) Cancel(ctx context.Context, queue, id string) (store.Item, error
 	case store.Cancelled:
 	default:
 		r := record{typ: recCancel, id: n, at: s.now()}
-		if b, err = s.appendLocked(&r); err != nil {
+		if b, err = s.appendLocked(&r, true); err != nil {
 			s.mu.Unlock()
 			return store.Item{}, err
 		}
@@ -933,7 +947,7 @@ func (s *Store) Replay(ctx context.Context, queue string, ids []string) ([]strin
 			continue // listed twice
 		}
 		r := record{typ: recReplay, id: it.id, at: now}
-		nb, err := s.appendLocked(&r)
+		nb, err := s.appendLocked(&r, true)
 		if err != nil {
 			failed = err
 			break
