@@ -78,7 +78,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	if (( r % 2 )); then order="podkit asynq"; else order="asynq podkit"; fi
 	for sys in $order; do
 		line=$("run_$sys" "$r")
-		echo "round $r: $line"
+		echo "round $r: $line load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,)"
 		echo "$r $line" >>"$work/results"
 	done
 done
