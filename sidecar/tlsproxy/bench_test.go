@@ -55,6 +55,28 @@ func fixedBackend(b testing.TB) string {
 // benchProxy measures keep-alive requests through the proxy over one
 // TLS connection per parallel client.
 func benchProxy(b *testing.B, mode string) {
+	addr, conf := benchStart(b, mode)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := tls.Dial("tcp", addr, conf)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReaderSize(c, 8192)
+		for pb.Next() {
+			if err := benchRequest(c, br); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// benchStart runs a proxy in mode in front of fixedBackend.
+func benchStart(b *testing.B, mode string) (addr string, client *tls.Config) {
 	ca := newPKI(b, "bench CA")
 	dir := b.TempDir()
 	certFile, keyFile, _ := ca.serverFiles(dir)
@@ -63,37 +85,56 @@ func benchProxy(b *testing.B, mode string) {
 	cfg.CertFile, cfg.KeyFile = certFile, keyFile
 	cfg.Mode = mode
 	r := startProxy(b, cfg)
-	req := []byte("GET /1k HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	return r.addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}}
+}
+
+var benchReq = []byte("GET /1k HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+
+// benchRequest sends one request and reads its response.
+func benchRequest(c net.Conn, br *bufio.Reader) error {
+	if _, err := c.Write(benchReq); err != nil {
+		return err
+	}
+	n := -1
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) == 2 {
+			break
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+			n, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+		}
+	}
+	_, err := io.CopyN(io.Discard, br, int64(n))
+	return err
+}
+
+func BenchmarkHTTP1KeepAlive(b *testing.B) { benchProxy(b, ModeHTTP) }
+func BenchmarkTCPKeepAlive(b *testing.B)   { benchProxy(b, ModeTCP) }
+
+// benchHandshake measures one request per TLS connection, with sessions
+// resumed as wrk and browsers do.
+func benchHandshake(b *testing.B, mode string) {
+	addr, conf := benchStart(b, mode)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		c, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
-		if err != nil {
-			b.Error(err)
-			return
-		}
-		defer c.Close()
-		br := bufio.NewReaderSize(c, 8192)
+		conf := conf.Clone()
+		conf.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+		br := bufio.NewReaderSize(nil, 8192)
 		for pb.Next() {
-			if _, err := c.Write(req); err != nil {
+			c, err := tls.Dial("tcp", addr, conf)
+			if err != nil {
 				b.Error(err)
 				return
 			}
-			n := -1
-			for {
-				line, err := br.ReadSlice('\n')
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				if len(line) == 2 {
-					break
-				}
-				if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
-					n, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
-				}
-			}
-			if _, err := io.CopyN(io.Discard, br, int64(n)); err != nil {
+			br.Reset(c)
+			err = benchRequest(c, br)
+			c.Close()
+			if err != nil {
 				b.Error(err)
 				return
 			}
@@ -101,8 +142,8 @@ func benchProxy(b *testing.B, mode string) {
 	})
 }
 
-func BenchmarkHTTP1KeepAlive(b *testing.B) { benchProxy(b, ModeHTTP) }
-func BenchmarkTCPKeepAlive(b *testing.B)   { benchProxy(b, ModeTCP) }
+func BenchmarkHTTP1Handshake(b *testing.B) { benchHandshake(b, ModeHTTP) }
+func BenchmarkTCPHandshake(b *testing.B)   { benchHandshake(b, ModeTCP) }
 
 func BenchmarkParseRequest(b *testing.B) {
 	head := []byte("GET /api/v1/items?id=42 HTTP/1.1\r\nHost: app.example.com\r\nUser-Agent: Mozilla/5.0\r\nAccept: text/html,application/xhtml+xml\r\nAccept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\nCookie: session=abcdef0123456789\r\nConnection: keep-alive\r\n\r\n")

@@ -106,10 +106,11 @@ func newCertStore(cfg *Config, alpn []string) (*certStore, error) {
 // install builds the handshake config for m and makes it current.
 func (s *certStore) install(m *material) {
 	c := &tls.Config{
-		MinVersion:   s.minV,
-		CipherSuites: aeadSuites,
-		NextProtos:   s.alpn,
-		Certificates: []tls.Certificate{*m.cert},
+		MinVersion:                  s.minV,
+		CipherSuites:                aeadSuites,
+		NextProtos:                  s.alpn,
+		Certificates:                []tls.Certificate{*m.cert},
+		DynamicRecordSizingDisabled: true,
 	}
 	if m.clientCA != nil {
 		c.ClientAuth = tls.RequireAndVerifyClientCert

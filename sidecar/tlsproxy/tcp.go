@@ -106,8 +106,10 @@ func pump(st *spliceState, dst net.Conn, src io.Reader, srcConn net.Conn) error 
 	buf := *bp
 	idle := int64(st.idle)
 	var deadlineSet int64
+	now := time.Now().UnixNano()
 	for {
-		now := time.Now().UnixNano()
+		// One clock read per read: it both marks activity and decides
+		// whether the deadlines need moving.
 		if now-deadlineSet > idle/4 {
 			d := time.Unix(0, now+idle)
 			srcConn.SetReadDeadline(d)
@@ -115,8 +117,9 @@ func pump(st *spliceState, dst net.Conn, src io.Reader, srcConn net.Conn) error 
 			deadlineSet = now
 		}
 		n, err := src.Read(buf)
+		now = time.Now().UnixNano()
 		if n > 0 {
-			st.last.Store(time.Now().UnixNano())
+			st.last.Store(now)
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}
@@ -127,7 +130,7 @@ func pump(st *spliceState, dst net.Conn, src io.Reader, srcConn net.Conn) error 
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && !st.stop.Load() {
-				if l := st.last.Load(); time.Now().UnixNano()-l < idle {
+				if l := st.last.Load(); now-l < idle {
 					// The other direction is active: keep waiting.
 					deadlineSet = 0
 					continue
