@@ -64,6 +64,8 @@ type Proxy struct {
 
 	hupCount atomic.Int64 // SIGHUP reloads handled, for tests
 
+	runtime *runtimeSettings // applied by Command, for the log
+
 	certHeaderLower string
 }
 
@@ -125,6 +127,8 @@ func Command() cli.Command {
 					}
 					return nil, err
 				}
+				rt := applyRuntime(&p.cfg)
+				p.runtime = &rt
 				return p, nil
 			}
 		})
@@ -155,6 +159,10 @@ func (p *Proxy) Run(ctx context.Context, h *container.Host) error {
 		return err
 	}
 	p.setCertMetrics()
+	if rt := p.runtime; rt != nil {
+		p.log.Debug("runtime settings", "gomaxprocs", rt.maxProcs, "gc_percent", rt.percent,
+			"memory_limit", rt.memoryLimit, "memory_limit_from", rt.limitFrom)
+	}
 	ln := p.Listener
 	if ln == nil {
 		var err error
