@@ -67,6 +67,7 @@ type conn struct {
 
 	mu       sync.Mutex
 	nc       net.Conn // nil: not connected
+	w        io.Writer
 	dialing  bool
 	writing  bool
 	timedOut bool
@@ -145,7 +146,7 @@ func (c *conn) submit(reqs []*request) {
 func (c *conn) flushLocked() {
 	c.writing = true
 	for len(c.queue) > 0 && c.nc != nil {
-		nc := c.nc
+		nc, w := c.nc, c.w
 		buf := c.wbuf[:0]
 		now := time.Now()
 		for i, r := range c.queue {
@@ -157,7 +158,7 @@ func (c *conn) flushLocked() {
 		c.queue = c.queue[:0]
 		c.wbuf = buf
 		c.mu.Unlock()
-		_, err := nc.Write(buf)
+		_, err := w.Write(buf)
 		c.mu.Lock()
 		if cap(c.wbuf) > 1<<20 {
 			c.wbuf = nil
@@ -204,10 +205,11 @@ func (c *conn) dial() {
 		s.failAll(q, "cannot connect: "+err.Error(), kindConnect)
 		return
 	}
-	c.nc = nc
+	sock := newSock(nc)
+	c.nc, c.w = nc, sock
 	c.timedOut = false
 	s.open.Add(1)
-	go c.read(nc)
+	go c.read(nc, sock)
 	if !c.writing {
 		c.flushLocked()
 	}
@@ -251,12 +253,12 @@ func (c *conn) handshake(nc net.Conn, timeout time.Duration) error {
 
 // read matches replies to in-flight requests until the connection fails,
 // then fails everything still waiting on it.
-func (c *conn) read(nc net.Conn) {
+func (c *conn) read(nc net.Conn, sock io.Reader) {
 	s := c.srv
 	lim := s.owner.Load().limits
 	var err error
 	if s.owner.Load().cfg.Protocol == Redis {
-		rd := resp.NewReader(nc, 16<<10, resp.Limits{MaxBulk: lim.maxBulk})
+		rd := resp.NewReader(sock, 16<<10, resp.Limits{MaxBulk: lim.maxBulk})
 		for {
 			var raw []byte
 			raw, err = rd.ReadReply()
@@ -275,7 +277,7 @@ func (c *conn) read(nc net.Conn) {
 			r.complete(raw, false)
 		}
 	} else {
-		rd := memcache.NewReader(nc, 16<<10, memcache.Limits{MaxValue: lim.maxBulk})
+		rd := memcache.NewReader(sock, 16<<10, memcache.Limits{MaxValue: lim.maxBulk})
 		err = c.readMemcache(rd)
 	}
 	nc.Close()

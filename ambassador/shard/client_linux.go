@@ -21,26 +21,24 @@ func (c *client) initRaw() {
 	c.raw = raw
 	c.writeRaw = func(fd uintptr) bool {
 		for len(c.wpending) > 0 {
-			n, err := syscall.Write(int(fd), c.wpending)
-			if n > 0 {
+			n, _, e := rawWrite(fd, c.wpending)
+			switch e {
+			case 0:
 				c.wpending = c.wpending[n:]
-			}
-			if err == syscall.EINTR {
-				continue
-			}
-			if err != nil && err != syscall.EAGAIN {
-				c.werr = err
-			}
-			if err != nil {
-				break
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return true // the rest is written where it may block
+			default:
+				c.werr = e
+				return true
 			}
 		}
 		return true
 	}
 	c.peekRaw = func(fd uintptr) bool {
-		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), 1,
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		return errno != syscall.EAGAIN
+		return e != syscall.EAGAIN
 	}
 }
 

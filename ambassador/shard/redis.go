@@ -19,7 +19,7 @@ type redisClient struct {
 }
 
 func (c *redisClient) serve() {
-	c.rd = resp.NewReader(c.nc, 16<<10, resp.Limits{MaxBulk: c.px.limits.maxBulk})
+	c.rd = resp.NewReader(newSock(c.nc), 16<<10, resp.Limits{MaxBulk: c.px.limits.maxBulk})
 	for {
 		args, raw, err := c.rd.ReadCommand()
 		if err != nil {
