@@ -89,9 +89,9 @@ type Config struct {
 	// and GOMEMLIMIT is unset. Default DefaultGCPercent, or 0 when GOGC
 	// is set.
 	GCPercent int `json:"gc_percent"`
-	// MaxProcs is GOMAXPROCS. Default: twice the runtime's own default
-	// (the CPUs the process may use, or its cgroup's CPU limit), or 0
-	// when GOMAXPROCS is set.
+	// MaxProcs is GOMAXPROCS. Default: twice the CPUs the process may
+	// use, or 0 when GOMAXPROCS is set or a cgroup CPU limit made the
+	// runtime choose fewer.
 	MaxProcs int `json:"gomaxprocs"`
 
 	// Logger is used when the proxy runs outside container.Run (nil:
@@ -145,7 +145,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TargetHealth, "target-health", c.TargetHealth, "http(s) `URL` whose 2xx/3xx makes the proxy ready (default: a TCP dial of --target)")
 	fs.DurationVar(&c.TargetHealthPeriod, "target-health-period", c.TargetHealthPeriod, "how often the target health check runs")
 	fs.IntVar(&c.GCPercent, "gc-percent", c.GCPercent, "Go garbage collector percent (GOGC) for this process, with a soft memory limit of 90% of the cgroup's; 0: leave GOGC and GOMEMLIMIT to the environment")
-	fs.IntVar(&c.MaxProcs, "gomaxprocs", c.MaxProcs, "Go scheduler's GOMAXPROCS for this process (default: twice the CPUs it may use); 0: leave it to the environment")
+	fs.IntVar(&c.MaxProcs, "gomaxprocs", c.MaxProcs, "Go scheduler's GOMAXPROCS for this process (default: twice the CPUs it may use, unless a cgroup CPU limit is lower); 0: leave it to the runtime and environment")
 }
 
 // target is a parsed --target.

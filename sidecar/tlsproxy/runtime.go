@@ -26,13 +26,13 @@ import (
 // five times the live one; the memory limit (see applyGC) bounds that.
 const DefaultGCPercent = 400
 
-// procsPerCPU is how many Ps (GOMAXPROCS) the proxy runs per CPU the
-// runtime would use by default. The proxy spends most of its CPU time in
-// socket system calls; a P whose goroutine is in one is handed to another
-// thread only when the runtime's monitor notices (after 20 µs or more),
-// with thread wake-ups on the way in and out. With spare Ps the monitor
-// leaves such a P alone and the thread keeps it on return, which takes
-// CPU time off every proxied request (see bench/RESULTS.md).
+// procsPerCPU is how many Ps (GOMAXPROCS) the proxy runs per CPU it may
+// use. The proxy spends most of its CPU time in socket system calls; a P
+// whose goroutine is in one is handed to another thread only when the
+// runtime's monitor notices (after 20 µs or more), with thread wake-ups
+// on the way in and out. With spare Ps the monitor leaves such a P alone
+// and the thread keeps it on return, which takes CPU time off every
+// proxied request (see bench/RESULTS.md).
 const procsPerCPU = 2
 
 // startProcs is GOMAXPROCS as the program started: the runtime's default
@@ -48,11 +48,20 @@ func defaultGCPercent() int {
 	return DefaultGCPercent
 }
 
+// defaultMaxProcs is procsPerCPU times the CPUs, unless a cgroup CPU
+// limit made the runtime choose fewer Ps than CPUs: more Ps would let
+// the process run through its quota early in each period and be
+// throttled for the rest, so the runtime's choice stands (and it follows
+// changes of the limit).
 func defaultMaxProcs() int {
-	if os.Getenv("GOMAXPROCS") != "" {
+	return maxProcsFor(os.Getenv("GOMAXPROCS") != "", startProcs, runtime.NumCPU())
+}
+
+func maxProcsFor(envSet bool, procs, cpus int) int {
+	if envSet || procs < cpus {
 		return 0
 	}
-	return procsPerCPU * startProcs
+	return procsPerCPU * procs
 }
 
 // runtimeSettings is what applyRuntime did, for the log.
