@@ -48,8 +48,9 @@ type Config struct {
 	DoneRetention   time.Duration `json:"done_retention"`
 	KeepDone        int           `json:"keep_done"`
 	SegmentSize     ByteSize      `json:"segment_size"`
-	// GCPercent and MemoryLimit tune the Go runtime's garbage collector;
-	// 0 means GOGC and GOMEMLIMIT from the environment if set, else
+	// GCPercent and MemoryLimit tune the Go runtime's garbage collector
+	// while Run runs (process-wide: a process has one collector); 0 means
+	// GOGC and GOMEMLIMIT from the environment if set, else
 	// DefaultGCPercent and 90% of the cgroup memory limit (see gc.go).
 	GCPercent   int      `json:"gc_percent"`
 	MemoryLimit ByteSize `json:"memory_limit"`
