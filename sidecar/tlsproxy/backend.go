@@ -13,6 +13,7 @@ import (
 type backendConn struct {
 	pool      *backendPool
 	c         net.Conn
+	sock      io.ReadWriter // c's reads and writes (see rawSock)
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
@@ -70,11 +71,13 @@ func (bp *backendPool) get(probe bool) (*backendConn, bool, error) {
 		bp.p.log.Warn("cannot reach target", "target", bp.p.target.String(), "error", err)
 		return nil, false, err
 	}
+	sock := newRawSock(c)
 	bc := &backendConn{
 		pool: bp,
 		c:    c,
-		br:   bufio.NewReaderSize(c, headBufSize),
-		bw:   bufio.NewWriterSize(c, 8<<10),
+		sock: sock,
+		br:   bufio.NewReaderSize(sock, headBufSize),
+		bw:   bufio.NewWriterSize(sock, 8<<10),
 	}
 	return bc, false, nil
 }

@@ -80,7 +80,6 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"bad duration", []string{"--self-signed", "--target", "127.0.0.1:80", "--idle-timeout", "soon"}, "--idle-timeout"},
 		{"negative max-conns", []string{"--self-signed", "--target", "127.0.0.1:80", "--max-conns", "-1"}, "--max-conns"},
 		{"negative gc-percent", []string{"--self-signed", "--target", "127.0.0.1:80", "--gc-percent", "-1"}, "--gc-percent"},
-		{"negative gomaxprocs", []string{"--self-signed", "--target", "127.0.0.1:80", "--gomaxprocs", "-1"}, "--gomaxprocs"},
 		{"bad target-health", []string{"--self-signed", "--target", "127.0.0.1:80", "--target-health", "ftp://x"}, "--target-health"},
 		{"unknown flag", []string{"--self-signed", "--target", "127.0.0.1:80", "--bogus"}, "--bogus"},
 		{"positional argument", []string{"--self-signed", "--target", "127.0.0.1:80", "extra"}, "extra"},
@@ -153,26 +152,26 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// TestCommandRuntimeSettings runs the command and reads the runtime
-// settings it logs: the flags' values, or the environment's when it sets
-// GOMAXPROCS and GOGC.
-func TestCommandRuntimeSettings(t *testing.T) {
+// TestCommandGCSettings runs the command and reads the garbage
+// collector settings it logs: the flag's, or none when GOGC is set.
+func TestCommandGCSettings(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
 		env  []string
-		want []string // in the "runtime settings" line
+		want string // in the "garbage collector" line
 	}{
-		{"flags", []string{"--gomaxprocs", "3", "--gc-percent", "250"}, nil, []string{`"gomaxprocs":3`, `"gc_percent":250`}},
-		{"environment wins over the defaults", nil, []string{"GOMAXPROCS=1", "GOGC=150"}, []string{`"gomaxprocs":1`, `"gc_percent":0`}},
-		{"off", []string{"--gomaxprocs", "0", "--gc-percent", "0"}, []string{"GOMAXPROCS=2"}, []string{`"gomaxprocs":2`, `"gc_percent":0`}},
+		{"default", nil, nil, `"gc_percent":400`},
+		{"flag", []string{"--gc-percent", "250"}, nil, `"gc_percent":250`},
+		{"GOGC wins over the default", nil, []string{"GOGC=150"}, `"gc_percent":0`},
+		{"off", []string{"--gc-percent", "0"}, nil, `"gc_percent":0`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"--self-signed", "--target", "127.0.0.1:9", "--listen", "127.0.0.1:0",
 				"--admin-addr", "127.0.0.1:0", "--log-level", "debug"}, tt.args...)
 			cmd := podkitCommand(t, args...)
-			cmd.Env = append(append(cmd.Environ(), "GOMAXPROCS=", "GOGC="), tt.env...)
+			cmd.Env = append(append(cmd.Environ(), "GOGC=", "GOMEMLIMIT="), tt.env...)
 			out, err := cmd.StdoutPipe()
 			if err != nil {
 				t.Fatal(err)
@@ -185,17 +184,15 @@ func TestCommandRuntimeSettings(t *testing.T) {
 			sc := bufio.NewScanner(out)
 			for sc.Scan() {
 				line := sc.Text()
-				if !strings.Contains(line, `"msg":"runtime settings"`) {
+				if !strings.Contains(line, `"msg":"garbage collector"`) {
 					continue
 				}
-				for _, w := range tt.want {
-					if !strings.Contains(line, w) {
-						t.Errorf("%s does not say %s", line, w)
-					}
+				if !strings.Contains(line, tt.want) {
+					t.Errorf("%s does not say %s", line, tt.want)
 				}
 				return
 			}
-			t.Fatalf("no runtime settings logged (%v)", sc.Err())
+			t.Fatalf("no garbage collector settings logged (%v)", sc.Err())
 		})
 	}
 }

@@ -79,20 +79,14 @@ type Config struct {
 	TargetHealth       string        `json:"target_health,omitempty"`
 	TargetHealthPeriod time.Duration `json:"target_health_period"`
 
-	// GCPercent and MaxProcs are process-wide Go runtime settings that
-	// the tls-proxy command applies before the proxy runs (New and Run
-	// leave an embedding program's runtime alone); 0 leaves a setting to
-	// the runtime and the environment.
-	//
-	// GCPercent is the garbage collector's percent (GOGC), with a soft
-	// memory limit of 90% of the cgroup's memory limit if there is one
-	// and GOMEMLIMIT is unset. Default DefaultGCPercent, or 0 when GOGC
-	// is set.
+	// GCPercent is the Go garbage collector's percent (GOGC), with a
+	// soft memory limit of 90% of the cgroup's memory limit if there is
+	// one and GOMEMLIMIT is unset. These are process-wide: the tls-proxy
+	// command applies them before the proxy runs (New and Run leave an
+	// embedding program's runtime alone). 0 leaves both to the runtime
+	// and the environment. Default DefaultGCPercent, or 0 when GOGC is
+	// set.
 	GCPercent int `json:"gc_percent"`
-	// MaxProcs is GOMAXPROCS. Default: twice the CPUs the process may
-	// use, or 0 when GOMAXPROCS is set or a cgroup CPU limit made the
-	// runtime choose fewer.
-	MaxProcs int `json:"gomaxprocs"`
 
 	// Logger is used when the proxy runs outside container.Run (nil:
 	// slog.Default()); under container.Run the host's logger is used.
@@ -114,7 +108,6 @@ func DefaultConfig() Config {
 		MaxConns:           10000,
 		TargetHealthPeriod: 5 * time.Second,
 		GCPercent:          defaultGCPercent(),
-		MaxProcs:           defaultMaxProcs(),
 	}
 }
 
@@ -145,7 +138,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TargetHealth, "target-health", c.TargetHealth, "http(s) `URL` whose 2xx/3xx makes the proxy ready (default: a TCP dial of --target)")
 	fs.DurationVar(&c.TargetHealthPeriod, "target-health-period", c.TargetHealthPeriod, "how often the target health check runs")
 	fs.IntVar(&c.GCPercent, "gc-percent", c.GCPercent, "Go garbage collector percent (GOGC) for this process, with a soft memory limit of 90% of the cgroup's; 0: leave GOGC and GOMEMLIMIT to the environment")
-	fs.IntVar(&c.MaxProcs, "gomaxprocs", c.MaxProcs, "Go scheduler's GOMAXPROCS for this process (default: twice the CPUs it may use, unless a cgroup CPU limit is lower); 0: leave it to the runtime and environment")
 }
 
 // target is a parsed --target.
@@ -269,9 +261,6 @@ func (c Config) Validate() error {
 	}
 	if c.GCPercent < 0 {
 		add("--gc-percent: %d is negative (0 leaves GOGC to the environment)", c.GCPercent)
-	}
-	if c.MaxProcs < 0 {
-		add("--gomaxprocs: %d is negative (0 leaves GOMAXPROCS to the environment)", c.MaxProcs)
 	}
 	if c.TargetHealth != "" {
 		u, err := url.Parse(c.TargetHealth)

@@ -298,7 +298,7 @@ func (c *h1conn) handle(head []byte) bool {
 		}
 		c.raw.Conn.SetDeadline(time.Time{})
 		bc.c.SetDeadline(time.Time{})
-		splice(c.br, c.tc, bc.br, bc.c, p.cfg.IdleTimeout)
+		splice(end{c.br, c.tc, c.tc}, end{bc.br, bc.sock, bc.c}, p.cfg.IdleTimeout)
 		bc.close()
 		return false
 	}

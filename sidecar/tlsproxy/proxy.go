@@ -64,7 +64,7 @@ type Proxy struct {
 
 	hupCount atomic.Int64 // SIGHUP reloads handled, for tests
 
-	runtime *runtimeSettings // applied by Command, for the log
+	gc *gcSettings // applied by Command, for the log
 
 	certHeaderLower string
 }
@@ -127,8 +127,8 @@ func Command() cli.Command {
 					}
 					return nil, err
 				}
-				rt := applyRuntime(&p.cfg)
-				p.runtime = &rt
+				gc := applyGC(p.cfg.GCPercent, "/sys/fs/cgroup")
+				p.gc = &gc
 				return p, nil
 			}
 		})
@@ -159,9 +159,8 @@ func (p *Proxy) Run(ctx context.Context, h *container.Host) error {
 		return err
 	}
 	p.setCertMetrics()
-	if rt := p.runtime; rt != nil {
-		p.log.Debug("runtime settings", "gomaxprocs", rt.maxProcs, "gc_percent", rt.percent,
-			"memory_limit", rt.memoryLimit, "memory_limit_from", rt.limitFrom)
+	if gc := p.gc; gc != nil {
+		p.log.Debug("garbage collector", "gc_percent", gc.percent, "memory_limit", gc.memoryLimit, "memory_limit_from", gc.limitFrom)
 	}
 	ln := p.Listener
 	if ln == nil {
@@ -265,7 +264,7 @@ func (p *Proxy) accept(ctx context.Context, h *container.Host, ln net.Listener) 
 			return err
 		}
 		backoff = 0
-		tc := &trackedConn{Conn: c, p: p}
+		tc := &trackedConn{Conn: c, sock: newRawSock(c), p: p}
 		if sem != nil {
 			tc.release = func() { <-sem }
 		}
@@ -338,6 +337,7 @@ func handshakeReason(err error) string {
 // releases its --max-conns slot when closed.
 type trackedConn struct {
 	net.Conn
+	sock      io.ReadWriter // Conn's reads and writes (see rawSock)
 	p         *Proxy
 	release   func()
 	once      sync.Once
@@ -353,7 +353,7 @@ type trackedConn struct {
 const flushBytes = 256 << 10
 
 func (c *trackedConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
+	n, err := c.sock.Read(b)
 	if v := c.in.Add(int64(n)); v >= flushBytes {
 		c.p.m.bytesIn.Add(float64(c.in.Swap(0)))
 	}
@@ -361,7 +361,7 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 }
 
 func (c *trackedConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
+	n, err := c.sock.Write(b)
 	if v := c.out.Add(int64(n)); v >= flushBytes {
 		c.p.m.bytesOut.Add(float64(c.out.Swap(0)))
 	}

@@ -41,7 +41,8 @@ func (p *Proxy) serveTCP(tc *tls.Conn, raw *trackedConn) {
 		}
 		back.SetWriteDeadline(time.Time{})
 	}
-	splice(tc, tc, back, back, p.cfg.IdleTimeout)
+	bs := newRawSock(back)
+	splice(end{tc, tc, tc}, end{bs, bs, back}, p.cfg.IdleTimeout)
 }
 
 // dialTarget connects to the target, counting failures.
@@ -66,41 +67,49 @@ type spliceState struct {
 	idle time.Duration
 }
 
+// end is one side of a splice: where its bytes are read (a reader that
+// may hold bytes already buffered), where they are written, and the
+// connection, for deadlines and half-close.
+type end struct {
+	r io.Reader
+	w io.Writer
+	c net.Conn
+}
+
 // splice copies client→back and back→client until both directions end,
-// or neither carries a byte for idle. cr and br are where to read each
-// side (they may hold bytes already buffered). It closes neither
-// connection; the callers do.
-func splice(cr io.Reader, client net.Conn, br io.Reader, back net.Conn, idle time.Duration) {
+// or neither carries a byte for idle. It closes neither connection; the
+// callers do.
+func splice(client, back end, idle time.Duration) {
 	st := &spliceState{idle: idle}
 	st.last.Store(time.Now().UnixNano())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		direction(st, back, cr, client)
+		direction(st, back, client)
 	}()
-	direction(st, client, br, back)
+	direction(st, client, back)
 	<-done
 }
 
-// direction runs one half of a splice: src (read from srcConn) to dst.
-func direction(st *spliceState, dst net.Conn, src io.Reader, srcConn net.Conn) {
-	if err := pump(st, dst, src, srcConn); err == nil {
+// direction runs one half of a splice: src to dst.
+func direction(st *spliceState, dst, src end) {
+	if err := pump(st, dst, src); err == nil {
 		// The source finished sending: pass the half-close on. The
 		// other direction goes on until it ends or idles out.
-		if hc, ok := dst.(halfCloser); ok && hc.CloseWrite() == nil {
+		if hc, ok := dst.c.(halfCloser); ok && hc.CloseWrite() == nil {
 			return
 		}
 	}
 	st.stop.Store(true)
-	dst.SetReadDeadline(aLongTimeAgo)
-	srcConn.SetReadDeadline(aLongTimeAgo)
+	dst.c.SetReadDeadline(aLongTimeAgo)
+	src.c.SetReadDeadline(aLongTimeAgo)
 }
 
 // pump copies src to dst until EOF (nil) or an error. The read deadline
-// of srcConn and the write deadline of dst implement the idle timeout: a
-// read that times out while the other direction was recently active is
+// of src and the write deadline of dst implement the idle timeout: a read
+// that times out while the other direction was recently active is
 // retried.
-func pump(st *spliceState, dst net.Conn, src io.Reader, srcConn net.Conn) error {
+func pump(st *spliceState, dst, src end) error {
 	bp := getBuf()
 	defer putBuf(bp)
 	buf := *bp
@@ -112,15 +121,15 @@ func pump(st *spliceState, dst net.Conn, src io.Reader, srcConn net.Conn) error 
 		// whether the deadlines need moving.
 		if now-deadlineSet > idle/4 {
 			d := time.Unix(0, now+idle)
-			srcConn.SetReadDeadline(d)
-			dst.SetWriteDeadline(d)
+			src.c.SetReadDeadline(d)
+			dst.c.SetWriteDeadline(d)
 			deadlineSet = now
 		}
-		n, err := src.Read(buf)
+		n, err := src.r.Read(buf)
 		now = time.Now().UnixNano()
 		if n > 0 {
 			st.last.Store(now)
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			if _, werr := dst.w.Write(buf[:n]); werr != nil {
 				return werr
 			}
 		}

@@ -96,42 +96,13 @@ func TestApplyGCZeroLeavesRuntimeAlone(t *testing.T) {
 	}
 }
 
-func TestRuntimeDefaultsYieldToEnvironment(t *testing.T) {
+func TestGCPercentDefaultYieldsToGOGC(t *testing.T) {
 	t.Setenv("GOGC", "")
-	t.Setenv("GOMAXPROCS", "")
 	if got := defaultGCPercent(); got != DefaultGCPercent {
 		t.Errorf("defaultGCPercent() = %d, want %d", got, DefaultGCPercent)
 	}
-	if got := defaultMaxProcs(); got != 0 && got != procsPerCPU*startProcs {
-		t.Errorf("defaultMaxProcs() = %d, want 0 or %d", got, procsPerCPU*startProcs)
-	}
 	t.Setenv("GOGC", "200")
-	t.Setenv("GOMAXPROCS", "3")
 	if got := defaultGCPercent(); got != 0 {
 		t.Errorf("with GOGC set, defaultGCPercent() = %d, want 0", got)
-	}
-	if got := defaultMaxProcs(); got != 0 {
-		t.Errorf("with GOMAXPROCS set, defaultMaxProcs() = %d, want 0", got)
-	}
-}
-
-func TestMaxProcsFor(t *testing.T) {
-	tests := []struct {
-		name        string
-		envSet      bool
-		procs, cpus int
-		want        int
-	}{
-		{"all CPUs", false, 2, 2, 4},
-		{"one CPU", false, 1, 1, 2},
-		{"cgroup CPU limit", false, 2, 8, 0},
-		{"GOMAXPROCS set", true, 4, 4, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := maxProcsFor(tt.envSet, tt.procs, tt.cpus); got != tt.want {
-				t.Errorf("maxProcsFor(%v, %d, %d) = %d, want %d", tt.envSet, tt.procs, tt.cpus, got, tt.want)
-			}
-		})
 	}
 }

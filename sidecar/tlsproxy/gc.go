@@ -6,41 +6,31 @@ import (
 	"math"
 	"os"
 	"path"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 )
 
-// Process-wide runtime settings (Config.GCPercent, Config.MaxProcs).
+// The garbage collector's settings are process-wide (Config.GCPercent).
 // The tls-proxy command applies them once, before the proxy runs, as the
 // process is then the proxy's alone; New and Run leave the runtime of a
-// program that embeds the proxy alone. 0 leaves a setting to the Go
-// runtime and its environment variables.
+// program that embeds the proxy alone.
+//
+// GOMAXPROCS is left to the runtime (the CPUs, or the cgroup's CPU
+// limit): with socket I/O in raw system calls (rawSock) the scheduler has
+// no hand-offs left for more Ps than CPUs to save, and twice the CPUs
+// measured the same as the default.
 
 // DefaultGCPercent is the garbage collector's target heap growth that
-// Run sets by default: the proxy's live heap is small (a few MB plus
+// the tls-proxy command sets by default: the proxy's live heap is small (a few MB plus
 // buffers per connection), so with Go's default of 100 every new TLS
 // connection (about 40 KB of handshake garbage) brings the next
 // collection closer. 400 collects a quarter as often, for a heap up to
 // five times the live one; the memory limit (see applyGC) bounds that.
 const DefaultGCPercent = 400
 
-// procsPerCPU is how many Ps (GOMAXPROCS) the proxy runs per CPU it may
-// use. The proxy spends most of its CPU time in socket system calls; a P
-// whose goroutine is in one is handed to another thread only when the
-// runtime's monitor notices (after 20 µs or more), with thread wake-ups
-// on the way in and out. With spare Ps the monitor leaves such a P alone
-// and the thread keeps it on return, which takes CPU time off every
-// proxied request (see bench/RESULTS.md).
-const procsPerCPU = 2
-
-// startProcs is GOMAXPROCS as the program started: the runtime's default
-// or the environment's, before anything here changed it.
-var startProcs = runtime.GOMAXPROCS(0)
-
-// defaultGCPercent and defaultMaxProcs are Config's defaults: 0 (leave it
-// to the runtime) when the environment sets GOGC or GOMAXPROCS.
+// defaultGCPercent is Config's default: 0 (leave it to the runtime) when
+// the environment sets GOGC.
 func defaultGCPercent() int {
 	if os.Getenv("GOGC") != "" {
 		return 0
@@ -48,38 +38,8 @@ func defaultGCPercent() int {
 	return DefaultGCPercent
 }
 
-// defaultMaxProcs is procsPerCPU times the CPUs, unless a cgroup CPU
-// limit made the runtime choose fewer Ps than CPUs: more Ps would let
-// the process run through its quota early in each period and be
-// throttled for the rest, so the runtime's choice stands (and it follows
-// changes of the limit).
-func defaultMaxProcs() int {
-	return maxProcsFor(os.Getenv("GOMAXPROCS") != "", startProcs, runtime.NumCPU())
-}
-
-func maxProcsFor(envSet bool, procs, cpus int) int {
-	if envSet || procs < cpus {
-		return 0
-	}
-	return procsPerCPU * procs
-}
-
-// runtimeSettings is what applyRuntime did, for the log.
-type runtimeSettings struct {
-	maxProcs int // in effect
-	gcSettings
-}
-
-// applyRuntime applies cfg's process-wide settings.
-func applyRuntime(cfg *Config) runtimeSettings {
-	if cfg.MaxProcs > 0 {
-		runtime.GOMAXPROCS(cfg.MaxProcs)
-	}
-	return runtimeSettings{maxProcs: runtime.GOMAXPROCS(0), gcSettings: applyGC(cfg.GCPercent, "/sys/fs/cgroup")}
-}
-
-// memoryLimitShare is the part of the cgroup's memory limit that Run
-// gives the Go runtime as its soft limit when none is set (GOMEMLIMIT):
+// memoryLimitShare is the part of the cgroup's memory limit that the
+// tls-proxy command gives the Go runtime as its soft limit when none is set (GOMEMLIMIT):
 // near it the collector runs more often instead of the kernel killing
 // the container.
 const memoryLimitShare = 0.9

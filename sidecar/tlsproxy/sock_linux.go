@@ -1,0 +1,125 @@
+package tlsproxy
+
+import (
+	"io"
+	"net"
+	"syscall"
+	"unsafe"
+)
+
+// rawSock reads and writes a stream socket through its non-blocking
+// descriptor with raw system calls (syscall.RawSyscall), and waits in the
+// runtime's poller only when the socket is not ready. net.Conn's Read and
+// Write tell the scheduler around every call that the goroutine may
+// block (entersyscall, exitsyscall); a call that outlasts a tick of the
+// runtime's monitor then has its P handed to another thread, with thread
+// wake-ups both ways. A call on a non-blocking socket never blocks, so
+// the proxy's many short reads and writes skip that bookkeeping.
+//
+// Deadlines, Close, net.ErrClosed and timeout errors work as with the
+// connection's own Read and Write: waiting goes through the same poller
+// (syscall.RawConn). Writes use send(2) with MSG_NOSIGNAL, so a peer that
+// went away gives EPIPE without a signal. One goroutine at a time may
+// read, and one at a time may write.
+type rawSock struct {
+	rc syscall.RawConn
+
+	rb   []byte
+	rn   int
+	rerr error
+
+	wb   []byte
+	wn   int
+	werr error
+
+	readFn, writeFn func(fd uintptr) bool // bound once: no allocation per call
+}
+
+// newRawSock returns raw-syscall I/O for c when it is a TCP or unix
+// socket, else c itself.
+func newRawSock(c net.Conn) io.ReadWriter {
+	var sc syscall.Conn
+	switch c := c.(type) {
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c
+	default:
+		return c
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	s := &rawSock{rc: rc}
+	s.readFn, s.writeFn = s.read, s.write
+	return s
+}
+
+func (s *rawSock) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	s.rb, s.rn, s.rerr = b, 0, nil
+	err := s.rc.Read(s.readFn)
+	n := s.rn
+	if err == nil {
+		err = s.rerr
+	}
+	s.rb, s.rerr = nil, nil
+	return n, err
+}
+
+// read is the poller callback: false means "not ready, wait".
+func (s *rawSock) read(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rb[0])), uintptr(len(s.rb)))
+		switch e {
+		case 0:
+			if n == 0 {
+				s.rerr = io.EOF
+			}
+			s.rn = int(n)
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			s.rerr = e
+			return true
+		}
+	}
+}
+
+func (s *rawSock) Write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	s.wb, s.wn, s.werr = b, 0, nil
+	err := s.rc.Write(s.writeFn)
+	n := s.wn
+	if err == nil {
+		err = s.werr
+	}
+	s.wb, s.werr = nil, nil
+	return n, err
+}
+
+func (s *rawSock) write(fd uintptr) bool {
+	for s.wn < len(s.wb) {
+		rest := s.wb[s.wn:]
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)),
+			syscall.MSG_NOSIGNAL, 0, 0)
+		switch e {
+		case 0:
+			s.wn += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			s.werr = e
+			return true
+		}
+	}
+	return true
+}

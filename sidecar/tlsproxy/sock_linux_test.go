@@ -1,0 +1,119 @@
+package tlsproxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (a, b net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		acc <- c
+	}()
+	a, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = <-acc
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func TestRawSock(t *testing.T) {
+	t.Run("both ways and EOF", func(t *testing.T) {
+		a, b := tcpPair(t)
+		sa, sb := newRawSock(a), newRawSock(b)
+		if _, ok := sa.(*rawSock); !ok {
+			t.Fatalf("newRawSock(%T) = %T, want *rawSock", a, sa)
+		}
+		go func() {
+			sa.Write([]byte("ping"))
+			a.(*net.TCPConn).CloseWrite()
+		}()
+		got, err := io.ReadAll(sb)
+		if err != nil || string(got) != "ping" {
+			t.Fatalf("read %q, %v; want ping, nil", got, err)
+		}
+		if n, err := sb.Write(nil); n != 0 || err != nil {
+			t.Errorf("empty write: %d, %v", n, err)
+		}
+	})
+	t.Run("a write larger than the socket buffers waits for the reader", func(t *testing.T) {
+		a, b := tcpPair(t)
+		want := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+		done := make(chan error, 1)
+		go func() {
+			n, err := newRawSock(a).Write(want)
+			if err == nil && n != len(want) {
+				err = io.ErrShortWrite
+			}
+			a.Close()
+			done <- err
+		}()
+		time.Sleep(50 * time.Millisecond) // let the writer fill the buffers
+		got, err := io.ReadAll(newRawSock(b))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("read %d bytes, %v; want %d", len(got), err, len(want))
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		_, b := tcpPair(t)
+		b.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		_, err := newRawSock(b).Read(make([]byte, 10))
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("err = %v, want a timeout", err)
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		_, b := tcpPair(t)
+		s := newRawSock(b)
+		b.Close()
+		if _, err := s.Read(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("read after Close: %v, want net.ErrClosed", err)
+		}
+		if _, err := s.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("write after Close: %v, want net.ErrClosed", err)
+		}
+	})
+	t.Run("peer gone", func(t *testing.T) {
+		a, b := tcpPair(t)
+		a.(*net.TCPConn).SetLinger(0)
+		a.Close() // RST
+		s := newRawSock(b)
+		var err error
+		for i := 0; i < 100 && err == nil; i++ {
+			_, err = s.Write(make([]byte, 1024))
+			time.Sleep(time.Millisecond)
+		}
+		if err == nil {
+			t.Fatal("writes to a reset connection kept succeeding")
+		}
+	})
+	t.Run("not a socket", func(t *testing.T) {
+		a, _ := net.Pipe()
+		defer a.Close()
+		if s := newRawSock(a); s != io.ReadWriter(a) {
+			t.Errorf("newRawSock(net.Pipe) = %T, want the conn itself", s)
+		}
+	})
+}
