@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,27 +16,12 @@ import (
 	"github.com/podkit/podkit/workqueue/client"
 )
 
-// queueBinary is a static podkit binary with the worker subcommand, to
-// bind-mount into the peers image (which has the shell the worker's
-// script needs; the podkit image has none).
+// queueBinary is the static podkit binary, to bind-mount into the peers
+// image (which has the shell the worker's script needs; the podkit image
+// has none).
 func queueBinary(t *testing.T) string {
 	t.Helper()
-	bin := testdeps.BuildPodkit(t)
-	if exec.Command(bin, "help", "worker").Run() == nil {
-		return bin
-	}
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "podkit")
-	cmd := exec.Command("go", "build", "-o", path, "./workqueue/internal/testbin")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building podkit: %v: %s", err, b)
-	}
-	return path
+	return testdeps.BuildPodkit(t)
 }
 
 // TestPodWorkQueue: the coordinator with its store on a volume, three
