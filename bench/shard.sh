@@ -14,7 +14,9 @@
 # (apt-get install redis-server redis-tools nutcracker memcached), Go (to
 # build mcbench) and the podkit binary (make build). Installs nothing.
 #
-# Output: one line per run, then machine-readable ratio lines; the last
+# Output: one line per run (with the proxy's CPU time per operation for
+# nutcracker and podkit), then machine-readable ratio lines, including
+# `ratio cpu-per-op podkit/nutcracker ...` (lower is cheaper); the last
 # line is the unpipelined Redis ratio against nutcracker.
 set -euo pipefail
 
@@ -118,15 +120,27 @@ ratio_line() { # name file-podkit file-peer
   printf "ratio %s rps=%.2f (%d rounds, spread %s)\n" "$1" "$med" "$(wc -l <"$work/r")" "$spread"
 }
 
-declare -A files
+cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
 run() { # label target-cmd...
   local label=$1; shift
-  local v
+  local v pid="" c0 c1 t0 t1 cpu=""
+  case $label in *-nutcracker) pid=$nut_pid ;; *-podkit) pid=$podkit_pid ;; esac
+  [ -n "$pid" ] && c0=$(cputicks "$pid") && t0=$(date +%s.%N)
   if ! v=$("$@") || [ -z "$v" ]; then
     echo "bench/shard.sh: $label failed; counted as 0" >&2
     v=0
   fi
-  echo "$label $v ops/s"
+  if [ -n "$pid" ]; then
+    # the proxy's CPU time per operation, in µs: what it costs the
+    # machine, less sensitive than ops/s to what else runs on it
+    c1=$(cputicks "$pid") t1=$(date +%s.%N)
+    cpu=$(awk -v c="$((c1 - c0))" -v hz="$hz" -v t="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" -v r="$v" \
+      'BEGIN { if (r > 0 && t > 0) printf "%.2f", c / hz / t / r * 1e6; else print 0 }')
+    echo "$cpu" >>"$work/$label.cpu"
+    cpu=" cpu ${cpu}µs/op"
+  fi
+  echo "$label $v ops/s$cpu"
   echo "$v" >>"$work/$label"
 }
 alive() {
@@ -151,5 +165,11 @@ for w in memcache-P16 memcache-P1 redis-P16; do
   ratio_line "podkit/direct $w" "$work/$w-podkit" "$work/$w-direct"
   ratio_line "podkit/nutcracker $w" "$work/$w-podkit" "$work/$w-nutcracker"
 done
+cpu_line=""
+for w in memcache-P16 memcache-P1 redis-P16 redis-P1; do
+  paste "$work/$w-podkit.cpu" "$work/$w-nutcracker.cpu" | awk '$2>0 {print $1/$2}' >"$work/r"
+  cpu_line="$cpu_line $w=$(median <"$work/r" | awk '{printf "%.2f", $1}')"
+done
+echo "ratio cpu-per-op podkit/nutcracker$cpu_line ($ROUNDS rounds; lower is cheaper)"
 ratio_line "podkit/direct redis-P1" "$work/redis-P1-podkit" "$work/redis-P1-direct"
 ratio_line "podkit/nutcracker redis-P1" "$work/redis-P1-podkit" "$work/redis-P1-nutcracker"
