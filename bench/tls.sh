@@ -171,6 +171,11 @@ run() {
   echo "$rps $p99 $cpu ${errs:-}"
 }
 
+# The 1-minute load average after each run: other work on the same
+# cores shows in the tail latencies first.
+load1() { cut -d' ' -f1 /proc/loadavg; }
+echo "start: $(uptime)"
+
 declare -A KA_RPS KA_P99 KA_CPU HS_RPS HS_CPU
 for r in $(seq "$ROUNDS"); do
   # Alternate the order each round so drift hits everyone alike.
@@ -181,13 +186,13 @@ for r in $(seq "$ROUNDS"); do
   for n in "${order[@]}"; do
     read -r rps p99 cpu errs < <(run "$n")
     KA_RPS[$n]+="$rps "; KA_P99[$n]+="$p99 "; KA_CPU[$n]+="$cpu "
-    printf 'round %d keep-alive  %-12s %10.0f req/s  p99 %7.2f ms  cpu %6.1f us/req %s\n' "$r" "$n" "$rps" "$p99" "$cpu" "$errs"
+    printf 'round %d keep-alive  %-12s %10.0f req/s  p99 %7.2f ms  cpu %6.1f us/req  load %s %s\n' "$r" "$n" "$rps" "$p99" "$cpu" "$(load1)" "$errs"
   done
   for n in "${order[@]}"; do
     [ "$n" = direct ] && continue
     read -r rps p99 cpu errs < <(run "$n" -H "Connection: close")
     HS_RPS[$n]+="$rps "; HS_CPU[$n]+="$cpu "
-    printf 'round %d handshakes  %-12s %10.0f conn/s  p99 %7.2f ms  cpu %6.1f us/conn %s\n' "$r" "$n" "$rps" "$p99" "$cpu" "$errs"
+    printf 'round %d handshakes  %-12s %10.0f conn/s  p99 %7.2f ms  cpu %6.1f us/conn  load %s %s\n' "$r" "$n" "$rps" "$p99" "$cpu" "$(load1)" "$errs"
   done
 done
 
@@ -223,6 +228,7 @@ med() { python3 -c 'import sys,statistics; print(f"{statistics.median(float(x) f
 medf() { python3 -c 'import sys,statistics; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.2f}")' $1; }
 
 echo
+echo "end: $(uptime)"
 for n in direct "${peers[@]}"; do
   printf 'median %-12s keep-alive %6s req/s p99 %6s ms' "$n" "$(med "${KA_RPS[$n]}")" "$(medf "${KA_P99[$n]}")"
   [ "$n" != direct ] && printf ' cpu %6s us/req   handshakes %6s conn/s cpu %6s us/conn' \
