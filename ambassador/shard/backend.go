@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/internal/memcache"
+	"github.com/podkit/podkit/internal/rawsock"
 	"github.com/podkit/podkit/internal/resp"
 )
 
@@ -205,7 +206,7 @@ func (c *conn) dial() {
 		s.failAll(q, "cannot connect: "+err.Error(), kindConnect)
 		return
 	}
-	sock := newSock(nc)
+	sock := rawsock.New(nc)
 	c.nc, c.w = nc, sock
 	c.timedOut = false
 	s.open.Add(1)

@@ -3,6 +3,8 @@ package shard
 import (
 	"syscall"
 	"unsafe"
+
+	"github.com/podkit/podkit/internal/rawsock"
 )
 
 // initRaw lets send hand reply writing to the goroutine that completes a
@@ -21,7 +23,7 @@ func (c *client) initRaw() {
 	c.raw = raw
 	c.writeRaw = func(fd uintptr) bool {
 		for len(c.wpending) > 0 {
-			n, _, e := rawWrite(fd, c.wpending)
+			n, e := rawsock.Send(fd, c.wpending)
 			switch e {
 			case 0:
 				c.wpending = c.wpending[n:]

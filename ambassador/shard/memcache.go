@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/podkit/podkit/internal/memcache"
+	"github.com/podkit/podkit/internal/rawsock"
 )
 
 // mcClient serves one memcached client connection.
@@ -18,7 +19,7 @@ type mcClient struct {
 const mnLine = "mn\r\n"
 
 func (c *mcClient) serve() {
-	c.rd = memcache.NewReader(newSock(c.nc), 16<<10, memcache.Limits{MaxValue: c.px.limits.maxBulk})
+	c.rd = memcache.NewReader(rawsock.New(c.nc), 16<<10, memcache.Limits{MaxValue: c.px.limits.maxBulk})
 	for {
 		req, err := c.rd.ReadRequest()
 		if err != nil && !c.lineError(err) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/podkit/podkit/internal/rawsock"
 	"github.com/podkit/podkit/internal/resp"
 )
 
@@ -19,7 +20,7 @@ type redisClient struct {
 }
 
 func (c *redisClient) serve() {
-	c.rd = resp.NewReader(newSock(c.nc), 16<<10, resp.Limits{MaxBulk: c.px.limits.maxBulk})
+	c.rd = resp.NewReader(rawsock.New(c.nc), 16<<10, resp.Limits{MaxBulk: c.px.limits.maxBulk})
 	for {
 		args, raw, err := c.rd.ReadCommand()
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/podkit/podkit/internal/rawsock"
 )
 
 // backendConn is a keep-alive connection to the target.
@@ -71,7 +73,7 @@ func (bp *backendPool) get(probe bool) (*backendConn, bool, error) {
 		bp.p.log.Warn("cannot reach target", "target", bp.p.target.String(), "error", err)
 		return nil, false, err
 	}
-	sock := newRawSock(c)
+	sock := rawsock.New(c)
 	bc := &backendConn{
 		pool: bp,
 		c:    c,

@@ -35,6 +35,7 @@ import (
 
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/internal/rawsock"
 )
 
 // Proxy is the tls-proxy component.
@@ -264,7 +265,7 @@ func (p *Proxy) accept(ctx context.Context, h *container.Host, ln net.Listener) 
 			return err
 		}
 		backoff = 0
-		tc := &trackedConn{Conn: c, sock: newRawSock(c), p: p}
+		tc := &trackedConn{Conn: c, sock: rawsock.New(c), p: p}
 		if sem != nil {
 			tc.release = func() { <-sem }
 		}

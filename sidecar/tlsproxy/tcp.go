@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/podkit/podkit/internal/rawsock"
 )
 
 const bufSize = 32 << 10
@@ -41,7 +43,7 @@ func (p *Proxy) serveTCP(tc *tls.Conn, raw *trackedConn) {
 		}
 		back.SetWriteDeadline(time.Time{})
 	}
-	bs := newRawSock(back)
+	bs := rawsock.New(back)
 	splice(end{tc, tc, tc}, end{bs, bs, back}, p.cfg.IdleTimeout)
 }
 

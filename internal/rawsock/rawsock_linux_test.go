@@ -1,4 +1,4 @@
-package tlsproxy
+package rawsock
 
 import (
 	"bytes"
@@ -38,9 +38,9 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 func TestRawSock(t *testing.T) {
 	t.Run("both ways and EOF", func(t *testing.T) {
 		a, b := tcpPair(t)
-		sa, sb := newRawSock(a), newRawSock(b)
+		sa, sb := New(a), New(b)
 		if _, ok := sa.(*rawSock); !ok {
-			t.Fatalf("newRawSock(%T) = %T, want *rawSock", a, sa)
+			t.Fatalf("New(%T) = %T, want *rawSock", a, sa)
 		}
 		go func() {
 			sa.Write([]byte("ping"))
@@ -59,7 +59,7 @@ func TestRawSock(t *testing.T) {
 		want := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 		done := make(chan error, 1)
 		go func() {
-			n, err := newRawSock(a).Write(want)
+			n, err := New(a).Write(want)
 			if err == nil && n != len(want) {
 				err = io.ErrShortWrite
 			}
@@ -67,7 +67,7 @@ func TestRawSock(t *testing.T) {
 			done <- err
 		}()
 		time.Sleep(50 * time.Millisecond) // let the writer fill the buffers
-		got, err := io.ReadAll(newRawSock(b))
+		got, err := io.ReadAll(New(b))
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("read %d bytes, %v; want %d", len(got), err, len(want))
 		}
@@ -78,7 +78,7 @@ func TestRawSock(t *testing.T) {
 	t.Run("deadline", func(t *testing.T) {
 		_, b := tcpPair(t)
 		b.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-		_, err := newRawSock(b).Read(make([]byte, 10))
+		_, err := New(b).Read(make([]byte, 10))
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("err = %v, want a timeout", err)
@@ -86,7 +86,7 @@ func TestRawSock(t *testing.T) {
 	})
 	t.Run("closed", func(t *testing.T) {
 		_, b := tcpPair(t)
-		s := newRawSock(b)
+		s := New(b)
 		b.Close()
 		if _, err := s.Read(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
 			t.Errorf("read after Close: %v, want net.ErrClosed", err)
@@ -99,7 +99,7 @@ func TestRawSock(t *testing.T) {
 		a, b := tcpPair(t)
 		a.(*net.TCPConn).SetLinger(0)
 		a.Close() // RST
-		s := newRawSock(b)
+		s := New(b)
 		var err error
 		for i := 0; i < 100 && err == nil; i++ {
 			_, err = s.Write(make([]byte, 1024))
@@ -112,8 +112,8 @@ func TestRawSock(t *testing.T) {
 	t.Run("not a socket", func(t *testing.T) {
 		a, _ := net.Pipe()
 		defer a.Close()
-		if s := newRawSock(a); s != io.ReadWriter(a) {
-			t.Errorf("newRawSock(net.Pipe) = %T, want the conn itself", s)
+		if s := New(a); s != io.ReadWriter(a) {
+			t.Errorf("New(net.Pipe) = %T, want the conn itself", s)
 		}
 	})
 }

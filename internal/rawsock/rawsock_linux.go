@@ -1,4 +1,7 @@
-package tlsproxy
+// Package rawsock reads and writes sockets with raw system calls on their
+// non-blocking descriptors, for proxies whose cost is mostly short socket
+// calls. See New.
+package rawsock
 
 import (
 	"io"
@@ -35,9 +38,9 @@ type rawSock struct {
 	readFn, writeFn func(fd uintptr) bool // bound once: no allocation per call
 }
 
-// newRawSock returns raw-syscall I/O for c when it is a TCP or unix
+// New returns raw-syscall I/O for c when it is a TCP or unix
 // socket, else c itself.
-func newRawSock(c net.Conn) io.ReadWriter {
+func New(c net.Conn) io.ReadWriter {
 	var sc syscall.Conn
 	switch c := c.(type) {
 	case *net.TCPConn:
@@ -107,9 +110,7 @@ func (s *rawSock) Write(b []byte) (int, error) {
 
 func (s *rawSock) write(fd uintptr) bool {
 	for s.wn < len(s.wb) {
-		rest := s.wb[s.wn:]
-		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)),
-			syscall.MSG_NOSIGNAL, 0, 0)
+		n, e := Send(fd, s.wb[s.wn:])
 		switch e {
 		case 0:
 			s.wn += int(n)
@@ -122,4 +123,17 @@ func (s *rawSock) write(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// Send is one send(2) of p (not empty) on the non-blocking socket fd, with
+// MSG_NOSIGNAL, as a raw system call: for use inside a syscall.RawConn
+// callback. It returns what was written and the error number (EAGAIN when
+// the socket buffer is full).
+func Send(fd uintptr, p []byte) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		syscall.MSG_NOSIGNAL, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), 0
 }
