@@ -211,14 +211,8 @@ func (c Config) Validate() error {
 		}
 	}
 	for _, n := range c.Notify {
-		u, err := url.Parse(n)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("--notify %q: %v", n, err))
-		case u.Scheme != "http" && u.Scheme != "https":
-			errs = append(errs, fmt.Errorf("--notify %q: unknown scheme %q (want http or https)", n, u.Scheme))
-		case u.Host == "":
-			errs = append(errs, fmt.Errorf("--notify %q: missing host", n))
+		if err := cli.CheckHTTPURL("notify", n); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.NotifyTimeout <= 0 {

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -116,14 +115,8 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--strict-queues: needs at least one --queue"))
 	}
 	if c.Source != "" {
-		u, err := url.Parse(c.Source)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("--source %q: %v", c.Source, err))
-		case u.Scheme != "http" && u.Scheme != "https":
-			errs = append(errs, fmt.Errorf("--source %q: unknown scheme %q (want http or https)", c.Source, u.Scheme))
-		case u.Host == "":
-			errs = append(errs, fmt.Errorf("--source %q: missing host", c.Source))
+		if err := cli.CheckHTTPURL("source", c.Source); err != nil {
+			errs = append(errs, err)
 		}
 		if err := store.ValidQueueName(c.SourceQueue); err != nil {
 			errs = append(errs, fmt.Errorf("--source-queue: %q is not a valid queue name", c.SourceQueue))
