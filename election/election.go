@@ -371,19 +371,10 @@ func New(cfg Config) (*Elector, error) {
 
 // Command is the `podkit elect` subcommand.
 func Command() cli.Command {
-	return container.Command("elect",
+	return container.FlagCommand("elect",
 		"leader election as a container: who leads over HTTP, a leader proxy, fencing epochs; raft, etcd or kubernetes",
 		"--id ID [--backend raft|etcd|kubernetes] [--peers id=host:port,...] [--advertise ADDR] [--proxy-listen ADDR] [flags]",
-		func(fs *flag.FlagSet) container.BuildFunc {
-			cfg := DefaultConfig()
-			cfg.RegisterFlags(fs)
-			return func(args []string) (container.Component, error) {
-				if err := container.NoArgs(args); err != nil {
-					return nil, err
-				}
-				return New(cfg)
-			}
-		})
+		DefaultConfig, New)
 }
 
 // Name implements container.Component.
