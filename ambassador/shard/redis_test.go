@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/podkit/podkit/internal/testdeps"
 )
@@ -294,5 +295,55 @@ func TestAuth(t *testing.T) {
 	resp.Body.Close()
 	if strings.Contains(string(info), "s3cret") || !strings.Contains(string(info), `"redis_auth": "[redacted]"`) {
 		t.Errorf("/info shows the password or no pool: %s", info)
+	}
+}
+
+// TestSlowReader: a client that does not read its large replies for a
+// while must not hold up the server connection it shares with others, and
+// gets every byte once it reads.
+func TestSlowReader(t *testing.T) {
+	t.Parallel()
+	a := testdeps.StartRedis(t)
+	if a == "" {
+		return
+	}
+	r := start(t, redisConfig(a))
+	big := strings.Repeat("0123456789abcdef", 128<<10) // 2 MiB
+	setup := dialRedis(t, r.addr(""))
+	if got := setup.do("SET", "big", big); got != "+OK\r\n" {
+		t.Fatalf("SET big = %q", got)
+	}
+	if got := setup.do("SET", "small", "x"); got != "+OK\r\n" {
+		t.Fatalf("SET small = %q", got)
+	}
+
+	slow := dialRedis(t, r.addr(""))
+	const n = 8
+	var pipe []byte
+	for range n {
+		pipe = append(pipe, cmd("GET", "big")...)
+	}
+	slow.send(pipe) // 16 MiB of replies, far more than the socket buffers hold
+
+	// Meanwhile another client, on the same server connection, is answered.
+	other := dialRedis(t, r.addr(""))
+	for i := range 20 {
+		start := time.Now()
+		if got := other.do("GET", "small"); got != bulk("x") {
+			t.Fatalf("GET small #%d = %q", i, got)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("GET small #%d took %s while another client was not reading", i, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	for i := range n {
+		if got := slow.read(); got != bulk(big) {
+			t.Fatalf("GET big #%d: %d bytes, want %d", i, len(got), len(bulk(big)))
+		}
+	}
+	if got := slow.do("PING"); got != "+PONG\r\n" {
+		t.Fatalf("PING after the large replies = %q", got)
 	}
 }
