@@ -75,6 +75,17 @@ type conn struct {
 	queue    []*request // waiting to be written
 	inflight fifo       // written, waiting for a reply
 	wbuf     []byte
+
+	// In an event loop (loop_linux.go), the loop owns the connection and
+	// mu is not used.
+	lp     *loop
+	fd     int
+	up     bool
+	dirty  bool // in the loop's dirty list
+	out    []byte
+	outPos int
+	rresp  *resp.Reader
+	rmc    *memcache.Reader
 }
 
 type fifo struct {
@@ -109,6 +120,10 @@ func (f *fifo) drain() []*request {
 // submit queues reqs (all for this connection) and writes them unless
 // another goroutine is writing, which then writes them with its own.
 func (c *conn) submit(reqs []*request) {
+	if c.lp != nil {
+		c.loopSubmit(reqs)
+		return
+	}
 	c.mu.Lock()
 	c.queue = append(c.queue, reqs...)
 	if c.nc == nil {
@@ -175,27 +190,7 @@ func (c *conn) flushLocked() {
 // dial connects, authenticates, starts the reader and writes the queue.
 func (c *conn) dial() {
 	s := c.srv
-	p := s.owner.Load()
-	timeout := p.cfg.Timeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	d := net.Dialer{KeepAlive: -1}
-	if p.cfg.TCPKeepalive {
-		d.KeepAlive = 0
-	}
-	nc, err := d.DialContext(ctx, s.cfg.Network, s.cfg.Addr)
-	cancel()
-	if err == nil {
-		if tc, ok := nc.(*net.TCPConn); ok {
-			tc.SetNoDelay(true)
-		}
-		err = c.handshake(nc, timeout)
-		if err != nil {
-			nc.Close()
-		}
-	}
+	nc, err := c.connect()
 	c.mu.Lock()
 	c.dialing = false
 	if err != nil {
@@ -215,6 +210,33 @@ func (c *conn) dial() {
 		c.flushLocked()
 	}
 	c.mu.Unlock()
+}
+
+// connect dials the server and authenticates.
+func (c *conn) connect() (net.Conn, error) {
+	p := c.srv.owner.Load()
+	timeout := p.cfg.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	d := net.Dialer{KeepAlive: -1}
+	if p.cfg.TCPKeepalive {
+		d.KeepAlive = 0
+	}
+	nc, err := d.DialContext(ctx, c.srv.cfg.Network, c.srv.cfg.Addr)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	if err := c.handshake(nc, timeout); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
 }
 
 // handshake authenticates and selects the database on a new Redis
@@ -362,6 +384,10 @@ func readUntilMN(rd *memcache.Reader) ([]byte, error) {
 
 // close closes the connection (for a retired server).
 func (c *conn) close() {
+	if c.lp != nil {
+		c.loopClose()
+		return
+	}
 	c.mu.Lock()
 	nc := c.nc
 	c.mu.Unlock()
@@ -372,9 +398,31 @@ func (c *conn) close() {
 
 // busy reports whether requests are queued or in flight.
 func (c *conn) busy() bool {
+	if c.lp != nil {
+		return c.loopBusy()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.queue) > 0 || c.inflight.len() > 0 || c.dialing
+}
+
+// pending is the number of requests queued or in flight.
+func (c *conn) pending() int {
+	if c.lp != nil {
+		return c.loopPending()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue) + c.inflight.len()
+}
+
+// connectNow opens the connection without a request (preconnect).
+func (c *conn) connectNow() {
+	if c.lp != nil {
+		c.loopConnect()
+		return
+	}
+	c.submit(nil)
 }
 
 // checkTimeout closes the connection when its oldest request has waited

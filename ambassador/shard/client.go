@@ -44,6 +44,19 @@ type client struct {
 	writeRaw func(fd uintptr) bool
 	peekRaw  func(fd uintptr) bool
 	peekBuf  [1]byte
+
+	// In an event loop (loop_linux.go), the loop owns the client.
+	lp         *loop
+	fd         int
+	p          parser
+	readable   bool // input may be waiting
+	hup        bool // the peer hung up or the socket failed: read to the end
+	busy       bool // a batch is in flight or its replies are being written
+	stopping   bool // the listener stops: close after what was sent
+	dead       bool
+	queued     bool  // in the loop's ready list
+	perr       error // a stream error, answered after the batch in hand
+	closeAfter bool
 }
 
 type group struct {
@@ -136,6 +149,10 @@ func (c *client) submit() bool {
 
 // batchDone runs in the goroutine that completed the batch's last request.
 func (c *client) batchDone() {
+	if c.lp != nil {
+		c.loopBatchDone()
+		return
+	}
 	if !c.async {
 		c.b.wake <- struct{}{}
 		return
@@ -231,6 +248,10 @@ func (c *client) reset() {
 
 // writeFinal writes a last reply (a protocol error) and closes.
 func (c *client) writeFinal(b []byte) {
+	if c.lp != nil {
+		c.loopWriteFinal(b)
+		return
+	}
 	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	c.nc.Write(b)
 }

@@ -507,6 +507,10 @@ type Config struct {
 	// MaxBulk is the largest Redis bulk string or memcached value a
 	// client may send (and a server may answer).
 	MaxBulk int `json:"max_bulk"`
+
+	// EventLoops is the number of event loops on Linux (0: one per
+	// GOMAXPROCS).
+	EventLoops int `json:"event_loops"`
 }
 
 // DefaultConfig returns the defaults.
@@ -542,6 +546,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ServerConns, "server-connections", c.ServerConns, "single-pool form: connections to each server")
 	fs.StringVar(&c.PasswordFile, "password-file", c.PasswordFile, "single-pool form (redis): `file` with the password clients must AUTH with and that is sent to the servers")
 	fs.IntVar(&c.MaxBulk, "max-bulk", c.MaxBulk, "largest bulk string or value accepted, in bytes")
+	fs.IntVar(&c.EventLoops, "event-loops", c.EventLoops, "event loops serving clients, each with its own server connections (0: one per CPU)")
 }
 
 // Validate reports every invalid field, naming its flag.
@@ -549,6 +554,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.MaxBulk < 1 {
 		errs = append(errs, fmt.Errorf("--max-bulk: %d must be positive", c.MaxBulk))
+	}
+	if c.EventLoops < 0 {
+		errs = append(errs, fmt.Errorf("--event-loops: %d must not be negative", c.EventLoops))
 	}
 	if c.WatchInterval < 0 {
 		errs = append(errs, fmt.Errorf("--watch-interval: %s must not be negative", c.WatchInterval))

@@ -77,9 +77,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(m.requests, prometheus.CounterValue, float64(s.requests.Load()), name, sn)
 			var inflight int
 			for _, c := range s.cs {
-				c.mu.Lock()
-				inflight += len(c.queue) + c.inflight.len()
-				c.mu.Unlock()
+				inflight += c.pending()
 			}
 			ch <- prometheus.MustNewConstMetric(m.inflight, prometheus.GaugeValue, float64(inflight), name, sn)
 			ch <- prometheus.MustNewConstMetric(m.conns, prometheus.GaugeValue, float64(s.open.Load()), name, sn)

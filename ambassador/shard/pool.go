@@ -69,7 +69,11 @@ func serverKey(p Pool, s Server) string {
 }
 
 // newPool builds the running pool, reusing servers from old by key.
-func buildPool(cfg Pool, lim limits, log *slog.Logger, m *metrics, old map[string]*server) (*pool, error) {
+//
+// With event loops, each loop has its own connections to each server:
+// server_connections is rounded up to a multiple of the number of loops,
+// and connection i belongs to loop i modulo that number.
+func buildPool(cfg Pool, lim limits, log *slog.Logger, m *metrics, old map[string]*server, loops []*loop) (*pool, error) {
 	h, err := ketama.Hash(cfg.Hash)
 	if err != nil {
 		return nil, err
@@ -92,8 +96,16 @@ func buildPool(cfg Pool, lim limits, log *slog.Logger, m *metrics, old map[strin
 		srv := old[key]
 		if srv == nil {
 			srv = &server{cfg: s, key: key, errs: map[string]uint64{}, log: p.log.With("server", s.Name, "addr", s.Addr)}
-			for range cfg.ServerConnections {
-				srv.cs = append(srv.cs, &conn{srv: srv})
+			n := cfg.ServerConnections
+			if k := len(loops); k > 0 {
+				n = (n + k - 1) / k * k
+			}
+			for i := range n {
+				c := &conn{srv: srv, fd: -1}
+				if len(loops) > 0 {
+					c.lp = loops[i%len(loops)]
+				}
+				srv.cs = append(srv.cs, c)
 			}
 			srv.latency = m.latency.WithLabelValues(cfg.Name, s.Name)
 		}

@@ -347,3 +347,19 @@ func TestSlowReader(t *testing.T) {
 		t.Fatalf("PING after the large replies = %q", got)
 	}
 }
+
+// TestGoroutineDataPath runs the main tests again through the portable
+// data path (a goroutine per client), which platforms without epoll use.
+func TestGoroutineDataPath(t *testing.T) {
+	for name, test := range map[string]func(*testing.T){
+		"RedisCommands":  TestRedisCommands,
+		"Pipeline":       TestPipeline,
+		"MultiKeySplit":  TestMultiKeySplit,
+		"ProtocolErrors": TestProtocolErrors,
+		"SlowReader":     TestSlowReader,
+		"Memcache":       TestMemcache,
+		"MemcacheMulti":  TestMemcacheMultiGet,
+	} {
+		t.Run(name, test)
+	}
+}

@@ -47,9 +47,12 @@ type Proxy struct {
 	counters  map[string]*poolCounters
 	fileHash  [32]byte
 	reloadReq chan chan error
+	loops     []*loop // nil: a goroutine per client
+	noLoops   bool    // tests: the portable goroutine-per-client data path
 
 	wg sync.WaitGroup
 }
+
 
 var (
 	_ container.Component  = (*Proxy)(nil)
@@ -63,6 +66,7 @@ type listener struct {
 	proto  string
 	ln     net.Listener
 	pool   atomic.Pointer[pool]
+	loops  []*loop
 
 	mu      sync.Mutex
 	clients map[net.Conn]struct{}
@@ -144,6 +148,14 @@ func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
 	px.log = h.Logger()
 	if err := h.Registerer().Register(px.m); err != nil {
 		return err
+	}
+	if loopsSupported && !px.noLoops {
+		loops, err := startLoops(px, px.cfg.EventLoops)
+		if err != nil {
+			return err
+		}
+		px.loops = loops
+		defer stopLoops(loops)
 	}
 	if err := px.apply(); err != nil {
 		px.closeAll()
@@ -249,7 +261,7 @@ func (px *Proxy) apply() error {
 		newKeys = map[string]bool{}
 	)
 	for _, spec := range specs {
-		p, err := buildPool(spec, px.limits, px.log, px.m, old)
+		p, err := buildPool(spec, px.limits, px.log, px.m, old, px.loops)
 		if err != nil {
 			fail = fmt.Errorf("pool %q: %w", spec.Name, err)
 			break
@@ -299,7 +311,7 @@ func (px *Proxy) apply() error {
 		if l, ok := px.listeners[p.cfg.Name]; ok {
 			l.stop(5 * time.Second)
 		}
-		l := &listener{name: p.cfg.Name, listen: p.cfg.Listen, proto: p.cfg.Protocol, ln: opened[p.cfg.Name], clients: map[net.Conn]struct{}{}}
+		l := &listener{name: p.cfg.Name, listen: p.cfg.Listen, proto: p.cfg.Protocol, ln: opened[p.cfg.Name], clients: map[net.Conn]struct{}{}, loops: px.loops}
 		l.pool.Store(p)
 		px.listeners[p.cfg.Name] = l
 		px.wg.Add(1)
@@ -340,7 +352,7 @@ func (px *Proxy) apply() error {
 		if p.cfg.Preconnect {
 			for _, s := range p.servers {
 				for _, c := range s.cs {
-					c.submit(nil)
+					c.connectNow()
 				}
 			}
 		}
@@ -400,6 +412,10 @@ func (px *Proxy) accept(l *listener) {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
+		if px.loops != nil {
+			px.handOver(l, p, nc)
+			continue
+		}
 		l.mu.Lock()
 		if l.closing {
 			l.mu.Unlock()
@@ -411,6 +427,32 @@ func (px *Proxy) accept(l *listener) {
 		l.mu.Unlock()
 		p.counters.clients.Add(1)
 		go px.serveClient(l, nc)
+	}
+}
+
+// handOver gives an accepted connection to an event loop.
+func (px *Proxy) handOver(l *listener, p *pool, nc net.Conn) {
+	fd, err := detach(nc)
+	if err != nil {
+		px.log.Warn("client dropped", "pool", l.name, "error", err)
+		nc.Close()
+		return
+	}
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		closeFD(fd)
+		return
+	}
+	l.wg.Add(1)
+	l.mu.Unlock()
+	p.counters.clients.Add(1)
+	id := clientIDs.Add(1)
+	lp := px.loops[id%uint32(len(px.loops))]
+	if !lp.post(func() { lp.addClient(l, fd, id) }) {
+		closeFD(fd)
+		p.counters.clients.Add(-1)
+		l.wg.Done()
 	}
 }
 
@@ -442,6 +484,9 @@ func (l *listener) stop(grace time.Duration) {
 		nc.SetReadDeadline(time.Now())
 	}
 	l.mu.Unlock()
+	for _, lp := range l.loops {
+		lp.post(func() { lp.stopClients(l, false) })
+	}
 	done := make(chan struct{})
 	go func() { l.wg.Wait(); close(done) }()
 	go func() {
@@ -453,6 +498,9 @@ func (l *listener) stop(grace time.Duration) {
 				nc.Close()
 			}
 			l.mu.Unlock()
+			for _, lp := range l.loops {
+				lp.post(func() { lp.stopClients(l, true) })
+			}
 		}
 	}()
 }
@@ -525,6 +573,12 @@ func (px *Proxy) watchTimeouts(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case now := <-t.C:
+			if px.loops != nil {
+				for _, lp := range px.loops {
+					lp.post(func() { lp.checkTimeouts(now) })
+				}
+				continue
+			}
 			for _, p := range px.pools() {
 				if p.cfg.Timeout <= 0 {
 					continue

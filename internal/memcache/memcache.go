@@ -84,6 +84,7 @@ type Reader struct {
 	limits Limits
 	req    Request
 	err    error
+	need   int // bytes the last Try call found missing
 }
 
 // NewReader returns a Reader with an initial buffer of size bytes.
@@ -499,7 +500,7 @@ func isNumber(b []byte) bool {
 // requests' slices stay valid, but the Request itself is reused.
 func (r *Reader) TryRequest() (*Request, error) {
 	for r.r < r.w {
-		n, _, err := r.parseRequest(r.buf[r.r:r.w])
+		n, need, err := r.parseRequest(r.buf[r.r:r.w])
 		if n > 0 {
 			r.req.Raw = r.buf[r.r : r.r+n]
 			r.r += n
@@ -508,6 +509,7 @@ func (r *Reader) TryRequest() (*Request, error) {
 			return nil, err
 		}
 		if n == 0 {
+			r.need = need
 			return nil, nil
 		}
 		if len(r.req.Name) > 0 {
@@ -524,4 +526,77 @@ func (r *Reader) Wait() error {
 		return nil
 	}
 	return r.fill(1)
+}
+
+// TryValueReply is ReadValueReply without reading from the connection:
+// ok is false when no complete reply is buffered.
+func (r *Reader) TryValueReply() (raw []byte, ok bool, err error) {
+	return r.tryReply(scanValues)
+}
+
+// TryLineReply is ReadLineReply without reading from the connection.
+func (r *Reader) TryLineReply() (raw []byte, ok bool, err error) {
+	return r.tryReply(scanMeta)
+}
+
+// TryThroughMN returns the meta replies up to and including "MN\r\n" once
+// all of them are buffered (what a quiet request followed by mn gets).
+func (r *Reader) TryThroughMN() (raw []byte, ok bool, err error) {
+	return r.tryReply(scanThroughMN)
+}
+
+func scanThroughMN(b []byte, l Limits) (int, int, error) {
+	pos := 0
+	for {
+		n, need, err := scanMeta(b[pos:], l)
+		if err != nil || n == 0 {
+			return 0, need, err
+		}
+		pos += n
+		if n == 4 && string(b[pos-4:pos]) == "MN\r\n" {
+			return pos, 0, nil
+		}
+		if pos == len(b) {
+			return 0, 1, nil
+		}
+	}
+}
+
+func (r *Reader) tryReply(scan func(b []byte, l Limits) (int, int, error)) ([]byte, bool, error) {
+	if r.r == r.w {
+		r.need = 1
+		return nil, false, nil
+	}
+	n, need, err := scan(r.buf[r.r:r.w], r.limits)
+	if err != nil || n == 0 {
+		r.need = need
+		return nil, false, err
+	}
+	raw := r.buf[r.r : r.r+n]
+	r.r += n
+	return raw, true, nil
+}
+
+// Fill reads from the connection once, into room for at least the bytes
+// the last Try call found missing; it may move the buffer. It reports how
+// many bytes it read and whether they filled the free space. Unlike the
+// Read methods it does not keep the error.
+func (r *Reader) Fill() (n int, full bool, err error) {
+	need := max(r.need, 1)
+	if r.r > 0 && (r.r == r.w || len(r.buf)-r.w < need) {
+		m := copy(r.buf, r.buf[r.r:r.w])
+		r.r, r.w = 0, m
+	}
+	if len(r.buf)-r.w < need {
+		nb := make([]byte, max(2*len(r.buf), r.w+need))
+		copy(nb, r.buf[:r.w])
+		r.buf = nb
+	}
+	free := len(r.buf) - r.w
+	n, err = r.rd.Read(r.buf[r.w:])
+	if n < 0 || n > free {
+		return 0, false, io.ErrShortBuffer
+	}
+	r.w += n
+	return n, n == free, err
 }

@@ -4,6 +4,7 @@
 package rawsock
 
 import (
+	"errors"
 	"io"
 	"net"
 	"syscall"
@@ -136,4 +137,47 @@ func Send(fd uintptr, p []byte) (int, syscall.Errno) {
 		return 0, e
 	}
 	return int(n), 0
+}
+
+// Read is one read(2) into p (not empty) from the non-blocking socket fd,
+// as a raw system call. It returns what was read and the error number
+// (EAGAIN when nothing is waiting; 0 bytes and no error at end of input).
+func Read(fd uintptr, p []byte) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), 0
+}
+
+// Detach takes c's socket out of the runtime's poller: it returns a
+// duplicate of the descriptor, still non-blocking and close-on-exec, and
+// closes c. The caller owns the descriptor and waits on it with an
+// epoll of its own.
+func Detach(c net.Conn) (int, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("rawsock: not a socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
+		if e != 0 {
+			derr = e
+			return
+		}
+		fd = int(r)
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, derr
+	}
+	c.Close()
+	return fd, nil
 }

@@ -39,6 +39,7 @@ type Reader struct {
 	limits Limits
 	args   [][]byte
 	err    error // sticky read error
+	need   int   // bytes the last Try call found missing
 }
 
 // NewReader returns a Reader with an initial buffer of size bytes.
@@ -470,11 +471,12 @@ func AppendCommand(b []byte, args ...[]byte) []byte {
 // commands' slices stay valid (the buffer is not moved).
 func (r *Reader) TryCommand() (args [][]byte, raw []byte, ok bool, err error) {
 	for r.r < r.w {
-		n, _, args, err := r.parseCommand(r.buf[r.r:r.w])
+		n, need, args, err := r.parseCommand(r.buf[r.r:r.w])
 		if err != nil {
 			return nil, nil, false, err
 		}
 		if n == 0 {
+			r.need = need
 			return nil, nil, false, nil
 		}
 		raw = r.buf[r.r : r.r+n]
@@ -484,4 +486,53 @@ func (r *Reader) TryCommand() (args [][]byte, raw []byte, ok bool, err error) {
 		}
 	}
 	return nil, nil, false, nil
+}
+
+// TryReply is ReadReply without reading from the connection: it returns
+// ok false when no complete reply is buffered.
+func (r *Reader) TryReply() (raw []byte, ok bool, err error) {
+	if r.r == r.w {
+		r.need = 1
+		return nil, false, nil
+	}
+	n, need, err := r.scanValue(r.buf[r.r:r.w], 0, 0)
+	if err != nil || n == 0 {
+		r.need = need
+		return nil, false, err
+	}
+	raw = r.buf[r.r : r.r+n]
+	r.r += n
+	return raw, true, nil
+}
+
+// Fill reads from the connection once, into room for at least the bytes
+// the last Try call found missing; it may move the buffer, so slices from
+// earlier calls are no longer valid. It reports how many bytes it read
+// and whether they filled the free space (more may be waiting). Unlike
+// the Read methods it does not keep the error: a non-blocking reader's
+// "try again" is just returned.
+func (r *Reader) Fill() (n int, full bool, err error) {
+	return fillOnce(r.rd, &r.buf, &r.r, &r.w, max(r.need, 1))
+}
+
+// fillOnce compacts or grows buf so that need more bytes fit after w, then
+// reads once.
+func fillOnce(rd io.Reader, buf *[]byte, r, w *int, need int) (int, bool, error) {
+	b := *buf
+	if *r > 0 && (*r == *w || len(b)-*w < need) {
+		m := copy(b, b[*r:*w])
+		*r, *w = 0, m
+	}
+	if len(b)-*w < need {
+		nb := make([]byte, max(2*len(b), *w+need))
+		copy(nb, b[:*w])
+		b, *buf = nb, nb
+	}
+	free := len(b) - *w
+	n, err := rd.Read(b[*w:])
+	if n < 0 || n > free {
+		return 0, false, io.ErrShortBuffer
+	}
+	*w += n
+	return n, n == free, err
 }
