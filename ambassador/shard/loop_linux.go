@@ -785,4 +785,4 @@ func (lp *loop) checkTimeouts(now time.Time) {
 }
 
 func detach(nc net.Conn) (int, error) { return rawsock.Detach(nc) }
-func closeFD(fd int)                   { syscall.Close(fd) }
+func closeFD(fd int)                  { syscall.Close(fd) }

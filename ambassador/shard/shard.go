@@ -53,7 +53,6 @@ type Proxy struct {
 	wg sync.WaitGroup
 }
 
-
 var (
 	_ container.Component  = (*Proxy)(nil)
 	_ container.Configured = (*Proxy)(nil)
