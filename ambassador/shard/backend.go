@@ -31,6 +31,7 @@ const (
 type request struct {
 	out    []byte // what is sent; may alias the client's read buffer
 	kind   replyKind
+	count  int // Redis: how many replies make the answer (a transaction's)
 	reply  []byte
 	failed bool // reply is an error made by the proxy
 	sent   time.Time
@@ -282,6 +283,7 @@ func (c *conn) read(nc net.Conn, sock io.Reader) {
 	var err error
 	if s.owner.Load().cfg.Protocol == Redis {
 		rd := resp.NewReader(sock, 16<<10, resp.Limits{MaxBulk: lim.maxBulk})
+		var acc []byte
 		for {
 			var raw []byte
 			raw, err = rd.ReadReply()
@@ -294,7 +296,23 @@ func (c *conn) read(nc net.Conn, sock io.Reader) {
 				err = errors.New("reply without a request")
 				break
 			}
-			r := c.inflight.pop()
+			r := c.inflight.peek()
+			c.mu.Unlock()
+			if r.count > 1 {
+				// A transaction: its replies in a row. The request stays
+				// in flight, failed with the connection if one is missing.
+				acc = append(acc[:0], raw...)
+				for i := 1; i < r.count && err == nil; i++ {
+					raw, err = rd.ReadReply()
+					acc = append(acc, raw...)
+				}
+				if err != nil {
+					break
+				}
+				raw = acc
+			}
+			c.mu.Lock()
+			r = c.inflight.pop()
 			c.mu.Unlock()
 			s.observe(r)
 			r.complete(raw, false)

@@ -80,7 +80,7 @@ func (c *client) newReq(srv *server, out []byte, kind replyKind) *request {
 	} else {
 		r = &request{}
 	}
-	r.out, r.kind, r.srv, r.batch, r.failed = out, kind, srv, c.b, false
+	r.out, r.kind, r.count, r.srv, r.batch, r.failed = out, kind, 1, srv, c.b, false
 	c.used = append(c.used, r)
 	cn := srv.conn(c.id)
 	for i := range c.groups {

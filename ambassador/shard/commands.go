@@ -16,6 +16,7 @@ const (
 	cmdMSET                 // fan-out, merged
 	cmdSum                  // fan-out, integer replies summed (DEL, UNLINK, EXISTS, TOUCH)
 	cmdLocal                // answered by the proxy
+	cmdTx                   // MULTI, EXEC, DISCARD: a transaction on one server
 	cmdUnshardable          // refused with a clear error
 )
 
@@ -64,7 +65,8 @@ func init() {
 	reg(cmdSum, 2, `DEL UNLINK EXISTS TOUCH`)
 	reg(cmdLocal, 1, `PING ECHO QUIT COMMAND AUTH SELECT HELLO`)
 	refuse("it would see only one server's keys", `KEYS SCAN RANDOMKEY DBSIZE FLUSHALL FLUSHDB SWAPDB MOVE WAIT WAITAOF`)
-	refuse("a transaction cannot span servers", `MULTI EXEC DISCARD WATCH UNWATCH`)
+	reg(cmdTx, 1, `MULTI EXEC DISCARD`)
+	refuse("WATCH needs a server connection of its own, and podkit shard shares them; use MULTI/EXEC with keys in one hash tag, or a Lua script", `WATCH UNWATCH`)
 	refuse("blocking commands would hold a server connection shared by other clients",
 		`BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP XREAD XREADGROUP`)
 	refuse("pub/sub needs a dedicated connection",

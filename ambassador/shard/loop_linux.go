@@ -686,6 +686,8 @@ func (c *conn) takeReplies() error {
 		var ok bool
 		var err error
 		switch {
+		case c.rresp != nil && r.count > 1:
+			raw, ok, err = c.rresp.TryReplies(r.count)
 		case c.rresp != nil:
 			raw, ok, err = c.rresp.TryReply()
 		case r.kind == replyValues:

@@ -17,6 +17,18 @@ type redisClient struct {
 	rd     *resp.Reader
 	authed bool
 	tmp    []*server
+	tx     tx
+}
+
+// tx is a transaction being queued by the client. Nothing reaches a
+// server before EXEC, which sends MULTI, the queued commands and EXEC in
+// one request to the one server all their keys hash to.
+type tx struct {
+	on      bool
+	aborted bool    // a command was refused: EXEC answers EXECABORT
+	srv     *server // where the keys so far hash to
+	buf     []byte  // MULTI and the queued commands
+	n       int
 }
 
 func (c *redisClient) serve() {
@@ -70,6 +82,7 @@ func (c *redisClient) handle(pl *pool, args [][]byte, raw []byte) {
 	name := args[0]
 	ci, ok := lookup(name)
 	if !ok {
+		c.tx.aborted = c.tx.on
 		c.errorf("ERR unknown command '%s' (podkit shard forwards only commands it can shard)", clip(name))
 		return
 	}
@@ -80,7 +93,16 @@ func (c *redisClient) handle(pl *pool, args [][]byte, raw []byte) {
 		}
 	}
 	if len(args) < ci.minArgs {
+		c.tx.aborted = c.tx.on
 		c.errorf("ERR wrong number of arguments for '%s' command", bytes.ToLower(name))
+		return
+	}
+	if ci.class == cmdTx {
+		c.txCommand(pl, name)
+		return
+	}
+	if c.tx.on && !eqFold(name, "QUIT") {
+		c.txQueue(pl, name, ci, args, raw)
 		return
 	}
 	switch ci.class {
@@ -122,6 +144,120 @@ func (c *redisClient) handle(pl *pool, args [][]byte, raw []byte) {
 	case cmdUnshardable:
 		c.errorf("ERR podkit shard: %s is not supported: %s", bytes.ToUpper(name), ci.why)
 	}
+}
+
+// txCommand answers MULTI, EXEC and DISCARD.
+func (c *redisClient) txCommand(pl *pool, name []byte) {
+	switch {
+	case eqFold(name, "MULTI"):
+		if c.tx.on {
+			c.errorf("ERR MULTI calls can not be nested")
+			return
+		}
+		c.tx = tx{on: true, buf: resp.AppendCommand(nil, []byte("MULTI"))}
+		c.addLocal([]byte("+OK\r\n"))
+	case eqFold(name, "DISCARD"):
+		if !c.tx.on {
+			c.errorf("ERR DISCARD without MULTI")
+			return
+		}
+		c.tx = tx{}
+		c.addLocal([]byte("+OK\r\n"))
+	default: // EXEC
+		t := c.tx
+		c.tx = tx{}
+		switch {
+		case !t.on:
+			c.errorf("ERR EXEC without MULTI")
+		case t.aborted:
+			c.addLocal([]byte("-EXECABORT Transaction discarded because of previous errors.\r\n"))
+		case t.n == 0:
+			c.addLocal([]byte("*0\r\n"))
+		case pl.cfg.FailClosed && t.srv.down.Load():
+			c.addLocal(t.srv.downReply(Redis))
+		default:
+			out := resp.AppendCommand(t.buf, []byte("EXEC"))
+			r := c.newReq(t.srv, out, replyRESP)
+			r.count = t.n + 2
+			c.slots = append(c.slots, slot{subs: []*request{r}, merge: mergeExec})
+		}
+	}
+}
+
+// mergeExec answers EXEC with the server's reply to it, the last of the
+// transaction's replies (those to MULTI and the queued commands come
+// first).
+func mergeExec(dst []byte, s *slot) []byte {
+	r := s.subs[0]
+	if r.failed {
+		return append(dst, r.reply...)
+	}
+	return append(dst, resp.LastValue(r.reply)...)
+}
+
+// txQueue queues a command of a transaction, answering QUEUED, once its
+// keys are known to hash to the transaction's server.
+func (c *redisClient) txQueue(pl *pool, name []byte, ci cmdInfo, args [][]byte, raw []byte) {
+	refuse := func(format string, a ...any) {
+		c.tx.aborted = true
+		c.errorf(format, a...)
+	}
+	var keys [][]byte
+	step := 1
+	switch ci.class {
+	case cmdKey:
+		keys = args[1:2]
+	case cmdKeyAt2:
+		keys = args[2:3]
+	case cmdAllKeys, cmdMGET, cmdSum:
+		keys = args[1:]
+	case cmdKeys2:
+		keys = args[1:3]
+	case cmdMSET:
+		if len(args)%2 != 1 {
+			refuse("ERR wrong number of arguments for 'mset' command")
+			return
+		}
+		keys, step = args[1:], 2
+	case cmdNumKeys:
+		n, err := strconv.Atoi(string(args[ci.numAt]))
+		if err != nil || n < 1 || ci.numAt+1+n > len(args) {
+			refuse("ERR numkeys of '%s' is not a valid number of keys", bytes.ToLower(name))
+			return
+		}
+		keys = args[ci.numAt+1 : ci.numAt+1+n]
+		if ci.dest {
+			keys = append([][]byte{args[1]}, keys...)
+		}
+	default:
+		refuse("ERR podkit shard: %s inside MULTI is not supported: only commands with keys, all on one server, can be queued", bytes.ToUpper(name))
+		return
+	}
+	for i := 0; i < len(keys); i += step {
+		srv := pl.pick(keys[i])
+		if srv == nil {
+			refuse("ERR podkit shard: pool %s has no live servers", pl.cfg.Name)
+			return
+		}
+		if c.tx.srv == nil {
+			c.tx.srv = srv
+		}
+		if srv != c.tx.srv {
+			hint := "configure a hash_tag such as \"{}\" and put the shared part of the keys in it"
+			if pl.cfg.HashTag != "" {
+				hint = fmt.Sprintf("put the shared part of the keys in the hash tag, e.g. %c...%c", pl.cfg.HashTag[0], pl.cfg.HashTag[1])
+			}
+			refuse("ERR podkit shard: the keys of a transaction must all be on one server; %s", hint)
+			return
+		}
+	}
+	if len(c.tx.buf)+len(raw) > c.px.limits.maxBulk {
+		refuse("ERR podkit shard: transaction larger than %d bytes (--max-bulk)", c.px.limits.maxBulk)
+		return
+	}
+	c.tx.buf = append(c.tx.buf, raw...)
+	c.tx.n++
+	c.addLocal([]byte("+QUEUED\r\n"))
 }
 
 // route returns the server for key, or adds an error slot and nil.

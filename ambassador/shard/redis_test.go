@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,7 +76,8 @@ func TestRedisCommands(t *testing.T) {
 		{[]string{"SUNIONSTORE", "{t}:d", "{t}:a", "{t}:b"}, ":0\r\n"},
 		{[]string{"KEYS", "*"}, "-ERR podkit shard: KEYS is not supported: it would see only one server's keys\r\n"},
 		{[]string{"SCAN", "0"}, "-ERR podkit shard: SCAN is not supported*"},
-		{[]string{"MULTI"}, "-ERR podkit shard: MULTI is not supported: a transaction cannot span servers\r\n"},
+		{[]string{"WATCH", "k"}, "-ERR podkit shard: WATCH is not supported: WATCH needs a server connection of its own, and podkit shard shares them; use MULTI/EXEC with keys in one hash tag, or a Lua script\r\n"},
+		{[]string{"EXEC"}, "-ERR EXEC without MULTI\r\n"},
 		{[]string{"BLPOP", "l", "0"}, "-ERR podkit shard: BLPOP is not supported*"},
 		{[]string{"SUBSCRIBE", "ch"}, "-ERR podkit shard: SUBSCRIBE is not supported*"},
 		{[]string{"FLUSHALL"}, "-ERR podkit shard: FLUSHALL is not supported*"},
@@ -348,6 +350,96 @@ func TestSlowReader(t *testing.T) {
 	}
 }
 
+// TestTransaction checks MULTI/EXEC on keys that share a hash tag: the
+// transaction runs on their server, atomically, and keys on two servers
+// abort it before anything is sent.
+func TestTransaction(t *testing.T) {
+	t.Parallel()
+	addrs := []string{testdeps.StartRedis(t), testdeps.StartRedis(t)}
+	if addrs[0] == "" {
+		return
+	}
+	cfg := redisConfig(addrs...)
+	cfg.HashTag = "{}"
+	r := start(t, cfg)
+	pl := r.px.pools()[0]
+	// Two tags on different servers.
+	tags := map[string]string{}
+	for i := 0; len(tags) < 2; i++ {
+		tag := fmt.Sprintf("user%d", i)
+		tags[pl.pick([]byte(tag)).cfg.Addr] = tag
+	}
+	a, b := tags[addrs[0]], tags[addrs[1]]
+	c := dialRedis(t, r.addr(""))
+	steps := []struct {
+		cmd  []string
+		want string
+	}{
+		{[]string{"MULTI"}, "+OK\r\n"},
+		{[]string{"SET", "{" + a + "}:name", "ann"}, "+QUEUED\r\n"},
+		{[]string{"INCR", "{" + a + "}:visits"}, "+QUEUED\r\n"},
+		{[]string{"MGET", "{" + a + "}:name", "{" + a + "}:visits"}, "+QUEUED\r\n"},
+		{[]string{"LPUSH", "{" + a + "}:name", "x"}, "+QUEUED\r\n"}, // fails at EXEC: wrong type
+		{[]string{"EXEC"}, "*4\r\n+OK\r\n:1\r\n*2\r\n$3\r\nann\r\n$1\r\n1\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"},
+		{[]string{"MULTI"}, "+OK\r\n"},
+		{[]string{"MULTI"}, "-ERR MULTI calls can not be nested\r\n"},
+		{[]string{"INCR", "{" + a + "}:visits"}, "+QUEUED\r\n"},
+		{[]string{"INCR", "{" + b + "}:visits"}, "-ERR podkit shard: the keys of a transaction must all be on one server; put the shared part of the keys in the hash tag, e.g. {...}\r\n"},
+		{[]string{"EXEC"}, "-EXECABORT Transaction discarded because of previous errors.\r\n"},
+		{[]string{"GET", "{" + a + "}:visits"}, "$1\r\n1\r\n"}, // the aborted INCR never ran
+		{[]string{"MULTI"}, "+OK\r\n"},
+		{[]string{"SET", "{" + b + "}:k", "v"}, "+QUEUED\r\n"},
+		{[]string{"DISCARD"}, "+OK\r\n"},
+		{[]string{"EXISTS", "{" + b + "}:k"}, ":0\r\n"},
+		{[]string{"MULTI"}, "+OK\r\n"},
+		{[]string{"PING"}, "-ERR podkit shard: PING inside MULTI is not supported: only commands with keys, all on one server, can be queued\r\n"},
+		{[]string{"EXEC"}, "-EXECABORT Transaction discarded because of previous errors.\r\n"},
+		{[]string{"MULTI"}, "+OK\r\n"},
+		{[]string{"EXEC"}, "*0\r\n"},
+	}
+	for _, s := range steps {
+		if got := c.do(s.cmd...); got != s.want {
+			t.Fatalf("%v: got %q, want %q", s.cmd, got, s.want)
+		}
+	}
+	// The transaction ran on a's server.
+	if got := keysOn(t, addrs[0], "{"+a+"}"); len(got) != 2 {
+		t.Errorf("keys of the transaction on %s: %v", addrs[0], got)
+	}
+	// Pipelined transactions from several clients interleave on the
+	// shared server connection without mixing.
+	var wg sync.WaitGroup
+	for i := range 8 {
+		cc := dialRedis(t, r.addr(""))
+		key := fmt.Sprintf("{%s}:n%d", a, i)
+		var batch []byte
+		for range 50 {
+			batch = append(batch, cmd("MULTI")...)
+			batch = append(batch, cmd("INCR", key)...)
+			batch = append(batch, cmd("INCR", key)...)
+			batch = append(batch, cmd("EXEC")...)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := cc.nc.Write(batch); err != nil {
+				t.Errorf("client %d: %v", i, err)
+				return
+			}
+			for j := range 50 {
+				want := []string{"+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n", fmt.Sprintf("*2\r\n:%d\r\n:%d\r\n", 2*j+1, 2*j+2)}
+				for _, w := range want {
+					if got, err := cc.tryRead(); got != w {
+						t.Errorf("client %d transaction %d: got %q (%v), want %q", i, j, got, err, w)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // TestGoroutineDataPath runs the main tests again through the portable
 // data path (a goroutine per client), which platforms without epoll use.
 func TestGoroutineDataPath(t *testing.T) {
@@ -355,6 +447,7 @@ func TestGoroutineDataPath(t *testing.T) {
 		"RedisCommands":  TestRedisCommands,
 		"Pipeline":       TestPipeline,
 		"MultiKeySplit":  TestMultiKeySplit,
+		"Transaction":    TestTransaction,
 		"ProtocolErrors": TestProtocolErrors,
 		"SlowReader":     TestSlowReader,
 		"Memcache":       TestMemcache,

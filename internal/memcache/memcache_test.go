@@ -182,3 +182,119 @@ func FuzzReadReply(f *testing.F) {
 		}
 	})
 }
+
+// chunks reads its input step bytes at a time, answering "try again"
+// between steps, as a non-blocking socket does between packets.
+type chunks struct {
+	in    []byte
+	step  int
+	again bool
+}
+
+var errAgain = errors.New("again")
+
+func (c *chunks) Read(b []byte) (int, error) {
+	if len(c.in) == 0 {
+		return 0, io.EOF
+	}
+	if c.again = !c.again; !c.again {
+		return 0, errAgain
+	}
+	n := copy(b, c.in[:min(c.step, len(c.in))])
+	c.in = c.in[n:]
+	return n, nil
+}
+
+// FuzzTry checks that the event-loop reading (Fill, then Try until it
+// finds nothing) returns the same requests and replies as the blocking
+// Read methods, whatever the input and however it is split. Mode 0 reads
+// requests, 1 value replies, 2 line replies, 3 replies through MN.
+func FuzzTry(f *testing.F) {
+	for _, s := range []string{
+		"set k 0 0 3\r\nabc\r\nget k j\r\nmn\r\n", "VALUE a 0 1\r\nx\r\nEND\r\nEND\r\n",
+		"HD\r\nVA 3 f1\r\nabc\r\nMN\r\nMN\r\n", "STORED\r\nEN\r\n", "bogus\r\nget a\r\n",
+	} {
+		for mode := range uint8(4) {
+			f.Add([]byte(s), uint8(3), mode)
+		}
+	}
+	f.Fuzz(func(t *testing.T, in []byte, step, mode uint8) {
+		mode %= 4
+		lim := Limits{MaxValue: 1 << 12, MaxLine: 1 << 10, MaxKeys: 64}
+		read := func(r *Reader) ([]byte, error) {
+			switch mode {
+			case 0:
+				req, err := r.ReadRequest()
+				if err != nil {
+					return nil, err
+				}
+				return req.Raw, nil
+			case 1:
+				return r.ReadValueReply()
+			case 2:
+				return r.ReadLineReply()
+			}
+			var out []byte
+			for {
+				raw, err := r.ReadLineReply()
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, raw...)
+				if string(raw) == "MN\r\n" {
+					return out, nil
+				}
+			}
+		}
+		try := func(r *Reader) ([]byte, bool, error) {
+			switch mode {
+			case 0:
+				req, err := r.TryRequest()
+				if req == nil || err != nil {
+					return nil, false, err
+				}
+				return req.Raw, true, nil
+			case 1:
+				return r.TryValueReply()
+			case 2:
+				return r.TryLineReply()
+			}
+			return r.TryThroughMN()
+		}
+		var want [][]byte
+		rd := NewReader(bytes.NewReader(in), 16, lim)
+		for {
+			raw, err := read(rd)
+			if err != nil {
+				break
+			}
+			want = append(want, bytes.Clone(raw))
+		}
+		var got [][]byte
+		tr := NewReader(&chunks{in: in, step: int(step%64) + 1}, 16, lim)
+	outer:
+		for range 10000 {
+			for {
+				raw, ok, err := try(tr)
+				if err != nil {
+					break outer
+				}
+				if !ok {
+					break
+				}
+				got = append(got, bytes.Clone(raw))
+			}
+			if _, _, err := tr.Fill(); err != nil && err != errAgain {
+				break
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("Try read %d frames, Read %d", len(got), len(want))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("frame %d: Try %q, Read %q", i, got[i], want[i])
+			}
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 )
 
@@ -535,4 +536,36 @@ func fillOnce(rd io.Reader, buf *[]byte, r, w *int, need int) (int, bool, error)
 	}
 	*w += n
 	return n, n == free, err
+}
+
+// TryReplies is TryReply for n replies in a row, returned as one slice.
+func (r *Reader) TryReplies(n int) (raw []byte, ok bool, err error) {
+	b := r.buf[r.r:r.w]
+	pos := 0
+	for range n {
+		end, need, err := r.scanValue(b, pos, 0)
+		if err != nil || end == 0 {
+			r.need = need
+			return nil, false, err
+		}
+		pos = end
+	}
+	raw = b[:pos]
+	r.r += pos
+	return raw, true, nil
+}
+
+// LastValue returns the last complete value of raw, a run of replies
+// (raw itself if it holds no complete value).
+func LastValue(raw []byte) []byte {
+	r := Reader{limits: Limits{MaxBulk: math.MaxInt, MaxArgs: math.MaxInt, MaxInline: math.MaxInt}}
+	last, pos := 0, 0
+	for pos < len(raw) {
+		end, _, err := r.scanValue(raw, pos, 0)
+		if err != nil || end == 0 {
+			break
+		}
+		last, pos = pos, end
+	}
+	return raw[last:]
 }

@@ -196,3 +196,104 @@ func FuzzReadReply(f *testing.F) {
 		}
 	})
 }
+
+// chunks reads its input step bytes at a time, answering "try again"
+// between steps, as a non-blocking socket does between packets.
+type chunks struct {
+	in    []byte
+	step  int
+	again bool
+}
+
+var errAgain = errors.New("again")
+
+func (c *chunks) Read(b []byte) (int, error) {
+	if len(c.in) == 0 {
+		return 0, io.EOF
+	}
+	if c.again = !c.again; !c.again {
+		return 0, errAgain
+	}
+	n := copy(b, c.in[:min(c.step, len(c.in))])
+	c.in = c.in[n:]
+	return n, nil
+}
+
+// FuzzTry checks that the event-loop reading (Fill, then Try until it
+// finds nothing) returns the same commands and replies as the blocking
+// Read methods, whatever the input and however it is split.
+func FuzzTry(f *testing.F) {
+	for _, s := range []string{
+		"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nxxx\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+		"+OK\r\n+QUEUED\r\n*2\r\n:1\r\n$1\r\na\r\n", "PING\r\n\r\nECHO a\r\n", "$5\r\nab",
+	} {
+		f.Add([]byte(s), uint8(3), false)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, step uint8, replies bool) {
+		lim := Limits{MaxBulk: 1 << 16, MaxArgs: 1 << 10, MaxInline: 1 << 12}
+		var want [][]byte
+		rd := NewReader(bytes.NewReader(in), 16, lim)
+		for {
+			var raw []byte
+			var err error
+			if replies {
+				raw, err = rd.ReadReply()
+			} else {
+				_, raw, err = rd.ReadCommand()
+			}
+			if err != nil {
+				break
+			}
+			want = append(want, bytes.Clone(raw))
+		}
+		var got [][]byte
+		tr := NewReader(&chunks{in: in, step: int(step%64) + 1}, 16, lim)
+	outer:
+		for range 10000 {
+			for {
+				var raw []byte
+				var ok bool
+				var err error
+				if replies {
+					raw, ok, err = tr.TryReply()
+				} else {
+					_, raw, ok, err = tr.TryCommand()
+				}
+				if err != nil {
+					break outer
+				}
+				if !ok {
+					break
+				}
+				got = append(got, bytes.Clone(raw))
+			}
+			if _, _, err := tr.Fill(); err != nil && err != errAgain {
+				break
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("Try read %d frames, Read %d", len(got), len(want))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("frame %d: Try %q, Read %q", i, got[i], want[i])
+			}
+		}
+		if replies && len(want) > 0 {
+			all := bytes.Join(want, nil)
+			if last := LastValue(all); !bytes.Equal(last, want[len(want)-1]) {
+				t.Fatalf("LastValue(%q) = %q", all, last)
+			}
+			two, ok, err := NewReader(bytes.NewReader(nil), 16, lim).tryRepliesFrom(all, len(want))
+			if err != nil || !ok || !bytes.Equal(two, all) {
+				t.Fatalf("TryReplies(%d) of %q: %q %v %v", len(want), all, two, ok, err)
+			}
+		}
+	})
+}
+
+// tryRepliesFrom runs TryReplies(n) over b as buffered input.
+func (r *Reader) tryRepliesFrom(b []byte, n int) ([]byte, bool, error) {
+	r.buf, r.r, r.w = bytes.Clone(b), 0, len(b)
+	return r.TryReplies(n)
+}
