@@ -7,15 +7,13 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	"github.com/podkit/podkit/internal/rawsock"
 )
 
 // backendConn is a keep-alive connection to the target.
 type backendConn struct {
 	pool      *backendPool
 	c         net.Conn
-	sock      io.ReadWriter // c's reads and writes (see rawSock)
+	sock      *backSock // c's reads and writes
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
@@ -73,7 +71,7 @@ func (bp *backendPool) get(probe bool) (*backendConn, bool, error) {
 		bp.p.log.Warn("cannot reach target", "target", bp.p.target.String(), "error", err)
 		return nil, false, err
 	}
-	sock := rawsock.New(c)
+	sock := newBackSock(c)
 	bc := &backendConn{
 		pool: bp,
 		c:    c,

@@ -213,7 +213,8 @@ func (c *h1conn) handle(head []byte) bool {
 		}
 		c.writeRequestHead(bc.bw, r, upgrade)
 		if !hasBody {
-			err = bc.bw.Flush()
+			// The head goes out with the first read of the answer.
+			err = bc.sock.deferWrite(bc.bw.Flush)
 			if err == nil {
 				err = bc.readHead(&c.resp, start)
 			}

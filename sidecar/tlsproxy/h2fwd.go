@@ -49,8 +49,8 @@ func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
 				return // the client failed: nothing more to say
 			}
 		}
-		if err = bc.bw.Flush(); err == nil {
-			err = bc.readHead(&resp, start)
+		if err = bc.sock.deferWrite(bc.bw.Flush); err == nil {
+			err = bc.readHead(&resp, start) // sends the request first
 		}
 		// Interim responses are not relayed over HTTP/2.
 		for err == nil && resp.status < 200 && resp.status != 101 {
