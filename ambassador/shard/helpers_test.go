@@ -45,6 +45,9 @@ func start(t *testing.T, cfg Config) *running { return startB(t, cfg) }
 // startB is start for tests and benchmarks.
 func startB(t testing.TB, cfg Config) *running {
 	t.Helper()
+	if strings.HasPrefix(t.Name(), "TestThreeLoops/") {
+		cfg.EventLoops = 3
+	}
 	px, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -574,6 +574,14 @@ func (c *conn) dialLoop() {
 func (c *conn) dialed(fd int, err error) {
 	s := c.srv
 	c.dialing = false
+	if err == nil && s.retired.Load() {
+		// Retired while dialing: its close may already have run.
+		syscall.Close(fd)
+		q := c.queue
+		c.queue = nil
+		s.failAll(q, "removed from the pool by a reload", kindDown)
+		return
+	}
 	if err == nil {
 		err = c.lp.add(fd, c)
 		if err != nil {

@@ -456,3 +456,17 @@ func TestGoroutineDataPath(t *testing.T) {
 		t.Run(name, test)
 	}
 }
+
+// TestThreeLoops runs the main tests again with three event loops, where
+// clients and server connections are spread over the loops.
+func TestThreeLoops(t *testing.T) {
+	for name, test := range map[string]func(*testing.T){
+		"Pipeline":      TestPipeline,
+		"MultiKeySplit": TestMultiKeySplit,
+		"Transaction":   TestTransaction,
+		"SlowReader":    TestSlowReader,
+		"MemcacheMulti": TestMemcacheMultiGet,
+	} {
+		t.Run(name, test)
+	}
+}
