@@ -52,6 +52,7 @@ type h1conn struct {
 	resp msg
 
 	readDeadline  time.Time // last read deadline set on the client
+	waitDeadline  time.Time // on its readyWait
 	writeDeadline time.Time
 	custom        bool // readDeadline is not the idle deadline
 }
@@ -110,44 +111,99 @@ func (c *h1conn) refreshWrite(now time.Time) {
 }
 
 func (c *h1conn) serve() {
-	p := c.p
-	for n := 0; ; n++ {
-		if !c.raw.setIdle(true) {
-			return
-		}
-		// Waiting for the next request: the idle timeout applies.
-		c.refreshRead(time.Now())
-		if _, err := c.br.Peek(1); err != nil {
-			c.raw.setIdle(false)
-			return
-		}
-		c.raw.setIdle(false)
-		if p.stopped.Load() {
-			// Shutdown may have woken the read just now: undo that.
-			c.custom = true
-			c.refreshRead(time.Now())
-		}
-		head, err := readHead(c.br, c.headerWait)
-		if err != nil {
-			switch {
-			case errors.Is(err, errHeadTooLarge):
-				c.reject(431, "header_too_large", "Request Header Fields Too Large")
-			case errors.Is(err, io.EOF):
-			default:
-				var ne net.Error
-				if !errors.As(err, &ne) {
-					c.reject(400, "bad_request", "Bad Request")
-				}
-			}
-			return
-		}
-		if c.custom {
-			c.refreshRead(time.Now())
-		}
-		if !c.handle(head) {
-			return
-		}
+	if !c.serveRequest() {
+		return
 	}
+	// A keep-alive connection: from the second request on, wait for each
+	// next one without reading (readyWait), where that is available.
+	if w := newReadyWait(c.raw.Conn); w != nil {
+		c.serveWaiting(w)
+		return
+	}
+	for c.serveRequest() {
+	}
+}
+
+// serveWaiting serves requests until the connection ends, waiting for
+// each next one on w.
+func (c *h1conn) serveWaiting(w *readyWait) {
+	defer w.close()
+	if !c.raw.setWait(w) {
+		return
+	}
+	defer c.raw.setWait(nil)
+	w.run(func() bool {
+		// Called when the connection has more to read (at first: may
+		// have).
+		for {
+			if !c.serveRequest() {
+				return true
+			}
+			if !c.pending() {
+				// Waiting for the next request: the idle timeout
+				// applies.
+				if now, idle := time.Now(), c.p.cfg.IdleTimeout; c.waitDeadline.Sub(now) < idle-idle/4 {
+					c.waitDeadline = now.Add(idle)
+					w.setDeadline(c.waitDeadline)
+				}
+				return !c.raw.setIdle(true)
+			}
+		}
+	})
+}
+
+// pending reports whether the start of another request has been read
+// already (it is in bufio's or crypto/tls's buffers). It makes no system
+// call.
+func (c *h1conn) pending() bool {
+	if c.br.Buffered() > 0 {
+		return true
+	}
+	c.raw.probe = true
+	_, err := c.br.Peek(1)
+	c.raw.probe = false
+	// Any other error (a buffered close_notify) is for serveRequest to
+	// see.
+	return err != errNothingBuffered
+}
+
+// serveRequest reads the next request and answers it. It reports whether
+// the connection stays open.
+func (c *h1conn) serveRequest() bool {
+	p := c.p
+	if !c.raw.setIdle(true) {
+		return false
+	}
+	// Waiting for the next request: the idle timeout applies.
+	c.refreshRead(time.Now())
+	if _, err := c.br.Peek(1); err != nil {
+		c.raw.setIdle(false)
+		return false
+	}
+	c.raw.setIdle(false)
+	if p.stopped.Load() {
+		// Shutdown may have woken the read just now: undo that.
+		c.custom = true
+		c.refreshRead(time.Now())
+	}
+	head, err := readHead(c.br, c.headerWait)
+	if err != nil {
+		switch {
+		case errors.Is(err, errHeadTooLarge):
+			c.reject(431, "header_too_large", "Request Header Fields Too Large")
+		case errors.Is(err, io.EOF):
+		default:
+			var ne net.Error
+			if !errors.As(err, &ne) {
+				c.reject(400, "bad_request", "Bad Request")
+			}
+		}
+		return false
+	}
+	if c.custom {
+		c.refreshRead(time.Now())
+	}
+	return c.handle(head)
 }
 
 // headerWait runs before a read for the rest of a head: the client has

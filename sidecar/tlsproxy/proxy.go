@@ -346,14 +346,22 @@ type trackedConn struct {
 
 	in, out atomic.Int64
 
+	// probe makes Read return errNothingBuffered instead of reading
+	// the socket (h1conn.pending); only the connection's goroutine reads.
+	probe bool
+
 	// For graceful stop of HTTP/1.1 connections.
 	mu   sync.Mutex
 	idle bool
+	wait *readyWait // where an idle connection waits, if not in Read
 }
 
 const flushBytes = 256 << 10
 
 func (c *trackedConn) Read(b []byte) (int, error) {
+	if c.probe {
+		return 0, errNothingBuffered
+	}
 	n, err := c.sock.Read(b)
 	if v := c.in.Add(int64(n)); v >= flushBytes {
 		c.p.m.bytesIn.Add(float64(c.in.Swap(0)))
@@ -400,6 +408,34 @@ func (c *trackedConn) setIdle(idle bool) bool {
 	return !(idle && c.p.stopped.Load())
 }
 
+// setWait records where the connection waits when idle (nil: in Read).
+// It returns false if the proxy is stopping.
+func (c *trackedConn) setWait(w *readyWait) bool {
+	c.mu.Lock()
+	c.wait = w
+	c.mu.Unlock()
+	return !c.p.stopped.Load()
+}
+
+// wake ends a wait for the next request (the caller holds c.mu).
+func (c *trackedConn) wakeLocked() {
+	c.Conn.SetReadDeadline(aLongTimeAgo)
+	if c.wait != nil {
+		c.wait.setDeadline(aLongTimeAgo)
+	}
+}
+
+// errNothingBuffered is what a probing Read returns (see trackedConn.probe).
+// crypto/tls passes it on without failing the connection, as it does a
+// deadline's timeout: it is a temporary net.Error.
+var errNothingBuffered net.Error = nothingBuffered{}
+
+type nothingBuffered struct{}
+
+func (nothingBuffered) Error() string   { return "nothing buffered" }
+func (nothingBuffered) Timeout() bool   { return true }
+func (nothingBuffered) Temporary() bool { return true }
+
 func (p *Proxy) track(c *trackedConn) bool {
 	p.connMu.Lock()
 	defer p.connMu.Unlock()
@@ -434,7 +470,7 @@ func (p *Proxy) shutdown(ctx context.Context) {
 	for c := range p.conns {
 		c.mu.Lock()
 		if c.idle {
-			c.Conn.SetReadDeadline(aLongTimeAgo)
+			c.wakeLocked()
 		}
 		c.mu.Unlock()
 	}
@@ -452,6 +488,9 @@ func (p *Proxy) shutdown(ctx context.Context) {
 		n := len(p.conns)
 		for c := range p.conns {
 			c.Conn.Close()
+			c.mu.Lock()
+			c.wakeLocked() // a wait on a duplicate descriptor does not see the close
+			c.mu.Unlock()
 		}
 		p.connMu.Unlock()
 		p.log.Warn("closed connections still open at the drain deadline", "closed", n)

@@ -1,0 +1,65 @@
+package tlsproxy
+
+import (
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+// readyWait waits until a client connection has more to read, without
+// reading it: after a response, the next request cannot have arrived yet
+// (HTTP/1.1 clients wait for the answer), so a read would find nothing
+// and cost a system call that returns EAGAIN before the goroutine waits.
+//
+// It waits on a duplicate of the socket's descriptor with its own entry
+// in the runtime's poller. syscall.RawConn.Read re-arms a descriptor's
+// readiness once, when it starts; the duplicate's Read starts before the
+// connection's own descriptor is first read, and lasts as long as the
+// connection serves requests (see h1conn.serveWaiting), so bytes that
+// arrive after any of those reads mark the duplicate ready and none are
+// missed, while the reads themselves go through the original descriptor
+// as before. The duplicate costs a descriptor and a poller entry per
+// keep-alive connection; it is made only once a connection asks for a
+// second request.
+type readyWait struct {
+	f  *os.File
+	rc syscall.RawConn
+}
+
+func newReadyWait(c net.Conn) *readyWait {
+	fc, ok := c.(interface{ File() (*os.File, error) })
+	if !ok {
+		return nil
+	}
+	switch c.(type) {
+	case *net.TCPConn, *net.UnixConn:
+	default:
+		return nil
+	}
+	// File returns a duplicate in non-blocking mode, registered with the
+	// poller (its Fd method, never called here, would make it blocking).
+	f, err := fc.File()
+	if err != nil {
+		return nil
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil
+	}
+	return &readyWait{f: f, rc: rc}
+}
+
+// run calls serve, and again each time the connection has more to read,
+// as long as serve returns false ("wait"); it returns when serve returns
+// true, or with the error that ended a wait (the deadline, or the
+// connection being closed).
+func (w *readyWait) run(serve func() bool) error {
+	return w.rc.Read(func(uintptr) bool { return serve() })
+}
+
+// setDeadline bounds the waits.
+func (w *readyWait) setDeadline(t time.Time) { w.f.SetReadDeadline(t) }
+
+func (w *readyWait) close() { w.f.Close() }
