@@ -53,6 +53,7 @@ type h1conn struct {
 
 	readDeadline  time.Time // last read deadline set on the client
 	waitDeadline  time.Time // on its readyWait
+	lastDone      time.Time // when the last response was sent
 	writeDeadline time.Time
 	custom        bool // readDeadline is not the idle deadline
 }
@@ -142,8 +143,8 @@ func (c *h1conn) serveWaiting(w *readyWait) {
 			if !c.pending() {
 				// Waiting for the next request: the idle timeout
 				// applies.
-				if now, idle := time.Now(), c.p.cfg.IdleTimeout; c.waitDeadline.Sub(now) < idle-idle/4 {
-					c.waitDeadline = now.Add(idle)
+				if idle := c.p.cfg.IdleTimeout; c.waitDeadline.Sub(c.lastDone) < idle-idle/4 {
+					c.waitDeadline = c.lastDone.Add(idle)
 					w.setDeadline(c.waitDeadline)
 				}
 				return !c.raw.setIdle(true)
@@ -174,8 +175,13 @@ func (c *h1conn) serveRequest() bool {
 	if !c.raw.setIdle(true) {
 		return false
 	}
-	// Waiting for the next request: the idle timeout applies.
-	c.refreshRead(time.Now())
+	// Waiting for the next request: the idle timeout applies, from the
+	// end of the last one.
+	now := c.lastDone
+	if now.IsZero() {
+		now = time.Now()
+	}
+	c.refreshRead(now)
 	if _, err := c.br.Peek(1); err != nil {
 		c.raw.setIdle(false)
 		return false
@@ -261,7 +267,7 @@ func (c *h1conn) handle(head []byte) bool {
 		err    error
 	)
 	for attempt := 0; ; attempt++ {
-		bc, reused, err = c.backend(hasBody)
+		bc, reused, err = c.backend(hasBody, start)
 		if err != nil {
 			c.br.Discard(len(head))
 			c.reject(502, "backend", "Bad Gateway")
@@ -389,7 +395,9 @@ func (c *h1conn) handle(head []byte) bool {
 			err = &writeError{err}
 		}
 	}
-	p.m.reqH1.Observe(time.Since(start).Seconds())
+	done := time.Now()
+	c.lastDone = done
+	p.m.reqH1.Observe(done.Sub(start).Seconds())
 	if err != nil {
 		bc.close()
 		var we *writeError
@@ -400,7 +408,7 @@ func (c *h1conn) handle(head []byte) bool {
 		return false
 	}
 	if keepBackend && bc.br.Buffered() == 0 {
-		bc.idleSince = time.Now()
+		bc.idleSince = done
 		c.back = bc
 	} else {
 		bc.close()
@@ -410,10 +418,10 @@ func (c *h1conn) handle(head []byte) bool {
 
 // backend returns the connection kept from the previous request if it is
 // still good, or one from the pool.
-func (c *h1conn) backend(probe bool) (*backendConn, bool, error) {
+func (c *h1conn) backend(probe bool, now time.Time) (*backendConn, bool, error) {
 	if bc := c.back; bc != nil {
 		c.back = nil
-		idle := time.Since(bc.idleSince)
+		idle := now.Sub(bc.idleSince)
 		if idle <= backendMaxIdleTime && (!(probe || idle > backendProbeAfter) || alive(bc.c)) {
 			return bc, true, nil
 		}
