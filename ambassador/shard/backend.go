@@ -65,7 +65,8 @@ func (r *request) complete(reply []byte, failed bool) {
 // goroutine in one write; one reader goroutine matches replies to
 // requests in order.
 type conn struct {
-	srv *server
+	srv   *server
+	resp3 bool // opened with HELLO 3
 
 	mu       sync.Mutex
 	nc       net.Conn // nil: not connected
@@ -244,12 +245,19 @@ func (c *conn) connect() (net.Conn, error) {
 // connection.
 func (c *conn) handshake(nc net.Conn, timeout time.Duration) error {
 	p := c.srv.owner.Load().cfg
-	if p.Protocol != Redis || (p.RedisAuth == "" && p.RedisDB == 0) {
+	if p.Protocol != Redis || (p.RedisAuth == "" && p.RedisDB == 0 && !c.resp3) {
 		return nil
 	}
 	var cmds []byte
 	n := 0
-	if p.RedisAuth != "" {
+	switch {
+	case c.resp3 && p.RedisAuth != "":
+		cmds = resp.AppendCommand(cmds, []byte("HELLO"), []byte("3"), []byte("AUTH"), []byte("default"), []byte(p.RedisAuth))
+		n++
+	case c.resp3:
+		cmds = resp.AppendCommand(cmds, []byte("HELLO"), []byte("3"))
+		n++
+	case p.RedisAuth != "":
 		cmds = resp.AppendCommand(cmds, []byte("AUTH"), []byte(p.RedisAuth))
 		n++
 	}
@@ -269,7 +277,7 @@ func (c *conn) handshake(nc net.Conn, timeout time.Duration) error {
 			return err
 		}
 		if raw[0] == '-' {
-			return fmt.Errorf("server refused AUTH/SELECT: %s", trimCRLF(raw[1:]))
+			return fmt.Errorf("server refused HELLO/AUTH/SELECT: %s", trimCRLF(raw[1:]))
 		}
 	}
 	return nil

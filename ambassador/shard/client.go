@@ -34,6 +34,7 @@ type client struct {
 	wbuf  []byte
 	// groups collects one batch's requests per server connection.
 	groups []group
+	resp3  bool // the client negotiated RESP3 (HELLO 3)
 
 	// Replies written by the completing goroutine (send).
 	raw      syscall.RawConn // nil: the client goroutine writes replies
@@ -82,7 +83,7 @@ func (c *client) newReq(srv *server, out []byte, kind replyKind) *request {
 	}
 	r.out, r.kind, r.count, r.srv, r.batch, r.failed = out, kind, 1, srv, c.b, false
 	c.used = append(c.used, r)
-	cn := srv.conn(c.id)
+	cn := srv.conn(c.id, c.resp3)
 	for i := range c.groups {
 		if c.groups[i].c == cn {
 			c.groups[i].reqs = append(c.groups[i].reqs, r)

@@ -45,7 +45,8 @@ type server struct {
 	owner atomic.Pointer[pool]
 	cfg   Server
 	key   string // identity across reloads
-	cs    []*conn
+	cs    []*conn // RESP2 (or memcached) connections, then RESP3 ones
+	n2    int     // how many of cs are RESP2 or memcached
 	log   *slog.Logger
 
 	failures  atomic.Int32
@@ -100,8 +101,12 @@ func buildPool(cfg Pool, lim limits, log *slog.Logger, m *metrics, old map[strin
 			if k := len(loops); k > 0 {
 				n = (n + k - 1) / k * k
 			}
+			srv.n2 = n
+			if cfg.Protocol == Redis {
+				n *= 2
+			}
 			for i := range n {
-				c := &conn{srv: srv, fd: -1}
+				c := &conn{srv: srv, fd: -1, resp3: i >= srv.n2}
 				if len(loops) > 0 {
 					c.lp = loops[i%len(loops)]
 				}
@@ -172,12 +177,18 @@ func (p *pool) pickMeta(key []byte, b64 bool) *server {
 	return p.pick(key)
 }
 
-// conn returns the server connection for client number id.
-func (s *server) conn(id uint32) *conn {
-	if len(s.cs) == 1 {
-		return s.cs[0]
+// conn returns the server connection for client number id: the first
+// half of cs speaks RESP2, the second (Redis only, dialled when first
+// used) RESP3.
+func (s *server) conn(id uint32, resp3 bool) *conn {
+	cs := s.cs[:s.n2]
+	if resp3 && len(s.cs) > s.n2 {
+		cs = s.cs[s.n2:]
 	}
-	return s.cs[id%uint32(len(s.cs))]
+	if len(cs) == 1 {
+		return cs[0]
+	}
+	return cs[id%uint32(len(cs))]
 }
 
 // failure counts one failure (a connection that could not be made, broke

@@ -477,16 +477,22 @@ func (c *redisClient) auth(pl *pool, user, pass []byte) {
 	c.addLocal([]byte("+OK\r\n"))
 }
 
-// hello negotiates RESP2 (RESP3 is refused as Redis does for a version
-// it does not speak, so clients fall back to RESP2).
+// hello negotiates the protocol. A RESP3 client's requests go over
+// server connections opened with HELLO 3, so that the servers' RESP3
+// replies (maps, sets, nulls, doubles) pass through unchanged.
 func (c *redisClient) hello(pl *pool, args [][]byte) {
+	proto := 2
+	if c.resp3 {
+		proto = 3
+	}
 	if len(args) >= 2 {
-		if string(args[1]) != "2" {
-			if string(args[1]) == "3" {
-				c.addLocal([]byte("-NOPROTO sorry, this protocol version is not supported (podkit shard speaks RESP2)\r\n"))
-			} else {
-				c.addLocal([]byte("-NOPROTO unsupported protocol version\r\n"))
-			}
+		switch string(args[1]) {
+		case "2":
+			proto = 2
+		case "3":
+			proto = 3
+		default:
+			c.addLocal([]byte("-NOPROTO unsupported protocol version\r\n"))
 			return
 		}
 		for i := 2; i < len(args); i++ {
@@ -510,13 +516,19 @@ func (c *redisClient) hello(pl *pool, args [][]byte) {
 		c.addLocal([]byte("-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n"))
 		return
 	}
-	b := resp.AppendArray(nil, 14)
+	c.resp3 = proto == 3
+	var b []byte
+	if c.resp3 {
+		b = append(b, "%7\r\n"...)
+	} else {
+		b = resp.AppendArray(b, 14)
+	}
 	for _, kv := range [][2]string{{"server", "podkit-shard"}, {"version", "7.0.0"}} {
 		b = resp.AppendBulkString(b, kv[0])
 		b = resp.AppendBulkString(b, kv[1])
 	}
 	b = resp.AppendBulkString(b, "proto")
-	b = resp.AppendInt(b, 2)
+	b = resp.AppendInt(b, int64(proto))
 	b = resp.AppendBulkString(b, "id")
 	b = resp.AppendInt(b, int64(c.id))
 	b = resp.AppendBulkString(b, "mode")

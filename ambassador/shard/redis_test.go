@@ -42,7 +42,7 @@ func TestRedisCommands(t *testing.T) {
 		{[]string{"SELECT", "0"}, "+OK\r\n"},
 		{[]string{"SELECT", "1"}, "-ERR podkit shard: SELECT 1 is not supported*"},
 		{[]string{"COMMAND"}, "*0\r\n"},
-		{[]string{"HELLO", "3"}, "-NOPROTO*"},
+		{[]string{"HELLO", "4"}, "-NOPROTO*"},
 		{[]string{"HELLO", "2"}, "*14\r\n$6\r\nserver\r\n*"},
 		{[]string{"SET", "k1", "v1"}, "+OK\r\n"},
 		{[]string{"GET", "k1"}, bulk("v1")},
@@ -286,6 +286,17 @@ func TestAuth(t *testing.T) {
 	if got := c2.do("GET", "k"); got != bulk("v") {
 		t.Errorf("after HELLO AUTH: %q", got)
 	}
+	// A RESP3 client: its server connections authenticate with HELLO 3 AUTH.
+	c3 := dialRedis(t, r.addr(""))
+	if got := c3.do("HELLO", "3", "AUTH", "default", "s3cret"); !strings.HasPrefix(got, "%7\r\n") {
+		t.Errorf("HELLO 3 AUTH: %q", got)
+	}
+	if got := c3.do("GET", "k"); got != bulk("v") {
+		t.Errorf("RESP3 GET after HELLO 3 AUTH: %q", got)
+	}
+	if got := c3.do("GET", "nothing"); got != "_\r\n" {
+		t.Errorf("RESP3 GET of a missing key: %q", got)
+	}
 	if strings.Contains(r.logs.String(), "s3cret") {
 		t.Error("password in the log")
 	}
@@ -440,6 +451,65 @@ func TestTransaction(t *testing.T) {
 	wg.Wait()
 }
 
+// TestRESP3 checks that a client that negotiates RESP3 gets the servers'
+// RESP3 replies (maps, nulls, doubles) through, multi-key commands
+// merged, while RESP2 clients on the same pool keep RESP2; and that HELLO
+// 2 switches back.
+func TestRESP3(t *testing.T) {
+	t.Parallel()
+	addrs := []string{testdeps.StartRedis(t), testdeps.StartRedis(t)}
+	if addrs[0] == "" {
+		return
+	}
+	cfg := redisConfig(addrs...)
+	cfg.Hash = "murmur"
+	r := start(t, cfg)
+	pl := r.px.pools()[0]
+	on := map[string]string{} // a key on each server
+	for i := 0; len(on) < 2; i++ {
+		k := fmt.Sprintf("a%d", i)
+		on[pl.pick([]byte(k)).cfg.Addr] = k
+	}
+	a1, a2 := on[addrs[0]], on[addrs[1]]
+	c3 := dialRedis(t, r.addr(""))
+	c2 := dialRedis(t, r.addr(""))
+	if got := c3.do("HELLO", "3"); !strings.HasPrefix(got, "%7\r\n$6\r\nserver\r\n") || !strings.Contains(got, "$5\r\nproto\r\n:3\r\n") {
+		t.Fatalf("HELLO 3: %q", got)
+	}
+	steps := []struct {
+		c    *redisConn
+		cmd  []string
+		want string
+	}{
+		{c3, []string{"HSET", "h", "f", "1"}, ":1\r\n"},
+		{c3, []string{"HGETALL", "h"}, "%1\r\n$1\r\nf\r\n$1\r\n1\r\n"},
+		{c2, []string{"HGETALL", "h"}, "*2\r\n$1\r\nf\r\n$1\r\n1\r\n"},
+		{c3, []string{"GET", "missing"}, "_\r\n"},
+		{c2, []string{"GET", "missing"}, "$-1\r\n"},
+		{c3, []string{"ZADD", "z", "1.5", "m"}, ":1\r\n"},
+		{c3, []string{"ZSCORE", "z", "m"}, ",1.5\r\n"},
+		{c3, []string{"MSET", a1, "x", a2, "y"}, "+OK\r\n"},
+		{c3, []string{"MGET", a1, "nope", a2}, "*3\r\n$1\r\nx\r\n_\r\n$1\r\ny\r\n"},
+		{c2, []string{"MGET", a1, "nope"}, "*2\r\n$1\r\nx\r\n$-1\r\n"},
+		{c3, []string{"EXISTS", a1, a2, "nope"}, ":2\r\n"},
+		{c3, []string{"HELLO", "2"}, "*14\r\n*"},
+		{c3, []string{"HGETALL", "h"}, "*2\r\n$1\r\nf\r\n$1\r\n1\r\n"},
+	}
+	for _, s := range steps {
+		got := s.c.do(s.cmd...)
+		if w, ok := strings.CutSuffix(s.want, "*"); ok && strings.HasPrefix(got, w) {
+			continue
+		}
+		if got != s.want {
+			t.Fatalf("%v: got %q, want %q", s.cmd, got, s.want)
+		}
+	}
+	// The keys are on both servers, so MGET was split.
+	if !keysOn(t, addrs[0], a1)[a1] || !keysOn(t, addrs[1], a2)[a2] {
+		t.Errorf("%s and %s not on their servers", a1, a2)
+	}
+}
+
 // TestGoroutineDataPath runs the main tests again through the portable
 // data path (a goroutine per client), which platforms without epoll use.
 func TestGoroutineDataPath(t *testing.T) {
@@ -448,6 +518,7 @@ func TestGoroutineDataPath(t *testing.T) {
 		"Pipeline":       TestPipeline,
 		"MultiKeySplit":  TestMultiKeySplit,
 		"Transaction":    TestTransaction,
+		"RESP3":          TestRESP3,
 		"ProtocolErrors": TestProtocolErrors,
 		"SlowReader":     TestSlowReader,
 		"Memcache":       TestMemcache,

@@ -350,7 +350,7 @@ func (px *Proxy) apply() error {
 	for _, p := range built {
 		if p.cfg.Preconnect {
 			for _, s := range p.servers {
-				for _, c := range s.cs {
+				for _, c := range s.cs[:s.n2] {
 					c.connectNow()
 				}
 			}
