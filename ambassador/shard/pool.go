@@ -44,7 +44,7 @@ type pool struct {
 type server struct {
 	owner atomic.Pointer[pool]
 	cfg   Server
-	key   string // identity across reloads
+	key   string  // identity across reloads
 	cs    []*conn // RESP2 (or memcached) connections, then RESP3 ones
 	n2    int     // how many of cs are RESP2 or memcached
 	log   *slog.Logger
