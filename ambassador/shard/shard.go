@@ -4,12 +4,15 @@
 // nutcracker.yml: same hashes, same ketama ring, same modula order, so a
 // migration keeps every key on its server.
 //
-// One process serves every pool of the file. Redis pools speak RESP2 with
-// pipelining, split MGET/MSET/DEL/UNLINK/EXISTS/TOUCH across servers and
-// merge the replies, and refuse with a clear error what cannot be sharded.
-// memcached pools speak the text protocol and the meta commands. Each
-// server connection is shared by many clients: requests queued while one
-// client writes are sent in one write, and replies are matched in order.
+// One process serves every pool of the file. Redis pools speak RESP2 and
+// RESP3 with pipelining, split MGET/MSET/DEL/UNLINK/EXISTS/TOUCH across
+// servers and merge the replies, run MULTI/EXEC on the one server a
+// transaction's keys hash to, and refuse with a clear error what cannot
+// be sharded. memcached pools speak the text protocol and the meta
+// commands. On Linux an event loop (loop_linux.go) serves the clients;
+// each server connection is shared by many clients: the requests read
+// from all ready clients go out in one write, and replies are matched in
+// order.
 //
 // Failures follow twemproxy (timeout, server_failure_limit,
 // server_retry_timeout, auto_eject_hosts), plus fail_closed, which marks a
