@@ -107,10 +107,8 @@ func NewReader(rd io.Reader, size int, limits Limits) *Reader {
 // Buffered is the number of bytes read and not yet returned.
 func (r *Reader) Buffered() int { return r.w - r.r }
 
-func (r *Reader) fill(need int) error {
-	if r.err != nil {
-		return r.err
-	}
+// room compacts or grows the buffer so that need more bytes fit.
+func (r *Reader) room(need int) {
 	if r.r > 0 && (r.r == r.w || len(r.buf)-r.w < need) {
 		n := copy(r.buf, r.buf[r.r:r.w])
 		r.r, r.w = 0, n
@@ -120,6 +118,13 @@ func (r *Reader) fill(need int) error {
 		copy(nb, r.buf[:r.w])
 		r.buf = nb
 	}
+}
+
+func (r *Reader) fill(need int) error {
+	if r.err != nil {
+		return r.err
+	}
+	r.room(need)
 	for range 100 {
 		n, err := r.rd.Read(r.buf[r.w:])
 		r.w += n
@@ -582,16 +587,7 @@ func (r *Reader) tryReply(scan func(b []byte, l Limits) (int, int, error)) ([]by
 // many bytes it read and whether they filled the free space. Unlike the
 // Read methods it does not keep the error.
 func (r *Reader) Fill() (n int, full bool, err error) {
-	need := max(r.need, 1)
-	if r.r > 0 && (r.r == r.w || len(r.buf)-r.w < need) {
-		m := copy(r.buf, r.buf[r.r:r.w])
-		r.r, r.w = 0, m
-	}
-	if len(r.buf)-r.w < need {
-		nb := make([]byte, max(2*len(r.buf), r.w+need))
-		copy(nb, r.buf[:r.w])
-		r.buf = nb
-	}
+	r.room(max(r.need, 1))
 	free := len(r.buf) - r.w
 	n, err = r.rd.Read(r.buf[r.w:])
 	if n < 0 || n > free {

@@ -69,11 +69,8 @@ func (r *Reader) Reset(rd io.Reader) {
 // returned as a frame.
 func (r *Reader) Buffered() int { return r.w - r.r }
 
-// fill reads more input, making room for at least need more bytes.
-func (r *Reader) fill(need int) error {
-	if r.err != nil {
-		return r.err
-	}
+// room compacts or grows the buffer so that need more bytes fit.
+func (r *Reader) room(need int) {
 	if r.r > 0 && (r.r == r.w || len(r.buf)-r.w < need) {
 		n := copy(r.buf, r.buf[r.r:r.w])
 		r.r, r.w = 0, n
@@ -83,6 +80,14 @@ func (r *Reader) fill(need int) error {
 		copy(nb, r.buf[:r.w])
 		r.buf = nb
 	}
+}
+
+// fill reads more input, making room for at least need more bytes.
+func (r *Reader) fill(need int) error {
+	if r.err != nil {
+		return r.err
+	}
+	r.room(need)
 	for range 100 {
 		n, err := r.rd.Read(r.buf[r.w:])
 		r.w += n
@@ -513,28 +518,13 @@ func (r *Reader) TryReply() (raw []byte, ok bool, err error) {
 // the Read methods it does not keep the error: a non-blocking reader's
 // "try again" is just returned.
 func (r *Reader) Fill() (n int, full bool, err error) {
-	return fillOnce(r.rd, &r.buf, &r.r, &r.w, max(r.need, 1))
-}
-
-// fillOnce compacts or grows buf so that need more bytes fit after w, then
-// reads once.
-func fillOnce(rd io.Reader, buf *[]byte, r, w *int, need int) (int, bool, error) {
-	b := *buf
-	if *r > 0 && (*r == *w || len(b)-*w < need) {
-		m := copy(b, b[*r:*w])
-		*r, *w = 0, m
-	}
-	if len(b)-*w < need {
-		nb := make([]byte, max(2*len(b), *w+need))
-		copy(nb, b[:*w])
-		b, *buf = nb, nb
-	}
-	free := len(b) - *w
-	n, err := rd.Read(b[*w:])
+	r.room(max(r.need, 1))
+	free := len(r.buf) - r.w
+	n, err = r.rd.Read(r.buf[r.w:])
 	if n < 0 || n > free {
 		return 0, false, io.ErrShortBuffer
 	}
-	*w += n
+	r.w += n
 	return n, n == free, err
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 func TestReadCommand(t *testing.T) {
@@ -197,28 +199,6 @@ func FuzzReadReply(f *testing.F) {
 	})
 }
 
-// chunks reads its input step bytes at a time, answering "try again"
-// between steps, as a non-blocking socket does between packets.
-type chunks struct {
-	in    []byte
-	step  int
-	again bool
-}
-
-var errAgain = errors.New("again")
-
-func (c *chunks) Read(b []byte) (int, error) {
-	if len(c.in) == 0 {
-		return 0, io.EOF
-	}
-	if c.again = !c.again; !c.again {
-		return 0, errAgain
-	}
-	n := copy(b, c.in[:min(c.step, len(c.in))])
-	c.in = c.in[n:]
-	return n, nil
-}
-
 // FuzzTry checks that the event-loop reading (Fill, then Try until it
 // finds nothing) returns the same commands and replies as the blocking
 // Read methods, whatever the input and however it is split.
@@ -247,7 +227,7 @@ func FuzzTry(f *testing.F) {
 			want = append(want, bytes.Clone(raw))
 		}
 		var got [][]byte
-		tr := NewReader(&chunks{in: in, step: int(step%64) + 1}, 16, lim)
+		tr := NewReader(&testdeps.Chunks{In: in, Step: int(step%64) + 1}, 16, lim)
 	outer:
 		for range 10000 {
 			for {
@@ -267,7 +247,7 @@ func FuzzTry(f *testing.F) {
 				}
 				got = append(got, bytes.Clone(raw))
 			}
-			if _, _, err := tr.Fill(); err != nil && err != errAgain {
+			if _, _, err := tr.Fill(); err != nil && err != testdeps.ErrAgain {
 				break
 			}
 		}
