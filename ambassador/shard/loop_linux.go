@@ -537,13 +537,11 @@ func (c *mcClient) fatal(err error)          { c.readError(err) }
 func (c *conn) loopSubmit(reqs []*request) {
 	c.queue = append(c.queue, reqs...)
 	if !c.up {
-		if c.srv.retired.Load() {
-			q := c.queue
-			c.queue = nil
-			c.srv.failAll(q, "removed from the pool by a reload", kindDown)
-			return
-		}
-		if !c.dialing {
+		// A retired server is dialled too: the request was routed with a
+		// ring that had it, in this same step of the loop, before the
+		// loop could see the reload. The server's retirement closes the
+		// connection once it is idle.
+		if !c.dialing && (len(c.queue) > 0 || !c.srv.retired.Load()) {
 			c.dialing = true
 			go c.dialLoop()
 		}
@@ -574,12 +572,10 @@ func (c *conn) dialLoop() {
 func (c *conn) dialed(fd int, err error) {
 	s := c.srv
 	c.dialing = false
-	if err == nil && s.retired.Load() {
-		// Retired while dialing: its close may already have run.
+	if err == nil && s.retired.Load() && len(c.queue) == 0 {
+		// Retired while dialling, with nothing to send: its close may
+		// already have run.
 		syscall.Close(fd)
-		q := c.queue
-		c.queue = nil
-		s.failAll(q, "removed from the pool by a reload", kindDown)
 		return
 	}
 	if err == nil {
@@ -718,6 +714,9 @@ func (c *conn) takeReplies() error {
 	}
 	if (c.rresp != nil && c.rresp.Buffered() > 0) || (c.rmc != nil && c.rmc.Buffered() > 0) {
 		return errors.New("reply without a request")
+	}
+	if len(c.queue) == 0 && c.outPos == len(c.out) && s.retired.Load() {
+		c.lost(net.ErrClosed) // idle, and removed by a reload
 	}
 	return nil
 }

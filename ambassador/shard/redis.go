@@ -173,6 +173,8 @@ func (c *redisClient) txCommand(pl *pool, name []byte) {
 			c.addLocal([]byte("-EXECABORT Transaction discarded because of previous errors.\r\n"))
 		case t.n == 0:
 			c.addLocal([]byte("*0\r\n"))
+		case t.srv.retired.Load():
+			c.errorf("ERR podkit shard: server %s was removed from the pool by a reload while the transaction was queued; transaction discarded", t.srv.cfg.Name)
 		case pl.cfg.FailClosed && t.srv.down.Load():
 			c.addLocal(t.srv.downReply(Redis))
 		default:
