@@ -27,6 +27,7 @@ import (
 
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/internal/gctune"
 	"github.com/podkit/podkit/workqueue/store"
 	"github.com/podkit/podkit/workqueue/store/wal"
 )
@@ -202,10 +203,10 @@ func (c *Coordinator) Addr(ctx context.Context) (string, error) {
 // Run implements container.Component.
 func (c *Coordinator) Run(ctx context.Context, h *container.Host) error {
 	log := h.Logger()
-	gc := resolveGC(c.cfg, os.Getenv, "/sys/fs/cgroup")
-	defer gc.apply()()
-	log.Info("garbage collector", "gc_percent", gcValue(strconv.Itoa(gc.gcPercent), gc.gcPercent > 0, "GOGC"), "from", gc.percentFrom,
-		"memory_limit", gcValue(ByteSize(gc.memLimit).String(), gc.memLimit > 0, "GOMEMLIMIT"), "limit_from", gc.limitFrom)
+	gc := gctune.Resolve(c.cfg.GCPercent, int64(c.cfg.MemoryLimit), DefaultGCPercent, os.Getenv, "/sys/fs/cgroup")
+	defer gc.Apply()()
+	log.Info("garbage collector", "gc_percent", gcValue(strconv.Itoa(gc.Percent), gc.Percent > 0, "GOGC"), "from", gc.PercentFrom,
+		"memory_limit", gcValue(ByteSize(gc.MemoryLimit).String(), gc.MemoryLimit > 0, "GOMEMLIMIT"), "limit_from", gc.LimitFrom)
 	st := c.cfg.Store
 	if st == nil {
 		ws, err := wal.Open(c.cfg.DataDir, wal.Options{

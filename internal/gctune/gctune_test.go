@@ -1,4 +1,4 @@
-package workqueue
+package gctune
 
 import (
 	"os"
@@ -52,25 +52,26 @@ func TestCgroupLimit(t *testing.T) {
 	}
 }
 
-func TestResolveGC(t *testing.T) {
+func TestResolve(t *testing.T) {
 	noCgroup := t.TempDir() // /proc/self/cgroup's path has no limit files here
 	tests := []struct {
 		name        string
-		cfg         Config
+		flag        int
+		flagLimit   int64
 		env         map[string]string
 		percent     int
 		percentFrom string
 		limit       int64
 		limitFrom   string
 	}{
-		{"defaults", Config{}, nil, DefaultGCPercent, "default", 0, "none (no cgroup memory limit)"},
-		{"flags win", Config{GCPercent: 150, MemoryLimit: 1 << 30}, map[string]string{"GOGC": "50", "GOMEMLIMIT": "100MiB"}, 150, "--gc-percent", 1 << 30, "--memory-limit"},
-		{"environment kept", Config{}, map[string]string{"GOGC": "50", "GOMEMLIMIT": "100MiB"}, 0, "GOGC", 0, "GOMEMLIMIT"},
+		{"defaults", 0, 0, nil, 400, "default", 0, "none (no cgroup memory limit)"},
+		{"flags win", 150, 1 << 30, map[string]string{"GOGC": "50", "GOMEMLIMIT": "100MiB"}, 150, "--gc-percent", 1 << 30, "--memory-limit"},
+		{"environment kept", 0, 0, map[string]string{"GOGC": "50", "GOMEMLIMIT": "100MiB"}, 0, "GOGC", 0, "GOMEMLIMIT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := resolveGC(tt.cfg, func(k string) string { return tt.env[k] }, noCgroup)
-			if s.gcPercent != tt.percent || s.percentFrom != tt.percentFrom || s.memLimit != tt.limit || s.limitFrom != tt.limitFrom {
+			s := Resolve(tt.flag, tt.flagLimit, 400, func(k string) string { return tt.env[k] }, noCgroup)
+			if s.Percent != tt.percent || s.PercentFrom != tt.percentFrom || s.MemoryLimit != tt.limit || s.LimitFrom != tt.limitFrom {
 				t.Fatalf("got %+v, want percent %d from %q, limit %d from %q", s, tt.percent, tt.percentFrom, tt.limit, tt.limitFrom)
 			}
 		})
