@@ -40,6 +40,7 @@ type h1conn struct {
 	p   *Proxy
 	tc  *tls.Conn
 	raw *trackedConn
+	rd  tlsReader // tc, as br reads it
 	br  *bufio.Reader
 	bw  *bufio.Writer
 
@@ -60,8 +61,9 @@ type h1conn struct {
 
 func (p *Proxy) serveH1(tc *tls.Conn, raw *trackedConn, st *tls.ConnectionState) {
 	c := &h1conn{p: p, tc: tc, raw: raw}
+	c.rd.tc = tc
 	c.br = clientReaders.Get().(*bufio.Reader)
-	c.br.Reset(tc)
+	c.br.Reset(&c.rd)
 	c.bw = clientWriters.Get().(*bufio.Writer)
 	c.bw.Reset(tc)
 	defer func() {
@@ -160,12 +162,28 @@ func (c *h1conn) pending() bool {
 	if c.br.Buffered() > 0 {
 		return true
 	}
+	if !c.rd.more && c.raw.recs.whole {
+		return false // nothing in crypto/tls either
+	}
 	c.raw.probe = true
 	_, err := c.br.Peek(1)
 	c.raw.probe = false
 	// Any other error (a buffered close_notify) is for serveRequest to
 	// see.
 	return err != errNothingBuffered
+}
+
+// tlsReader reads the client's TLS connection for bufio, noting whether
+// crypto/tls may hold decrypted bytes not yet read.
+type tlsReader struct {
+	tc   *tls.Conn
+	more bool // the last Read filled its buffer
+}
+
+func (r *tlsReader) Read(b []byte) (int, error) {
+	n, err := r.tc.Read(b)
+	r.more = n > 0 && n == len(b)
+	return n, err
 }
 
 // serveRequest reads the next request and answers it. It reports whether

@@ -265,7 +265,7 @@ func (p *Proxy) accept(ctx context.Context, h *container.Host, ln net.Listener) 
 			return err
 		}
 		backoff = 0
-		tc := &trackedConn{Conn: c, sock: rawsock.New(c), p: p}
+		tc := &trackedConn{Conn: c, sock: rawsock.New(c), p: p, scan: p.cfg.Mode == ModeHTTP}
 		if sem != nil {
 			tc.release = func() { <-sem }
 		}
@@ -349,6 +349,8 @@ type trackedConn struct {
 	// probe makes Read return errNothingBuffered instead of reading
 	// the socket (h1conn.pending); only the connection's goroutine reads.
 	probe bool
+	recs  recordScan // with scan: TLS record boundaries in what Read returned
+	scan  bool
 
 	// For graceful stop of HTTP/1.1 connections.
 	mu   sync.Mutex
@@ -363,6 +365,9 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		return 0, errNothingBuffered
 	}
 	n, err := c.sock.Read(b)
+	if c.scan {
+		c.recs.scan(b[:n])
+	}
 	if v := c.in.Add(int64(n)); v >= flushBytes {
 		c.p.m.bytesIn.Add(float64(c.in.Swap(0)))
 	}
@@ -435,6 +440,46 @@ type nothingBuffered struct{}
 func (nothingBuffered) Error() string   { return "nothing buffered" }
 func (nothingBuffered) Timeout() bool   { return true }
 func (nothingBuffered) Temporary() bool { return true }
+
+// recordScan follows TLS record boundaries in the bytes read from a
+// client, so that the HTTP/1.1 path can tell, without asking crypto/tls
+// (which costs an allocation), that it holds no record not yet decrypted.
+type recordScan struct {
+	hdr  [5]byte
+	hdrN int // bytes of the next record's header seen
+	rem  int // bytes of the current record still to come
+	// whole: the last read held exactly one record, from its first byte
+	// to its last. crypto/tls reads only when it has no whole record
+	// left, so it then decrypted that record and holds no more.
+	whole bool
+}
+
+func (r *recordScan) scan(b []byte) {
+	aligned := r.hdrN == 0 && r.rem == 0
+	records := 0
+	for len(b) > 0 {
+		if r.rem > 0 {
+			k := min(r.rem, len(b))
+			r.rem -= k
+			b = b[k:]
+			if r.rem == 0 {
+				records++
+			}
+			continue
+		}
+		k := copy(r.hdr[r.hdrN:], b)
+		r.hdrN += k
+		b = b[k:]
+		if r.hdrN == len(r.hdr) {
+			r.hdrN = 0
+			r.rem = int(r.hdr[3])<<8 | int(r.hdr[4])
+			if r.rem == 0 {
+				records++
+			}
+		}
+	}
+	r.whole = aligned && records == 1 && r.hdrN == 0 && r.rem == 0
+}
 
 func (p *Proxy) track(c *trackedConn) bool {
 	p.connMu.Lock()

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,18 @@ func TestKeepAliveWait(t *testing.T) {
 		expect(t, br, "/e")
 	})
 
+	t.Run("pipelined after large bodies", func(t *testing.T) {
+		c, br := dial(t)
+		for _, size := range []int{100, 15000, 20000, 40000} {
+			body := strings.Repeat("b", size)
+			// One write: crypto/tls cuts it into records of up to 16 KiB,
+			// the next request sharing the last one.
+			io.WriteString(c, "POST /post HTTP/1.1\r\nHost: h\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n"+body+get("/after"))
+			expect(t, br, "/post")
+			expect(t, br, "/after")
+		}
+	})
+
 	t.Run("idle timeout", func(t *testing.T) {
 		c, br := dial(t)
 		for i := 0; i < 2; i++ {
@@ -91,4 +104,40 @@ func TestKeepAliveWait(t *testing.T) {
 			t.Errorf("idle connection after the stop: %v, want it closed", err)
 		}
 	})
+}
+
+func TestRecordScan(t *testing.T) {
+	rec := func(n int) []byte { // a record with n bytes of payload
+		return append([]byte{23, 3, 3, byte(n >> 8), byte(n)}, make([]byte, n)...)
+	}
+	cat := func(bs ...[]byte) (out []byte) {
+		for _, b := range bs {
+			out = append(out, b...)
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		reads [][]byte
+		whole bool // after the last read
+	}{
+		{"one record", [][]byte{rec(300)}, true},
+		{"two records", [][]byte{cat(rec(300), rec(20))}, false},
+		{"a record and a part", [][]byte{cat(rec(300), rec(20)[:3])}, false},
+		{"the rest of a record", [][]byte{rec(300)[:100], rec(300)[100:]}, false},
+		{"a split header, then a whole record", [][]byte{rec(10)[:2], rec(10)[2:], rec(40)}, true},
+		{"empty record", [][]byte{rec(0)}, true},
+		{"large record", [][]byte{rec(16400)}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r recordScan
+			for _, b := range tt.reads {
+				r.scan(b)
+			}
+			if r.whole != tt.whole {
+				t.Errorf("whole = %v, want %v", r.whole, tt.whole)
+			}
+		})
+	}
 }
