@@ -407,9 +407,13 @@ func (c *trackedConn) Close() error {
 // serving one. It returns false if the proxy is stopping and the
 // connection should close instead of waiting.
 func (c *trackedConn) setIdle(idle bool) bool {
-	c.mu.Lock()
-	c.idle = idle
-	c.mu.Unlock()
+	// Only the connection's goroutine writes idle: it may read it
+	// without the lock.
+	if c.idle != idle {
+		c.mu.Lock()
+		c.idle = idle
+		c.mu.Unlock()
+	}
 	return !(idle && c.p.stopped.Load())
 }
 
