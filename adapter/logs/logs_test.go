@@ -318,6 +318,9 @@ func TestRestartUnderRotation(t *testing.T) {
 	out1, out2 := filepath.Join(dir, "out1.json"), filepath.Join(dir, "out2.json")
 	p1 := startLogs(t, out1, nil, args...)
 	<-half
+	// SIGTERM before the process has set up its signal handling would
+	// kill it, not stop it: wait until it ships lines.
+	waitFor(t, "the first run's first lines", func() bool { return len(readEvents(t, out1)) > 0 })
 	p1.stop(t)
 	close(resume)
 	time.Sleep(20 * time.Millisecond)
