@@ -37,6 +37,8 @@ func TestCgroupLimit(t *testing.T) {
 		{"v1", "4:memory:/docker/abc\n0::/\n", map[string]string{"memory/docker/abc/memory.limit_in_bytes": "268435456\n"}, 256 << 20, true},
 		{"v1 unlimited", "4:memory:/docker/abc\n", map[string]string{"memory/docker/abc/memory.limit_in_bytes": "9223372036854771712\n"}, 0, false},
 		{"hybrid: v2 without memory, v1 with", "4:cpu,memory:/x\n0::/\n", map[string]string{"memory/x/memory.limit_in_bytes": "1048576000\n"}, 1048576000, true},
+		{"v1 path not mounted as such: the mount's own limit", "9:name=systemd:/\n4:memory:/process_api/61e4\n0::/\n",
+			map[string]string{"memory/memory.limit_in_bytes": "209715200"}, 209715200, true},
 		{"no cgroup files", "0::/\n", nil, 0, false},
 		{"garbage", "not a cgroup line\n", nil, 0, false},
 	}

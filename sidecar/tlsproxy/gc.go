@@ -1,14 +1,11 @@
 package tlsproxy
 
 import (
-	"bufio"
-	"bytes"
 	"math"
 	"os"
-	"path"
 	"runtime/debug"
-	"strconv"
-	"strings"
+
+	"github.com/podkit/podkit/internal/gctune"
 )
 
 // The garbage collector's settings are process-wide (Config.GCPercent).
@@ -65,69 +62,10 @@ func applyGC(percent int, cgroupRoot string) gcSettings {
 		s.memoryLimit, s.limitFrom = cur, "GOMEMLIMIT"
 		return s
 	}
-	if limit, ok := cgroupMemoryLimit(cgroupRoot, "/proc/self/cgroup"); ok {
+	if limit, ok := gctune.CgroupMemoryLimit(cgroupRoot); ok {
 		s.memoryLimit = int64(float64(limit) * memoryLimitShare)
 		s.limitFrom = "cgroup"
 		debug.SetMemoryLimit(s.memoryLimit)
 	}
 	return s
-}
-
-// cgroupMemoryLimit returns the smallest memory limit on the way from the
-// process's cgroup (as procCgroup names it) up to root, under the cgroup
-// v2 hierarchy mounted at root (memory.max) or the v1 memory controller
-// (root/memory, memory.limit_in_bytes). ok is false when there is none.
-func cgroupMemoryLimit(root, procCgroup string) (limit int64, ok bool) {
-	b, err := os.ReadFile(procCgroup)
-	if err != nil {
-		return 0, false
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := strings.SplitN(sc.Text(), ":", 3)
-		if len(f) != 3 {
-			continue
-		}
-		var dir, file string
-		switch {
-		case f[0] == "0" && f[1] == "":
-			dir, file = root, "memory.max"
-		case hasController(f[1], "memory"):
-			dir, file = path.Join(root, "memory"), "memory.limit_in_bytes"
-		default:
-			continue
-		}
-		if l, found := smallestLimit(dir, path.Clean("/"+f[2]), file); found && (!ok || l < limit) {
-			limit, ok = l, true
-		}
-	}
-	return limit, ok
-}
-
-func hasController(list, name string) bool {
-	for c := range strings.SplitSeq(list, ",") {
-		if c == name {
-			return true
-		}
-	}
-	return false
-}
-
-// smallestLimit reads file in dir/cg and every parent of it up to dir.
-// In a container with its own cgroup namespace cg is "/" and dir is the
-// container's own cgroup.
-func smallestLimit(dir, cg, file string) (limit int64, ok bool) {
-	for {
-		if b, err := os.ReadFile(path.Join(dir, cg, file)); err == nil {
-			v := strings.TrimSpace(string(b))
-			// "max" (v2) or a page-rounded huge number (v1) mean none.
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 && n < 1<<60 && (!ok || n < limit) {
-				limit, ok = n, true
-			}
-		}
-		if cg == "/" {
-			return limit, ok
-		}
-		cg = path.Dir(cg)
-	}
 }
