@@ -8,36 +8,13 @@ import (
 	"os"
 	"testing"
 	"time"
-)
 
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (a, b net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	acc := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		acc <- c
-	}()
-	a, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = <-acc
-	if b == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+	"github.com/podkit/podkit/internal/testdeps"
+)
 
 func TestRawSock(t *testing.T) {
 	t.Run("both ways and EOF", func(t *testing.T) {
-		a, b := tcpPair(t)
+		a, b := testdeps.TCPPair(t)
 		sa, sb := New(a), New(b)
 		if _, ok := sa.(*rawSock); !ok {
 			t.Fatalf("New(%T) = %T, want *rawSock", a, sa)
@@ -55,7 +32,7 @@ func TestRawSock(t *testing.T) {
 		}
 	})
 	t.Run("a write larger than the socket buffers waits for the reader", func(t *testing.T) {
-		a, b := tcpPair(t)
+		a, b := testdeps.TCPPair(t)
 		want := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 		done := make(chan error, 1)
 		go func() {
@@ -76,7 +53,7 @@ func TestRawSock(t *testing.T) {
 		}
 	})
 	t.Run("deadline", func(t *testing.T) {
-		_, b := tcpPair(t)
+		_, b := testdeps.TCPPair(t)
 		b.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 		_, err := New(b).Read(make([]byte, 10))
 		var ne net.Error
@@ -85,7 +62,7 @@ func TestRawSock(t *testing.T) {
 		}
 	})
 	t.Run("closed", func(t *testing.T) {
-		_, b := tcpPair(t)
+		_, b := testdeps.TCPPair(t)
 		s := New(b)
 		b.Close()
 		if _, err := s.Read(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
@@ -96,7 +73,7 @@ func TestRawSock(t *testing.T) {
 		}
 	})
 	t.Run("peer gone", func(t *testing.T) {
-		a, b := tcpPair(t)
+		a, b := testdeps.TCPPair(t)
 		a.(*net.TCPConn).SetLinger(0)
 		a.Close() // RST
 		s := New(b)

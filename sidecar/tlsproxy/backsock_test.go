@@ -4,42 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"net"
 	"testing"
 	"time"
-)
 
-// loopbackPair returns the two ends of a loopback TCP connection.
-func loopbackPair(t *testing.T) (a, b net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	acc := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		acc <- c
-	}()
-	a, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = <-acc
-	if b == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+	"github.com/podkit/podkit/internal/testdeps"
+)
 
 // TestBackSockDeferredWrite: a deferred request goes out with the next
 // read, whatever its size, and a peer that has gone is an error, not a
 // wait for an answer that never comes.
 func TestBackSockDeferredWrite(t *testing.T) {
 	for _, size := range []int{10, 8 << 20} { // 8 MiB: more than the socket buffers hold
-		a, b := loopbackPair(t)
+		a, b := testdeps.TCPPair(t)
 		s := newBackSock(a)
 		req := bytes.Repeat([]byte("r"), size)
 		go func() {
@@ -64,7 +40,7 @@ func TestBackSockDeferredWrite(t *testing.T) {
 	}
 
 	t.Run("peer closed while idle", func(t *testing.T) {
-		a, b := loopbackPair(t)
+		a, b := testdeps.TCPPair(t)
 		s := newBackSock(a)
 		b.Close()
 		time.Sleep(20 * time.Millisecond) // its FIN arrives while idle

@@ -3,6 +3,8 @@ package testdeps
 import (
 	"errors"
 	"io"
+	"net"
+	"testing"
 )
 
 // ErrAgain is what a Chunks reader answers between chunks.
@@ -27,4 +29,30 @@ func (c *Chunks) Read(b []byte) (int, error) {
 	n := copy(b, c.In[:min(max(c.Step, 1), len(c.In))])
 	c.In = c.In[n:]
 	return n, nil
+}
+
+// TCPPair returns the two ends of a loopback TCP connection, closed when
+// the test ends.
+func TCPPair(t testing.TB) (a, b net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		acc <- c
+	}()
+	a, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = <-acc
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
 }
