@@ -281,21 +281,11 @@ func (lp *loop) shutdown() {
 type fdReader int
 
 func (f fdReader) Read(b []byte) (int, error) {
-	for {
-		n, e := rawsock.Read(uintptr(f), b)
-		switch e {
-		case 0:
-			if n == 0 {
-				return 0, io.EOF
-			}
-			return n, nil
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return 0, errAgain
-		default:
-			return 0, e
-		}
+	n, err := rawsock.Read(uintptr(f), b)
+	if err == syscall.EAGAIN {
+		return 0, errAgain
 	}
+	return n, err
 }
 
 // --- clients ---

@@ -76,23 +76,12 @@ func (s *rawSock) Read(b []byte) (int, error) {
 
 // read is the poller callback: false means "not ready, wait".
 func (s *rawSock) read(fd uintptr) bool {
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rb[0])), uintptr(len(s.rb)))
-		switch e {
-		case 0:
-			if n == 0 {
-				s.rerr = io.EOF
-			}
-			s.rn = int(n)
-			return true
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			s.rerr = e
-			return true
-		}
+	n, err := Read(fd, s.rb)
+	if err == syscall.EAGAIN {
+		return false
 	}
+	s.rn, s.rerr = n, err
+	return true
 }
 
 func (s *rawSock) Write(b []byte) (int, error) {
@@ -140,14 +129,22 @@ func Send(fd uintptr, p []byte) (int, syscall.Errno) {
 }
 
 // Read is one read(2) into p (not empty) from the non-blocking socket fd,
-// as a raw system call. It returns what was read and the error number
-// (EAGAIN when nothing is waiting; 0 bytes and no error at end of input).
-func Read(fd uintptr, p []byte) (int, syscall.Errno) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
+// as a raw system call, retried on EINTR. It returns what was read, io.EOF
+// at the end of input, syscall.EAGAIN when nothing is waiting, or the
+// error.
+func Read(fd uintptr, p []byte) (int, error) {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch {
+		case e == syscall.EINTR:
+		case e != 0:
+			return 0, e
+		case n == 0:
+			return 0, io.EOF
+		default:
+			return int(n), nil
+		}
 	}
-	return int(n), 0
 }
 
 // Detach takes c's socket out of the runtime's poller: it returns a

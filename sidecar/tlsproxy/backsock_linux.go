@@ -1,10 +1,8 @@
 package tlsproxy
 
 import (
-	"io"
 	"net"
 	"syscall"
-	"unsafe"
 
 	"github.com/podkit/podkit/internal/rawsock"
 )
@@ -78,21 +76,10 @@ func (r *rawRead) step(fd uintptr) bool {
 		}
 		return false // the answer comes after the target read the request
 	}
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.b[0])), uintptr(len(r.b)))
-		switch e {
-		case 0:
-			if n == 0 {
-				r.err = io.EOF
-			}
-			r.n = int(n)
-			return true
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			r.err = e
-			return true
-		}
+	n, err := rawsock.Read(fd, r.b)
+	if err == syscall.EAGAIN {
+		return false
 	}
+	r.n, r.err = n, err
+	return true
 }
