@@ -93,6 +93,23 @@ func startB(t testing.TB, cfg Config) *running {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The data path asked for is the one running: every server has a
+	// connection (per protocol) for each loop, owned by its loop, or none
+	// owned by a loop on the goroutine path.
+	for _, p := range px.pools() {
+		for _, s := range p.servers {
+			loops := map[*loop]bool{}
+			for _, c := range s.cs[:s.n2] {
+				loops[c.lp] = true
+			}
+			switch {
+			case px.noLoops && (len(loops) != 1 || !loops[nil]):
+				t.Fatalf("goroutine data path, but server %s has connections in event loops", s.cfg.Name)
+			case !px.noLoops && loopsSupported && (loops[nil] || len(loops) != max(cfg.EventLoops, 1)):
+				t.Fatalf("server %s: connections in %d event loops, want %d", s.cfg.Name, len(loops), max(cfg.EventLoops, 1))
+			}
+		}
+	}
 	return &running{px: px, admin: "http://" + ln.Addr().String(), logs: logs}
 }
 
