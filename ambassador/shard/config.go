@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -128,7 +129,7 @@ func LoadFile(path string) ([]Pool, []Warning, error) {
 func Parse(b []byte) ([]Pool, []Warning, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		return nil, nil, fmt.Errorf("%w: %s", ErrConfig, syntaxError(b, err))
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, nil, fmt.Errorf("%w: no pools", ErrConfig)
@@ -257,6 +258,40 @@ func Parse(b []byte) ([]Pool, []Warning, error) {
 		return nil, nil, fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}
 	return pools, warns, nil
+}
+
+// syntaxError locates a YAML syntax error on the line where it is. The
+// YAML library names the line where the enclosing block starts (line 1
+// for a bad line anywhere in the first pool), so the document is parsed
+// line by line until the same error appears: that last line is where it
+// is.
+func syntaxError(b []byte, err error) string {
+	msg := yamlMessage(err)
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	if len(lines) <= 10000 { // nutcracker.yml files are short; bound the work
+		end := 0
+		for i, l := range lines {
+			end += len(l)
+			var n yaml.Node
+			if perr := yaml.Unmarshal(b[:end], &n); perr != nil && yamlMessage(perr) == msg {
+				return fmt.Sprintf("line %d: YAML syntax error: %s", i+1, msg)
+			}
+		}
+	}
+	return "YAML syntax error: " + strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+// yamlMessage is a YAML error without its "yaml: line N: " prefix.
+func yamlMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if i := strings.Index(rest, ": "); i > 0 {
+			if _, aerr := strconv.Atoi(rest[:i]); aerr == nil {
+				return rest[i+2:]
+			}
+		}
+	}
+	return msg
 }
 
 // set applies one scalar key as twemproxy's conf_set_* functions do.
@@ -516,6 +551,18 @@ type Config struct {
 	EventLoops int `json:"event_loops"`
 }
 
+// protocolName is the protocol --protocol names (memcached is memcache),
+// or "" if it names none.
+func protocolName(s string) string {
+	switch strings.ToLower(s) {
+	case Redis:
+		return Redis
+	case Memcache, "memcached":
+		return Memcache
+	}
+	return ""
+}
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -537,7 +584,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ConfigFile, "config", c.ConfigFile, "twemproxy `nutcracker.yml` file with one or more pools (reloaded on SIGHUP and when it changes)")
 	fs.DurationVar(&c.WatchInterval, "watch-interval", c.WatchInterval, "how often --config is checked for changes (0: SIGHUP only)")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "single-pool form: `address` to listen on, e.g. 127.0.0.1:6379")
-	fs.StringVar(&c.Protocol, "protocol", c.Protocol, "single-pool form: redis or memcache")
+	fs.StringVar(&c.Protocol, "protocol", c.Protocol, "single-pool form: redis or memcache (memcached)")
 	fs.Var((*cli.StringList)(&c.Servers), "server", "single-pool form: a server `host:port:weight [name]` (repeatable)")
 	fs.StringVar(&c.Hash, "hash", c.Hash, "single-pool form: key hash ("+strings.Join(ketama.HashNames(), ", ")+")")
 	fs.StringVar(&c.Distribution, "distribution", c.Distribution, "single-pool form: ketama, modula or random")
@@ -584,8 +631,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--server %q: %v", s, err))
 		}
 	}
-	if c.Protocol != Redis && c.Protocol != Memcache {
-		errs = append(errs, fmt.Errorf("--protocol: %q is not redis or memcache", c.Protocol))
+	if protocolName(c.Protocol) == "" {
+		errs = append(errs, fmt.Errorf("--protocol: %q is not redis or memcache (memcached)", c.Protocol))
 	}
 	if _, err := ketama.Hash(c.Hash); err != nil {
 		errs = append(errs, fmt.Errorf("--hash: %v", err))
@@ -612,7 +659,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--server-connections: %d must be at least 1", c.ServerConns))
 	}
 	if c.PasswordFile != "" {
-		if c.Protocol != Redis {
+		if protocolName(c.Protocol) != Redis {
 			errs = append(errs, errors.New("--password-file: only for --protocol redis"))
 		} else if _, err := readSecret(c.PasswordFile); err != nil {
 			errs = append(errs, fmt.Errorf("--password-file: %v", err))
@@ -627,7 +674,7 @@ func (c Config) pools() ([]Pool, []Warning, error) {
 		return LoadFile(c.ConfigFile)
 	}
 	p := newPool("default")
-	p.Listen, p.Protocol, p.Hash, p.Distribution, p.HashTag = c.Listen, c.Protocol, c.Hash, c.Distribution, c.HashTag
+	p.Listen, p.Protocol, p.Hash, p.Distribution, p.HashTag = c.Listen, protocolName(c.Protocol), c.Hash, c.Distribution, c.HashTag
 	p.Timeout, p.AutoEjectHosts, p.FailClosed = c.Timeout, c.AutoEject, c.FailClosed
 	p.ServerFailureLimit, p.ServerRetryTimeout, p.ServerConnections = c.FailureLimit, c.RetryTimeout, c.ServerConns
 	p.TCPKeepalive = true

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,7 +124,7 @@ func TestParseErrors(t *testing.T) {
 			`line 4: pool "p": hash must be a single value`},
 		{"auth on memcache", "p:\n  listen: 127.0.0.1:1\n  redis_auth: x\n  servers:\n   - 127.0.0.1:2:1\n",
 			`line 3: pool "p": redis_auth needs redis: true`},
-		{"yaml syntax", "p:\n  listen: [\n", "yaml: line 2"},
+		{"yaml syntax", "p:\n  listen: [\n", "line 2: YAML syntax error: "},
 		{"empty", "", "no pools"},
 	}
 	for _, tt := range tests {
@@ -131,6 +132,38 @@ func TestParseErrors(t *testing.T) {
 			_, _, err := Parse([]byte(tt.conf))
 			if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestParseSyntaxErrorLine: a YAML syntax error is reported on the line
+// where it is, not on the line where the enclosing mapping starts (as the
+// YAML library's message says).
+func TestParseSyntaxErrorLine(t *testing.T) {
+	const head = "alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n  hash: fnv1a_64\n"
+	tests := []struct {
+		name, conf string
+		line       int
+	}{
+		{"sequence in a mapping", head + "  - x\n", 5},
+		{"text after a quoted value", head + "  key: 'a' b\n", 5},
+		{"bad indentation", head + "  servers:\n - a:1:1\n", 6},
+		{"tab", head + "  servers:\n  - a:1:1\n\t- b:1:1\n", 7},
+		{"unclosed flow sequence", head + "  distribution: [ketama\n  timeout: 400\n", 5},
+		{"key indented too far", head + "  servers:\n   - a:1:1\n   hash: x\n", 7},
+		{"unterminated quote", head + "  servers:\n   - a:1:1\n  x: \"abc\n", 7},
+		{"unknown anchor", head + "  servers:\n   - *b\n", 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := Parse([]byte(tt.conf))
+			if err == nil || !errors.Is(err, ErrConfig) {
+				t.Fatalf("error %v, want a configuration error", err)
+			}
+			want := fmt.Sprintf("line %d", tt.line)
+			if !strings.Contains(err.Error(), want+": YAML syntax error: ") {
+				t.Fatalf("error %q, want it to say %q", err, want)
 			}
 		})
 	}
@@ -169,6 +202,29 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := New(Config{ConfigFile: filepath.Join(t.TempDir(), "none.yml"), MaxBulk: 1}); err == nil {
 		t.Fatal("missing file accepted")
+	}
+}
+
+// TestProtocolAlias: --protocol memcached is the obvious spelling of
+// memcache; anything else is refused naming the flag.
+func TestProtocolAlias(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"memcached", Memcache}, {"memcache", Memcache}, {"redis", Redis}, {"Memcached", Memcache},
+	} {
+		c := DefaultConfig()
+		c.Listen, c.Servers, c.Protocol = "127.0.0.1:0", []string{"127.0.0.1:11211:1"}, tt.in
+		if err := c.Validate(); err != nil {
+			t.Fatalf("--protocol %s: %v", tt.in, err)
+		}
+		pools, _, err := c.pools()
+		if err != nil || pools[0].Protocol != tt.want {
+			t.Fatalf("--protocol %s: pools %+v, %v; want protocol %s", tt.in, pools, err, tt.want)
+		}
+	}
+	c := DefaultConfig()
+	c.Listen, c.Servers, c.Protocol = "127.0.0.1:0", []string{"127.0.0.1:11211:1"}, "mysql"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `--protocol: "mysql" is not redis or memcache (memcached)`) {
+		t.Fatalf("--protocol mysql: %v", err)
 	}
 }
 
