@@ -65,6 +65,7 @@ func init() {
 	reg(cmdSum, 2, `DEL UNLINK EXISTS TOUCH`)
 	reg(cmdLocal, 1, `PING ECHO QUIT COMMAND AUTH SELECT HELLO`)
 	refuse("it would see only one server's keys", `KEYS SCAN RANDOMKEY DBSIZE FLUSHALL FLUSHDB SWAPDB MOVE WAIT WAITAOF`)
+	refuse("it sets all its keys or none, which cannot be guaranteed across servers; use MSET, or a Lua script over keys in one hash tag", `MSETNX`)
 	reg(cmdTx, 1, `MULTI EXEC DISCARD`)
 	refuse("WATCH needs a server connection of its own, and podkit shard shares them; use MULTI/EXEC with keys in one hash tag, or a Lua script", `WATCH UNWATCH`)
 	refuse("blocking commands would hold a server connection shared by other clients",
