@@ -145,6 +145,9 @@ func TestSIGHUPSyncsNow(t *testing.T) {
 	body.Store("v2")
 	cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "v2 after SIGHUP", fileIs(dest, "v2"))
+	if !strings.Contains(logs.String(), "a rejected version included") {
+		t.Fatalf("SIGHUP does not say it retries a rejected version:\n%s", logs)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -303,8 +303,10 @@ type Syncer struct {
 	lastNames  []string   // directory destinations: names published last time, for pruning
 	manifestOK bool       // the manifest on disk lists lastNames
 	lastErr    atomic.Pointer[errHolder]
-	rejected   *rejection    // the last version validation or the app refused
-	now        chan struct{} // sync at once (SIGHUP)
+	rejected   *rejection // the last version validation or the app refused
+	// retryRejected: the next sync tries a rejected version again (SIGHUP).
+	retryRejected atomic.Bool
+	now           chan struct{} // sync at once (SIGHUP)
 }
 
 var _ container.Component = (*Syncer)(nil)

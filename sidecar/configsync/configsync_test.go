@@ -992,9 +992,10 @@ func readAllRaw(f *os.File, buf []byte) (int, error) {
 	return n, errors.New("file larger than the buffer")
 }
 
-// TestRejectedRetriedAfterBackoff: a rejected version is tried again once
-// its backoff has passed (the refusal may have been transient).
-func TestRejectedRetriedAfterBackoff(t *testing.T) {
+// TestRejectedRetriedOnlyOnRequest: a version validation rejected stays
+// rejected however often the unchanged source is polled; RetryRejected
+// (SIGHUP) tries it again, here after what the validator checks changed.
+func TestRejectedRetriedOnlyOnRequest(t *testing.T) {
 	dir := t.TempDir()
 	src, dest, flag := filepath.Join(dir, "src"), filepath.Join(dir, "dest"), filepath.Join(dir, "accept")
 	writeAtomic(t, src, []byte("v1"))
@@ -1007,12 +1008,40 @@ func TestRejectedRetriedAfterBackoff(t *testing.T) {
 		t.Fatalf("err = %v, want ErrValidate", err)
 	}
 	os.WriteFile(flag, nil, 0o644) // the validator would accept it now
-	waitFor(t, "the rejected version to be tried again and published", func() bool {
-		res, err := s.Sync(context.Background())
-		return err == nil && res.Changed
-	})
+	for i := 0; i < 20; i++ {
+		if res, err := s.Sync(context.Background()); err != nil || !res.Skipped {
+			t.Fatalf("poll %d of the rejected version: %+v, %v; want skipped", i, res, err)
+		}
+	}
+	s.RetryRejected()
+	if res, err := s.Sync(context.Background()); err != nil || !res.Changed {
+		t.Fatalf("after RetryRejected: %+v, %v; want published", res, err)
+	}
 	if readFile(t, dest) != "v1" {
 		t.Fatal("not published")
+	}
+}
+
+// TestValidateTimeoutNotRejected: a validator that did not finish gave no
+// verdict, so the version is tried again at the next sync rather than
+// skipped.
+func TestValidateTimeoutNotRejected(t *testing.T) {
+	dir := t.TempDir()
+	src, dest, slow := filepath.Join(dir, "src"), filepath.Join(dir, "dest"), filepath.Join(dir, "slow")
+	writeAtomic(t, src, []byte("v1"))
+	os.WriteFile(slow, nil, 0o644)
+	cfg := DefaultConfig()
+	cfg.Source, cfg.Dest = src, dest
+	cfg.ValidateCmd = "/bin/sh -c 'if test -e " + slow + "; then sleep 30; fi'"
+	cfg.ValidateTimeout = 100 * time.Millisecond
+	s, _ := newSyncer(t, cfg)
+	if _, err := s.Sync(context.Background()); !errors.Is(err, ErrValidate) || !strings.Contains(err.Error(), "--validate-timeout") {
+		t.Fatalf("err = %v, want a validate timeout", err)
+	}
+	os.Remove(slow)
+	s.cfg.ValidateTimeout = time.Minute
+	if res, err := s.Sync(context.Background()); err != nil || !res.Changed {
+		t.Fatalf("after a timeout: %+v, %v; want the version tried again and published", res, err)
 	}
 }
 
@@ -1097,5 +1126,96 @@ func TestNotReadyWhileRejected(t *testing.T) {
 	waitFor(t, "readiness after a valid version", func() bool { c, _ := h.get(t, "/readyz"); return c == http.StatusOK })
 	if readFile(t, dest) != "good" {
 		t.Fatal("ready without the valid version published")
+	}
+}
+
+// TestRefusedVersionStaysRejected: a version the application's reload
+// refuses is published, reloaded, rolled back and reloaded once — and then
+// not again, however many poll intervals pass, until the source changes.
+// The rollback's reload is logged and counted as a rollback.
+func TestRefusedVersionStaysRejected(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src, dest := filepath.Join(dir, "src.conf"), filepath.Join(dir, "app.conf")
+	writeAtomic(t, src, []byte("good v1"))
+	app := &reloadApp{}
+	srv := httptest.NewServer(app.handler(dest))
+	defer srv.Close()
+	cfg := DefaultConfig()
+	cfg.Source, cfg.Dest = src, dest
+	cfg.ReloadURL, cfg.ReloadRetries = srv.URL+"/-/reload", 0
+	cfg.PollInterval, cfg.Debounce = 20*time.Millisecond, time.Millisecond
+	s, _ := newSyncer(t, cfg)
+	h := runHosted(t, s)
+	waitFor(t, "v1 to be reloaded", func() bool { return app.log() == "good v1 200" })
+
+	writeAtomic(t, src, []byte("broken v2"))
+	skipped := func() float64 { return testutil.ToFloat64(s.m.syncs.WithLabelValues(resultSkipped)) }
+	waitFor(t, "the refused version to be skipped", func() bool { return skipped() >= 1 })
+	// Many poll intervals: a backoff of a few intervals would have tried it
+	// again by now.
+	base := skipped()
+	waitFor(t, "50 more polls", func() bool { return skipped() >= base+50 })
+	want := "good v1 200; broken v2 500; good v1 200"
+	if got := app.log(); got != want {
+		t.Fatalf("the app saw %q, want %q: the refused version was published again", got, want)
+	}
+	if got := testutil.ToFloat64(s.m.syncs.WithLabelValues(resultRolledBack)); got != 1 {
+		t.Fatalf("syncs{result=rolled_back} = %v, want 1", got)
+	}
+	for result, want := range map[string]float64{"ok": 1, "failed": 1, "rollback_ok": 1, "rollback_failed": 0} {
+		if got := testutil.ToFloat64(s.m.reloads.WithLabelValues(result)); got != want {
+			t.Errorf("reloads{result=%s} = %v, want %v", result, got, want)
+		}
+	}
+	logs := h.logs.String()
+	if n := strings.Count(logs, `msg=reloaded `); n != 1 {
+		t.Errorf("%d plain \"reloaded\" lines, want 1 (the rollback's reload must say it is one):\n%s", n, logs)
+	}
+	if !strings.Contains(logs, "reloaded the previous content (rollback)") {
+		t.Errorf("no rollback reload in the log:\n%s", logs)
+	}
+	waitFor(t, "/healthz?verbose to show the refusal", func() bool {
+		code, body := h.get(t, "/healthz?verbose")
+		return code != http.StatusOK && strings.Contains(body, "500 Internal Server Error")
+	})
+
+	// A different version is tried at once, and accepted.
+	writeAtomic(t, src, []byte("good v3"))
+	waitFor(t, "v3 to be reloaded", fileIs(dest, "good v3"))
+	waitFor(t, "the app to reload v3", func() bool { return strings.HasSuffix(app.log(), "good v3 200") })
+	// And the refused version, coming back, is a change: tried again.
+	writeAtomic(t, src, []byte("broken v2"))
+	waitFor(t, "the refused version to be tried again after a change", func() bool {
+		return testutil.ToFloat64(s.m.syncs.WithLabelValues(resultRolledBack)) == 2
+	})
+}
+
+// TestUnreachableAppNotRejected: when the application cannot be told at
+// all (the reload of the restored content fails too), the new version got
+// no verdict: the next sync tries it again instead of skipping it.
+func TestUnreachableAppNotRejected(t *testing.T) {
+	dir := t.TempDir()
+	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
+	writeAtomic(t, src, []byte("v1"))
+	writeAtomic(t, dest, []byte("v0"))
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens: connection refused
+	cfg := DefaultConfig()
+	cfg.Source, cfg.Dest = src, dest
+	cfg.ReloadURL, cfg.ReloadRetries = url, 0
+	s, _ := newSyncer(t, cfg)
+	for i := 0; i < 2; i++ {
+		res, err := s.Sync(context.Background())
+		if !errors.Is(err, ErrReload) || !res.RolledBack || res.Skipped {
+			t.Fatalf("sync %d with the app unreachable: %+v, %v; want a rollback, not a skip", i, res, err)
+		}
+	}
+	if got := testutil.ToFloat64(s.m.reloads.WithLabelValues(reloadRollbackFailed)); got != 2 {
+		t.Fatalf("reloads{result=rollback_failed} = %v, want 2", got)
+	}
+	if readFile(t, dest) != "v0" {
+		t.Fatal("the previous content was not restored")
 	}
 }

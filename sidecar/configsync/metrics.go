@@ -21,6 +21,14 @@ const (
 	resultFailed     = "failed"
 	resultRolledBack = "rolled_back"
 	resultSkipped    = "skipped"
+
+	// Values of podkit_configsync_reloads_total's "result" label: the
+	// reload of newly published content, or of the previous content
+	// restored after that failed.
+	reloadOK             = "ok"
+	reloadFailed         = "failed"
+	reloadRollbackOK     = "rollback_ok"
+	reloadRollbackFailed = "rollback_failed"
 )
 
 type metrics struct {
@@ -47,7 +55,7 @@ func newMetrics() *metrics {
 		}, []string{"reason"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podkit_configsync_reloads_total",
-			Help: "Reloads of the application by result: ok, failed.",
+			Help: "Reloads of the application by result: ok, failed (of newly published content); rollback_ok, rollback_failed (of the previous content, restored after a failed reload).",
 		}, []string{"result"}),
 		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "podkit_configsync_last_sync_success_timestamp_seconds",
@@ -55,7 +63,7 @@ func newMetrics() *metrics {
 		}),
 		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "podkit_configsync_last_reload_success_timestamp_seconds",
-			Help: "Unix time of the last successful reload of the application.",
+			Help: "Unix time the application last accepted a reload of newly published content.",
 		}),
 		lastChange: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "podkit_configsync_last_publish_timestamp_seconds",
@@ -81,8 +89,9 @@ func newMetrics() *metrics {
 	for _, r := range []string{reasonFetch, reasonRender, reasonValidate, reasonPublish, reasonReload, reasonNoProcess, reasonRollback} {
 		m.failures.WithLabelValues(r)
 	}
-	m.reloads.WithLabelValues("ok")
-	m.reloads.WithLabelValues("failed")
+	for _, r := range []string{reloadOK, reloadFailed, reloadRollbackOK, reloadRollbackFailed} {
+		m.reloads.WithLabelValues(r)
+	}
 	return m
 }
 

@@ -29,30 +29,32 @@ type Result struct {
 	// the application told to reload again.
 	RolledBack bool
 	// Skipped: the source still holds a version that was rejected (by
-	// validation, or by the application's reload) a moment ago; it is tried
-	// again after a backoff (two poll intervals, doubling up to ten
-	// minutes), or at once when the source changes.
+	// validation, or by the application's reload); it is not tried again
+	// until the source holds a different version (or RetryRejected is
+	// called: SIGHUP).
 	Skipped bool
 }
 
 // rejection remembers a version that was refused, so that polling an
 // unchanged source does not publish and roll it back over and over.
 type rejection struct {
-	sha   string
-	err   error
-	count int
-	until time.Time
+	sha string
+	err error
 }
 
-// reject records that the version sha was refused with err.
+// reject records that the version sha was refused with err. A rejected
+// version stays rejected until the source produces another one: a
+// validator's verdict and an application's refusal do not change by
+// themselves, and trying again would make the application reload its old
+// configuration every time.
 func (s *Syncer) reject(sha string, err error) {
-	count := 1
-	if s.rejected != nil && s.rejected.sha == sha {
-		count = s.rejected.count + 1
-	}
-	wait := min(s.cfg.PollInterval<<min(count, 16), max(10*time.Minute, s.cfg.PollInterval))
-	s.rejected = &rejection{sha: sha, err: err, count: count, until: time.Now().Add(wait)}
+	s.rejected = &rejection{sha: sha, err: err}
 }
+
+// RetryRejected makes the next sync try the source's version even if it
+// was rejected: the operator's way (SIGHUP) to say that what refused it
+// has changed.
+func (s *Syncer) RetryRejected() { s.retryRejected.Store(true) }
 
 // Sync runs the pipeline once: fetch, render, validate, publish and (unless
 // Config.Once) reload, rolling back when the reload fails. An error wraps
@@ -95,10 +97,14 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 		return res, err
 	}
 	res.SHA256 = out.sha256Hex()
-	if r := s.rejected; r != nil && r.sha == res.SHA256 && time.Now().Before(r.until) {
+	if s.retryRejected.Swap(false) && s.rejected != nil {
+		s.log.Info("trying the rejected version again (SIGHUP)", "sha256", s.rejected.sha)
+		s.rejected = nil
+	}
+	if r := s.rejected; r != nil && r.sha == res.SHA256 {
 		result = resultSkipped
 		res.Skipped = true
-		s.log.Debug("the source still holds the rejected version; not trying it again yet", "sha256", res.SHA256, "retry_at", r.until.UTC().Format(time.RFC3339))
+		s.log.Debug("the source still holds the rejected version; not trying it again until the source changes", "sha256", res.SHA256)
 		return res, nil
 	}
 	if out.dir && s.lastNames == nil {
@@ -130,13 +136,19 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 		if verr := runValidate(ctx, s.cfg.ValidateCmd, st.path, s.cfg.ValidateTimeout); verr != nil {
 			st.discard()
 			err = fail(reasonValidate, ErrValidate, verr)
-			s.reject(res.SHA256, err)
 			attrs := []any{"sha256", res.SHA256, "error", verr.Error()}
 			var ve *validateError
 			if errors.As(verr, &ve) {
 				attrs = []any{"sha256", res.SHA256, "validate_cmd", ve.cmd, "status", ve.status, "output_tail", ve.tail}
 			}
-			s.log.Error("validation rejected the new content; the previous file stays", attrs...)
+			if ve == nil || !ve.verdict {
+				// Timed out, killed or not started: no verdict on the
+				// content, so it is tried again (with the failure backoff).
+				s.log.Error("validation did not finish; the previous file stays, and the new content is tried again", attrs...)
+				return res, err
+			}
+			s.reject(res.SHA256, err)
+			s.log.Error("validation rejected the new content; the previous file stays, and this version is not tried again until the source changes", attrs...)
 			return res, err
 		}
 	}
@@ -164,7 +176,6 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 		return res, err
 	}
 	res.Changed = true
-	s.rejected = nil
 	s.setNames(out)
 	now := time.Now()
 	s.m.setContent(res.SHA256)
@@ -173,12 +184,14 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 
 	if !reload || len(s.reloader) == 0 {
 		result = resultPublished
+		s.rejected = nil
 		s.m.lastSync.Set(unix(now))
 		return res, nil
 	}
-	reloaded, rerr := s.reload(ctx)
+	reloaded, rerr := s.reload(ctx, false)
 	if rerr == nil {
 		result = resultPublished
+		s.rejected = nil
 		res.Reloaded = reloaded
 		s.m.lastSync.Set(unix(time.Now()))
 		return res, nil
@@ -189,8 +202,8 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 	err = fail(reasonReload, ErrReload, rerr)
 	result = resultRolledBack
 	res.RolledBack = true
-	s.reject(res.SHA256, err)
 	if berr := restore(s.cfg.Dest, out.dir, cur, s.cfg.FileMode); berr != nil {
+		s.reject(res.SHA256, err) // the destination holds it: never report it as in step
 		s.m.failures.WithLabelValues(reasonRollback).Inc()
 		s.log.Error("reload failed, and restoring the previous content failed too: the destination holds the new content", "error", err, "restore_error", berr)
 		return res, err
@@ -205,19 +218,30 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 	} else {
 		s.m.content.Reset()
 	}
-	if _, rerr2 := s.reload(ctx); rerr2 != nil {
+	if _, rerr2 := s.reload(ctx, true); rerr2 != nil {
+		// The application could not be told the previous content either:
+		// it is unreachable rather than refusing this version, so the
+		// version is not rejected; it is tried again with the failure
+		// backoff.
 		s.m.failures.WithLabelValues(reasonRollback).Inc()
-		s.log.Error("reload failed; the previous content is restored, but reloading it failed too", "error", err, "second_error", rerr2)
+		s.log.Error("reload failed; the previous content is restored, but reloading it failed too (the application is unreachable?); the new content is tried again", "error", err, "second_error", rerr2)
 		return res, err
 	}
-	s.log.Error("reload failed; the previous content is restored and reloaded", "error", err)
+	s.reject(res.SHA256, err)
+	s.log.Error("reload failed; the previous content is restored and reloaded, and this version is not tried again until the source changes", "sha256", res.SHA256, "error", err)
 	return res, err
 }
 
 // reload runs every reloader. A reloader that found no process only warns:
 // nothing runs that could be told, and an application starting later reads
-// the published file.
-func (s *Syncer) reload(ctx context.Context) (reloaded bool, err error) {
+// the published file. rollback says that the content being reloaded is the
+// previous one, restored after a failed reload: it is logged and counted
+// as such (reloads_total{result="rollback_ok"|"rollback_failed"}).
+func (s *Syncer) reload(ctx context.Context, rollback bool) (reloaded bool, err error) {
+	okLabel, failedLabel := reloadOK, reloadFailed
+	if rollback {
+		okLabel, failedLabel = reloadRollbackOK, reloadRollbackFailed
+	}
 	var errs []error
 	ok := 0
 	for _, r := range s.reloader {
@@ -233,13 +257,17 @@ func (s *Syncer) reload(ctx context.Context) (reloaded bool, err error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		s.m.reloads.WithLabelValues("failed").Inc()
+		s.m.reloads.WithLabelValues(failedLabel).Inc()
 		return false, err
 	}
 	if ok > 0 {
-		s.m.reloads.WithLabelValues("ok").Inc()
-		s.m.lastReload.Set(unix(time.Now()))
-		s.log.Info("reloaded", "reloads", ok)
+		s.m.reloads.WithLabelValues(okLabel).Inc()
+		if rollback {
+			s.log.Warn("reloaded the previous content (rollback)", "reloads", ok)
+		} else {
+			s.m.lastReload.Set(unix(time.Now()))
+			s.log.Info("reloaded", "reloads", ok)
+		}
 	}
 	return ok > 0, nil
 }
@@ -401,7 +429,8 @@ func (s *Syncer) Run(ctx context.Context, h *container.Host) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				s.log.Info("SIGHUP: syncing now")
+				s.log.Info("SIGHUP: syncing now, a rejected version included")
+				s.RetryRejected()
 				select {
 				case s.now <- struct{}{}:
 				default:

@@ -88,6 +88,9 @@ type validateError struct {
 	cmd    string
 	status string
 	tail   string
+	// verdict: the command ran to its end and exited non-zero, a judgement
+	// of the content (not a timeout, a kill or a failure to start it).
+	verdict bool
 }
 
 func (e *validateError) Error() string {
@@ -125,6 +128,7 @@ func runValidate(ctx context.Context, cmdline, staged string, timeout time.Durat
 		return nil
 	}
 	var status string
+	verdict := false
 	var ee *exec.ExitError
 	switch {
 	case errors.Is(ctx.Err(), context.Canceled):
@@ -136,11 +140,12 @@ func runValidate(ctx context.Context, cmdline, staged string, timeout time.Durat
 			status = "was killed by signal " + ws.Signal().String()
 		} else {
 			status = fmt.Sprintf("exited with status %d", ee.ExitCode())
+			verdict = true
 		}
 	default:
 		status = "could not run: " + err.Error()
 	}
-	return &validateError{cmd: cmdline, status: status, tail: lastLines(out.String(), 10)}
+	return &validateError{cmd: cmdline, status: status, tail: lastLines(out.String(), 10), verdict: verdict}
 }
 
 // tailBuffer keeps the last max bytes written to it.
