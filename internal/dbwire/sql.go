@@ -3,6 +3,7 @@ package dbwire
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -155,8 +156,41 @@ func (l mysqlLogger) Print(v ...any) {
 
 type mysqlDB struct{ db *sql.DB }
 
+// Query runs q on a connection of the pool. A connection refused a
+// statement for lack of a privilege is closed rather than kept: MySQL and
+// MariaDB read an account's global privileges (SLAVE MONITOR, REPLICATION
+// CLIENT, PROCESS) when a connection is made, so only a new connection
+// sees a GRANT made since.
 func (m *mysqlDB) Query(ctx context.Context, q string) (*Result, error) {
-	rows, err := m.db.QueryContext(ctx, q)
+	conn, err := m.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	res, err := mysqlQuery(ctx, conn, q)
+	if err != nil {
+		var me *mysql.MySQLError
+		if errors.As(err, &me) {
+			err = &statementError{err}
+		}
+		if IsPermissionDenied(err) {
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}
+	return res, err
+}
+
+// statementError is an error the server answered to a statement on an
+// established connection, as opposed to one refusing the connection: a
+// MySQL 1045 "Access denied for user" here is a missing privilege (GRANT
+// without GRANT OPTION answers it), not refused credentials.
+type statementError struct{ err error }
+
+func (e *statementError) Error() string { return e.err.Error() }
+func (e *statementError) Unwrap() error { return e.err }
+
+func mysqlQuery(ctx context.Context, conn *sql.Conn, q string) (*Result, error) {
+	rows, err := conn.QueryContext(ctx, q)
 	if err != nil {
 		return nil, err
 	}

@@ -264,7 +264,8 @@ const (
 // directory, runs mariadbd on a free loopback port with its unix socket in
 // that directory, creates the user MariaDBUser (password MariaDBPassword,
 // all privileges) and the database MariaDBDatabase, and returns a DSN in the
-// go-sql-driver/mysql form:
+// go-sql-driver/mysql form (the user may GRANT, so tests can give
+// other accounts privileges):
 //
 //	podkit:podkit@tcp(127.0.0.1:PORT)/podkit
 //
@@ -330,7 +331,7 @@ func StartMariaDB(t testing.TB) (dsn string) {
 
 	sql := fmt.Sprintf("CREATE DATABASE IF NOT EXISTS `%s`; "+
 		"CREATE USER '%s'@'%%' IDENTIFIED BY '%s'; "+
-		"GRANT ALL PRIVILEGES ON *.* TO '%s'@'%%'; FLUSH PRIVILEGES;",
+		"GRANT ALL PRIVILEGES ON *.* TO '%s'@'%%' WITH GRANT OPTION; FLUSH PRIVILEGES;",
 		MariaDBDatabase, MariaDBUser, MariaDBPassword, MariaDBUser)
 	setup(t, "mariadb (create user)", exec.Command(client,
 		"--no-defaults", "--protocol=socket", "--socket="+socket, "--user=root", "--batch", "-e", sql))
