@@ -75,6 +75,10 @@ func (e *Error) Error() string {
 // the lease is no longer this worker's.
 var ErrStale = errors.New("stale lease")
 
+// ErrBadAnswer matches (errors.Is) an answer that is not the JSON the API
+// documents: something other than a podkit coordinator answered.
+var ErrBadAnswer = errors.New("bad answer")
+
 // Is makes errors.Is(err, ErrStale) true for 409s.
 func (e *Error) Is(target error) bool { return target == ErrStale && e.Status == http.StatusConflict }
 
@@ -213,7 +217,7 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any)
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
-			return false, fmt.Errorf("%s %s: bad answer: %w", method, path, err)
+			return false, fmt.Errorf("%s %s: %w: %w", method, path, ErrBadAnswer, err)
 		}
 	}
 	return true, nil

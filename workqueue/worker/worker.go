@@ -57,6 +57,14 @@ type Config struct {
 	KillGrace time.Duration `json:"kill_grace"`
 	// StderrTail is how many bytes of the end of stderr go in a nack.
 	StderrTail int `json:"stderr_tail"`
+	// ID names this worker in its log lines (the "worker" attribute), in
+	// $PODKIT_WORKER_ID and the Podkit-Worker-Id header; "" means
+	// <hostname>/<pid>.
+	ID string `json:"id"`
+	// ErrorLogInterval is how often, at most, a continuing failure to talk
+	// to the queue is logged again (the first failure and the recovery are
+	// logged at once).
+	ErrorLogInterval time.Duration `json:"error_log_interval"`
 	// Stdout and Stderr receive the command's streams (nil: the process's).
 	Stdout io.Writer `json:"-"`
 	Stderr io.Writer `json:"-"`
@@ -64,7 +72,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Concurrency: 1, Wait: 20 * time.Second, KillGrace: 2 * time.Second, StderrTail: 4096}
+	return Config{Concurrency: 1, Wait: 20 * time.Second, KillGrace: 2 * time.Second, StderrTail: 4096, ErrorLogInterval: 30 * time.Second}
 }
 
 // RegisterFlags adds the worker's flags to fs.
@@ -75,6 +83,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Wait, "wait", c.Wait, "how long one lease request waits for an item")
 	fs.DurationVar(&c.KillGrace, "kill-grace", c.KillGrace, "at an item's timeout, time between SIGTERM and SIGKILL")
 	fs.IntVar(&c.StderrTail, "stderr-tail", c.StderrTail, "bytes of the end of stderr sent with a nack")
+	fs.StringVar(&c.ID, "worker-id", c.ID, "this worker's `name` in its log lines (attribute worker), $PODKIT_WORKER_ID and the Podkit-Worker-Id header (default <hostname>/<pid>)")
+	fs.DurationVar(&c.ErrorLogInterval, "error-log-interval", c.ErrorLogInterval, "while requests to the queue keep failing, log at most one line per this interval (the first failure and the recovery are logged at once)")
 }
 
 // Validate reports every invalid field, naming its flag.
@@ -105,6 +115,12 @@ func (c Config) Validate() error {
 	if c.KillGrace < 0 {
 		errs = append(errs, fmt.Errorf("--kill-grace: %s is negative", c.KillGrace))
 	}
+	if c.ErrorLogInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--error-log-interval: %s must be positive", c.ErrorLogInterval))
+	}
+	if len(c.ID) > 256 || strings.ContainsFunc(c.ID, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		errs = append(errs, fmt.Errorf("--worker-id %q: want at most 256 printable characters", c.ID))
+	}
 	if c.StderrTail < 0 || c.StderrTail > 1<<20 {
 		errs = append(errs, fmt.Errorf("--stderr-tail: %d is not from 0 to 1048576", c.StderrTail))
 	}
@@ -123,8 +139,12 @@ type Worker struct {
 	busy    prometheus.Gauge
 	stale   prometheus.Counter
 	dur     *prometheus.HistogramVec
+	errs    *prometheus.CounterVec
 	staleMu sync.Mutex
 	nStale  int
+
+	health    *queueHealth // set by Run
+	logTagged bool         // the logger Run gets already names the worker (Command)
 }
 
 var (
@@ -138,6 +158,9 @@ func New(cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	base, q, _ := client.ParseQueueURL(cfg.Queue)
+	if cfg.ID == "" {
+		cfg.ID = DefaultID()
+	}
 	return &Worker{
 		cfg: cfg, base: base, queue: q, c: client.New(base, nil),
 		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency}},
@@ -154,22 +177,56 @@ func New(cfg Config) (*Worker, error) {
 			Name: "podkit_worker_processing_duration_seconds", Help: "Time to process one item, by result.",
 			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 1800},
 		}, []string{"result"}),
+		errs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podkit_worker_queue_errors_total", Help: "Requests to the queue (lease, heartbeat, ack, nack) that failed, by reason: unreachable, timeout, server_error (5xx), client_error (4xx other than 409), bad_answer.",
+		}, []string{"reason"}),
 	}, nil
 }
 
-// Command is the `podkit worker` subcommand.
+// Command is the `podkit worker` subcommand. It runs the worker under
+// container.Run like container.Command does, with one difference: its
+// logger (on the command's stdout) names the worker, so every line,
+// the contract's own included, says which worker it came from.
 func Command() cli.Command {
-	return container.Command("worker",
-		"lease items from a podkit queue and run a command (or POST to a URL) for each; ack on success, nack with stderr otherwise",
-		"--queue URL/queues/NAME [--concurrency N] [flags] -- CMD ARGS...   |   --queue URL/queues/NAME --http URL",
-		func(fs *flag.FlagSet) container.BuildFunc {
+	return cli.Command{
+		Name:     "worker",
+		Summary:  "lease items from a podkit queue and run a command (or POST to a URL) for each; ack on success, nack with stderr otherwise",
+		Synopsis: "--queue URL/queues/NAME [--concurrency N] [flags] -- CMD ARGS...   |   --queue URL/queues/NAME --http URL [flags]",
+		Setup: func(fs *flag.FlagSet) cli.Runner {
 			cfg := DefaultConfig()
 			cfg.RegisterFlags(fs)
-			return func(args []string) (container.Component, error) {
+			opts := container.DefaultOptions()
+			opts.RegisterFlags(fs)
+			return func(ctx context.Context, args []string, stdio cli.IO) error {
+				if err := opts.Validate(); err != nil {
+					return err
+				}
 				cfg.Command = args
-				return New(cfg)
+				w, err := New(cfg)
+				if err != nil {
+					return &cli.UsageError{Msg: err.Error()}
+				}
+				logger, err := container.NewLogger(orWriter(stdio.Stdout, os.Stdout), opts.LogFormat, opts.LogLevel)
+				if err != nil {
+					return &cli.UsageError{Msg: err.Error()}
+				}
+				opts.Logger = logger.With("worker", w.cfg.ID)
+				w.logTagged = true
+				opts.HandleSignals = true
+				return container.Run(ctx, w, opts)
 			}
-		})
+		},
+	}
+}
+
+// DefaultID is the worker's name when Config.ID is empty:
+// <hostname>/<pid> (in Kubernetes the host name is the pod's name).
+func DefaultID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "worker"
+	}
+	return host + "/" + strconv.Itoa(os.Getpid())
 }
 
 // Name implements container.Component.
@@ -193,8 +250,17 @@ func (w *Worker) StaleCompletions() int {
 
 // Run implements container.Component.
 func (w *Worker) Run(ctx context.Context, h *container.Host) error {
-	h.Registerer().MustRegister(w.items, w.busy, w.stale, w.dur)
-	log := h.Logger().With("queue", w.cfg.Queue)
+	h.Registerer().MustRegister(w.items, w.busy, w.stale, w.dur, w.errs)
+	log := h.Logger()
+	if !w.logTagged {
+		log = log.With("worker", w.cfg.ID)
+	}
+	log = log.With("queue", container.RedactURL(w.cfg.Queue))
+	w.health = newQueueHealth(log, w.cfg.ErrorLogInterval, w.errs)
+	h.AddCheck(container.Check{
+		Name: "queue " + container.RedactURL(w.cfg.Queue), Ready: true,
+		Period: time.Second, Timeout: 5 * time.Second, Func: w.health.check,
+	})
 	h.SetReady(true)
 	log.Info("worker started", "concurrency", w.cfg.Concurrency, "mode", w.mode())
 	var wg sync.WaitGroup
@@ -218,7 +284,13 @@ func (w *Worker) mode() string {
 	return "exec " + w.cfg.Command[0]
 }
 
-// slot leases and processes items one at a time until ctx ends.
+// errPaused cancels a lease request when the worker is paused.
+var errPaused = errors.New("paused")
+
+// slot leases and processes items one at a time until ctx ends. While the
+// queue's health is not known to be good (at the start, during an outage)
+// a lease does not long-poll, so a coordinator that answers is seen at
+// once.
 func (w *Worker) slot(ctx context.Context, h *container.Host, log *slog.Logger) {
 	failures := 0
 	for ctx.Err() == nil {
@@ -228,32 +300,37 @@ func (w *Worker) slot(ctx context.Context, h *container.Host, log *slog.Logger) 
 			}
 			continue
 		}
-		lctx, cancel := context.WithCancel(ctx)
+		wait := w.cfg.Wait
+		if !w.health.ok() {
+			wait = 0
+		}
+		// The request is bounded: a coordinator that accepts connections
+		// but never answers is an outage too.
+		lctx, cancel := context.WithCancelCause(ctx)
+		tctx, cancelT := context.WithTimeout(lctx, wait+30*time.Second)
 		pc := h.PauseChanged()
 		go func() {
 			select {
 			case <-pc:
-				cancel()
+				cancel(errPaused)
 			case <-lctx.Done():
 			}
 		}()
-		leases, err := w.c.Lease(lctx, w.queue, 1, w.cfg.Wait)
-		cancel()
+		leases, err := w.c.Lease(tctx, w.queue, 1, wait)
+		paused := errors.Is(context.Cause(lctx), errPaused)
+		cancelT()
+		cancel(nil)
 		if err != nil {
-			if ctx.Err() != nil || lctx.Err() != nil {
+			if ctx.Err() != nil || paused {
 				continue
 			}
 			failures++
-			if failures == 1 || failures%30 == 0 {
-				log.Warn("lease request failed; retrying", "error", err, "failures", failures)
-			}
+			w.health.failure("lease", err)
 			sleep(ctx, min(time.Duration(failures)*200*time.Millisecond, 5*time.Second))
 			continue
 		}
-		if failures > 0 {
-			log.Info("lease requests work again", "after_failures", failures)
-			failures = 0
-		}
+		failures = 0
+		w.health.success()
 		for _, l := range leases {
 			w.process(h, log, l)
 		}
@@ -334,12 +411,16 @@ func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, l client.Lease
 		_, err := w.c.Heartbeat(hctx, l.Token)
 		cancel()
 		if errors.Is(err, client.ErrStale) {
+			w.health.success()
 			w.countStale(log, "heartbeat", err)
 			close(lost)
 			return
 		}
-		if err != nil && ctx.Err() == nil {
-			log.Warn("heartbeat failed; will retry", "error", err)
+		switch {
+		case err == nil:
+			w.health.success()
+		case ctx.Err() == nil:
+			w.health.failure("heartbeat", err)
 		}
 	}
 }
@@ -372,6 +453,7 @@ func (w *Worker) complete(h *container.Host, log *slog.Logger, l client.Lease, o
 		var ae *client.Error
 		switch {
 		case err == nil:
+			w.health.success()
 			if out.ok {
 				log.Debug("acked")
 			} else {
@@ -379,17 +461,21 @@ func (w *Worker) complete(h *container.Host, log *slog.Logger, l client.Lease, o
 			}
 			return
 		case errors.Is(err, client.ErrStale):
+			w.health.success()
 			w.countStale(log, op, err)
 			return
 		case errors.As(err, &ae) && ae.Status/100 == 4:
+			// The queue answered: the item's completion is refused, the
+			// queue is fine.
+			w.health.success()
+			w.health.count(err)
 			log.Error(op+" refused", "error", err)
 			return
-		case time.Now().After(giveUp):
+		}
+		w.health.failure(op, err)
+		if time.Now().After(giveUp) {
 			log.Error(op+" failed; giving up (the lease has expired by now and the item will be retried)", "error", err, "attempts", attempt)
 			return
-		}
-		if attempt == 1 || attempt%20 == 0 {
-			log.Warn(op+" failed; retrying", "error", err, "attempt", attempt)
 		}
 		time.Sleep(min(time.Duration(attempt)*100*time.Millisecond, 2*time.Second))
 	}
@@ -427,6 +513,7 @@ func (w *Worker) runExec(h *container.Host, log *slog.Logger, l client.Lease, ti
 		"PODKIT_ITEM_FILE="+f.Name(),
 		"PODKIT_QUEUE="+l.Queue,
 		"PODKIT_ITEM_DEADLINE="+l.Deadline.UTC().Format(time.RFC3339Nano),
+		"PODKIT_WORKER_ID="+w.cfg.ID,
 	)
 	cmd.Stdin = bytes.NewReader(l.Payload)
 	cmd.Stdout = orWriter(w.cfg.Stdout, os.Stdout)
@@ -514,6 +601,7 @@ func (w *Worker) runHTTP(h *container.Host, l client.Lease, timeout time.Duratio
 	req.Header.Set("Podkit-Attempt", strconv.Itoa(l.Attempt))
 	req.Header.Set("Podkit-Queue", l.Queue)
 	req.Header.Set("Podkit-Item-Deadline", l.Deadline.UTC().Format(time.RFC3339Nano))
+	req.Header.Set("Podkit-Worker-Id", w.cfg.ID)
 	resp, err := w.hc.Do(req)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
