@@ -203,6 +203,7 @@ func (c *conn) dial() {
 		s.failAll(q, "cannot connect: "+err.Error(), kindConnect)
 		return
 	}
+	s.markUp()
 	sock := rawsock.New(nc)
 	c.nc, c.w = nc, sock
 	c.timedOut = false

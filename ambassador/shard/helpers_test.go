@@ -43,7 +43,10 @@ func (b *syncBuffer) String() string {
 func start(t *testing.T, cfg Config) *running { return startB(t, cfg) }
 
 // startB is start for tests and benchmarks.
-func startB(t testing.TB, cfg Config) *running {
+func startB(t testing.TB, cfg Config) *running { return startTuned(t, cfg, nil) }
+
+// startTuned is start with tune applied to the Proxy before it runs.
+func startTuned(t testing.TB, cfg Config, tune func(*Proxy)) *running {
 	t.Helper()
 	if strings.HasPrefix(t.Name(), "TestThreeLoops/") {
 		cfg.EventLoops = 3
@@ -53,6 +56,9 @@ func startB(t testing.TB, cfg Config) *running {
 		t.Fatal(err)
 	}
 	px.noLoops = strings.HasPrefix(t.Name(), "TestGoroutineDataPath/")
+	if tune != nil {
+		tune(px)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -581,6 +581,7 @@ func (c *conn) dialed(fd int, err error) {
 		s.failAll(q, "cannot connect: "+err.Error(), kindConnect)
 		return
 	}
+	s.markUp()
 	c.fd, c.up, c.timedOut = fd, true, false
 	lim := s.owner.Load().limits
 	if s.owner.Load().cfg.Protocol == Redis {

@@ -22,6 +22,7 @@ type metrics struct {
 	conns    *prometheus.Desc
 	ejects   *prometheus.Desc
 	up       *prometheus.Desc
+	ejected  *prometheus.Desc
 }
 
 func newMetrics(state func() []*pool) *metrics {
@@ -45,7 +46,8 @@ func newMetrics(state func() []*pool) *metrics {
 		inflight: prometheus.NewDesc("podkit_shard_server_in_flight_requests", "Requests queued or sent to a server and not yet answered.", []string{"pool", "server"}, nil),
 		conns:    prometheus.NewDesc("podkit_shard_server_connections", "Open connections to a server.", []string{"pool", "server"}, nil),
 		ejects:   prometheus.NewDesc("podkit_shard_server_ejections_total", "Times a server was ejected (auto_eject_hosts) or marked down (fail_closed).", []string{"pool", "server"}, nil),
-		up:       prometheus.NewDesc("podkit_shard_server_up", "0 while a server is ejected or marked down.", []string{"pool", "server"}, nil),
+		up:       prometheus.NewDesc("podkit_shard_server_up", "1 if the last connection attempt to a server (a request's, or the readiness probe's) succeeded.", []string{"pool", "server"}, nil),
+		ejected:  prometheus.NewDesc("podkit_shard_server_ejected", "1 while a server is ejected (auto_eject_hosts) or marked down (fail_closed).", []string{"pool", "server"}, nil),
 	}
 }
 
@@ -59,7 +61,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.latency.Describe(ch)
 	m.reloads.Describe(ch)
 	m.lastOK.Describe(ch)
-	for _, d := range []*prometheus.Desc{m.clients, m.commands, m.requests, m.errors, m.inflight, m.conns, m.ejects, m.up} {
+	for _, d := range []*prometheus.Desc{m.clients, m.commands, m.requests, m.errors, m.inflight, m.conns, m.ejects, m.up, m.ejected} {
 		ch <- d
 	}
 }
@@ -82,11 +84,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(m.inflight, prometheus.GaugeValue, float64(inflight), name, sn)
 			ch <- prometheus.MustNewConstMetric(m.conns, prometheus.GaugeValue, float64(s.open.Load()), name, sn)
 			ch <- prometheus.MustNewConstMetric(m.ejects, prometheus.CounterValue, float64(s.ejections.Load()), name, sn)
-			up := 1.0
-			if s.down.Load() {
-				up = 0
-			}
-			ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, up, name, sn)
+			ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, b2f(s.state.Load() == stateUp), name, sn)
+			ch <- prometheus.MustNewConstMetric(m.ejected, prometheus.GaugeValue, b2f(s.down.Load()), name, sn)
 			s.errMu.Lock()
 			for _, kind := range []string{kindConnect, kindConnection, kindTimeout, kindDown} {
 				ch <- prometheus.MustNewConstMetric(m.errors, prometheus.CounterValue, float64(s.errs[kind]), name, sn, kind)
@@ -94,4 +93,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			s.errMu.Unlock()
 		}
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

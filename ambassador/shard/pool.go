@@ -50,7 +50,9 @@ type server struct {
 	log   *slog.Logger
 
 	failures  atomic.Int32
-	down      atomic.Bool // ejected (auto_eject_hosts) or marked down (fail_closed)
+	state     atomic.Uint32 // what the last connection attempt found: stateUnknown, stateUp, stateDown
+	lastErr   string        // why the last attempt failed (errMu)
+	down      atomic.Bool   // ejected (auto_eject_hosts) or marked down (fail_closed)
 	downMu    sync.Mutex
 	downUntil time.Time
 	retired   atomic.Bool
@@ -191,11 +193,40 @@ func (s *server) conn(id uint32, resp3 bool) *conn {
 	return cs[id%uint32(len(cs))]
 }
 
+// What the last connection attempt to a server (a request's, or the
+// readiness probe's) found.
+const (
+	stateUnknown uint32 = iota // not tried yet
+	stateUp
+	stateDown
+)
+
+// markUp records a connection made or a reply read.
+func (s *server) markUp() {
+	if s.state.Load() != stateUp {
+		s.state.Store(stateUp)
+	}
+}
+
+// markDown records a failed connection attempt, a lost connection or a
+// timeout.
+func (s *server) markDown(err error) {
+	s.errMu.Lock()
+	s.lastErr = err.Error()
+	s.errMu.Unlock()
+	s.state.Store(stateDown)
+}
+
+// live reports whether the server can take requests: its last connection
+// attempt succeeded and it is not ejected or marked down.
+func (s *server) live() bool { return s.state.Load() == stateUp && !s.down.Load() }
+
 // failure counts one failure (a connection that could not be made, broke
 // or timed out); after server_failure_limit in a row the server is
 // ejected (auto_eject_hosts) or marked down (fail_closed) for
 // server_retry_timeout.
 func (s *server) failure(err error) {
+	s.markDown(err)
 	p := s.owner.Load()
 	if !p.cfg.AutoEjectHosts && !p.cfg.FailClosed {
 		s.log.Warn("server failed", "error", err)
@@ -234,6 +265,7 @@ func (s *server) failure(err error) {
 
 // success resets the failure count.
 func (s *server) success() {
+	s.markUp()
 	if s.failures.Load() != 0 {
 		s.failures.Store(0)
 	}

@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,8 @@ type Proxy struct {
 	reloadReq chan chan error
 	loops     []*loop // nil: a goroutine per client
 	noLoops   bool    // tests: the portable goroutine-per-client data path
+	// probePeriod is how often idle servers are probed for readiness.
+	probePeriod time.Duration
 
 	wg sync.WaitGroup
 }
@@ -91,6 +94,8 @@ func New(cfg Config) (*Proxy, error) {
 		listeners: map[string]*listener{},
 		counters:  map[string]*poolCounters{},
 		reloadReq: make(chan chan error),
+
+		probePeriod: 5 * time.Second,
 	}
 	px.m = newMetrics(px.pools)
 	return px, nil
@@ -164,7 +169,8 @@ func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
 		return err
 	}
 	px.m.lastOK.Set(1)
-	h.AddCheck(container.Check{Name: "servers", Ready: true, Period: 5 * time.Second, Func: px.checkServers})
+	h.AddCheck(container.Check{Name: "pools", Ready: true, Period: px.probePeriod, Func: px.checkServers})
+	h.AddCheck(container.Check{Name: "servers", Period: px.probePeriod, Func: px.checkEachServer})
 	h.SetReady(true)
 	watchdog := make(chan struct{})
 	defer close(watchdog)
@@ -543,25 +549,85 @@ func (px *Proxy) closeAll() {
 	}
 }
 
-// checkServers is the readiness check: every server that is not ejected
-// or marked down accepts a connection.
+// checkServers is the readiness check. It probes every server without an
+// open connection (an open one's state comes from its traffic), then
+// requires every pool to have a live server: one whose last connection
+// attempt succeeded and that is not ejected or marked down. One dead
+// server does not make the proxy unready while the pool has others (its
+// keys get errors, or move with auto_eject_hosts); checkEachServer names
+// it on /healthz.
 func (px *Proxy) checkServers(ctx context.Context) error {
-	var errs []error
-	for _, p := range px.pools() {
+	pools := px.pools()
+	var wg sync.WaitGroup
+	for _, p := range pools {
 		for _, s := range p.servers {
-			if s.down.Load() {
+			if s.open.Load() > 0 {
 				continue
 			}
-			var d net.Dialer
-			c, err := d.DialContext(ctx, s.cfg.Network, s.cfg.Addr)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("pool %s: server %s (%s): %v", p.cfg.Name, s.cfg.Name, s.cfg.Addr, err))
-				continue
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var d net.Dialer
+				c, err := d.DialContext(ctx, s.cfg.Network, s.cfg.Addr)
+				if ctx.Err() != nil && err != nil {
+					return // the check ran out of time, not the server
+				}
+				if err != nil {
+					s.markDown(err)
+					return
+				}
+				c.Close()
+				s.markUp()
+			}()
+		}
+	}
+	wg.Wait()
+	var errs []error
+	for _, p := range pools {
+		var why []string
+		for _, s := range p.servers {
+			if s.live() {
+				why = nil
+				break
 			}
-			c.Close()
+			why = append(why, s.status())
+		}
+		if why != nil {
+			errs = append(errs, fmt.Errorf("pool %s: no live server: %s", p.cfg.Name, strings.Join(why, "; ")))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkEachServer names every server that is not live (on /healthz; it
+// does not affect readiness).
+func (px *Proxy) checkEachServer(context.Context) error {
+	var errs []error
+	for _, p := range px.pools() {
+		for _, s := range p.servers {
+			if !s.live() {
+				errs = append(errs, fmt.Errorf("pool %s: %s", p.cfg.Name, s.status()))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// status says why a server is not live.
+func (s *server) status() string {
+	what := "not tried yet"
+	switch {
+	case s.state.Load() == stateDown:
+		s.errMu.Lock()
+		what = s.lastErr
+		s.errMu.Unlock()
+	case s.state.Load() == stateUp:
+		what = "up"
+	}
+	if s.down.Load() {
+		what += ", ejected or marked down until its retry"
+	}
+	return fmt.Sprintf("server %s (%s): %s", s.cfg.Name, s.cfg.Addr, what)
 }
 
 // watchTimeouts closes a server connection whose oldest request has
