@@ -130,6 +130,11 @@ func Run(ctx context.Context, c Component, opts Options) error {
 		}
 	}
 	h.finish(admin)
+	if werr := h.waitErr.Load(); werr != nil {
+		// The component never had what it waited for: whatever it
+		// returned, the start failed (a Job must not succeed).
+		return werr
+	}
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		var ec interface{ ExitCode() int }
 		if errors.As(runErr, &ec) && ec.ExitCode() == 0 {
@@ -160,8 +165,9 @@ func (h *Host) drain(reason string, sig os.Signal, sigs <-chan os.Signal, cancel
 		return &ExitError{Code: code, Msg: "stopped by a second signal (" + s.String() + ") before draining finished"}
 	}
 
-	// 1. Let endpoints notice that we are no longer ready.
-	if o.DrainDelay > 0 {
+	// 1. Let endpoints notice that we are no longer ready (unless readiness
+	// was held by --wait-for all along: no endpoint ever had us).
+	if o.DrainDelay > 0 && h.waitErr.Load() == nil {
 		t := time.NewTimer(o.DrainDelay)
 		select {
 		case <-t.C:
@@ -258,7 +264,9 @@ func (h *Host) awaitTargets(ctx context.Context, targets []probe.Target, timeout
 	})
 	if err != nil {
 		if timeout > 0 && errors.Is(err, context.DeadlineExceeded) {
-			h.log.Error("--wait-for targets did not answer in time", "wait_timeout", timeout.String())
+			msg := fmt.Sprintf("--wait-timeout %s expired: %v", timeout, err)
+			h.log.Error("--wait-for targets did not answer in time; stopping", "wait_timeout", timeout.String(), "error", err.Error())
+			h.waitErr.Store(&ExitError{Code: 1, Msg: msg})
 			h.requestStop("--wait-timeout expired")
 		}
 		return

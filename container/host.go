@@ -38,6 +38,7 @@ type Host struct {
 	lastReadiness bool
 
 	stopSignal atomic.Pointer[sigHolder]
+	waitErr    atomic.Pointer[ExitError] // set when --wait-timeout expired
 	stopReq    chan string
 	stopOnce   sync.Once
 

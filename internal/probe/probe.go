@@ -110,26 +110,58 @@ func (t Target) Check(ctx context.Context) error {
 	}
 }
 
+// WaitError is what Wait returns when ctx ends before every target has
+// answered: the targets that never did, with the last error of each. It
+// unwraps to ctx.Err().
+type WaitError struct {
+	Pending []Target
+	Last    []error // Last[i] is Pending[i]'s last failed attempt (nil: none finished)
+	Err     error   // ctx.Err()
+}
+
+func (e *WaitError) Error() string {
+	parts := make([]string, len(e.Pending))
+	for i, t := range e.Pending {
+		parts[i] = t.String() + " never answered"
+		if e.Last[i] != nil {
+			parts[i] += " (last error: " + e.Last[i].Error() + ")"
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e *WaitError) Unwrap() error { return e.Err }
+
 // Wait probes every target until all have answered once, trying each every
 // interval with a per-attempt timeout of interval (at least 1 s). onFail is
-// called with each failed attempt (may be nil). It returns ctx.Err() if ctx
-// ends first.
+// called with each failed attempt (may be nil). If ctx ends first it
+// returns a *WaitError naming the targets that never answered, which
+// unwraps to ctx.Err().
 func Wait(ctx context.Context, targets []Target, interval time.Duration, onFail func(Target, error)) error {
 	if interval <= 0 {
 		interval = 250 * time.Millisecond
 	}
 	attempt := max(interval, time.Second)
 	pending := append([]Target(nil), targets...)
+	last := make(map[string]error, len(targets))
+	giveUp := func(left []Target) error {
+		e := &WaitError{Pending: left, Err: ctx.Err()}
+		for _, t := range left {
+			e.Last = append(e.Last, last[t.String()])
+		}
+		return e
+	}
 	for {
 		var left []Target
-		for _, t := range pending {
+		for i, t := range pending {
 			actx, cancel := context.WithTimeout(ctx, attempt)
 			err := t.Check(actx)
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
-					return ctx.Err()
+					return giveUp(append(left, pending[i:]...))
 				}
+				last[t.String()] = err
 				if onFail != nil {
 					onFail(t, err)
 				}
@@ -142,7 +174,7 @@ func Wait(ctx context.Context, targets []Target, interval time.Duration, onFail 
 		pending = left
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return giveUp(pending)
 		case <-time.After(interval):
 		}
 	}

@@ -110,6 +110,15 @@ func TestCheckAndWait(t *testing.T) {
 	if err := Wait(sctx, []Target{never}, 20*time.Millisecond, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Wait = %v, want deadline exceeded", err)
 	}
+	// ... and names the target that never answered, with its last error.
+	var we *WaitError
+	err = Wait(sctx, []Target{never}, 20*time.Millisecond, nil)
+	if !errors.As(err, &we) || len(we.Pending) != 1 || we.Pending[0] != never {
+		t.Fatalf("Wait = %#v, want a *WaitError naming %s", err, never)
+	}
+	if msg := err.Error(); !strings.HasPrefix(msg, bad.URL+" never answered") {
+		t.Errorf("error %q does not begin with the target", msg)
+	}
 }
 
 func FuzzParse(f *testing.F) {

@@ -128,7 +128,11 @@ func (a *Await) Run(ctx context.Context, h *container.Host) error {
 	h.Registerer().MustRegister(a.runs, a.exitc, a.notifyF)
 	log := h.Logger()
 	if err := h.Awaited(ctx); err != nil {
+		// The contract decides the exit status (1 when --wait-timeout
+		// expired); the sidecars are told to stop either way, so the pod
+		// can end.
 		log.Info("stopped before the dependencies answered; the command was not started")
+		a.notify(h)
 		return nil
 	}
 	if len(a.cfg.Command) == 0 {
