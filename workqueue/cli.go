@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,46 +19,55 @@ import (
 	"github.com/podkit/podkit/workqueue/client"
 )
 
-var verbs = map[string]string{
-	"stat":   "show queues' counts and rates: podkit queue stat --server URL [QUEUE...]",
-	"push":   "enqueue items from NDJSON (a file or stdin, one item object per line): podkit queue push --server URL --queue Q [FILE|-]",
-	"ls":     "list a queue's items: podkit queue ls --server URL --queue Q [--state dead] [--limit N]",
-	"replay": "move dead items back to ready: podkit queue replay --server URL --queue Q [ID...] (all dead items when no ID)",
+// verb is one of the command-line verbs of `podkit queue`.
+type verb struct {
+	synopsis string // after "podkit queue <verb> "
+	summary  string
+}
+
+var verbs = map[string]verb{
+	"stat": {"[--server URL] [--json] [QUEUE...]",
+		"show queues' counts and rates: the QUEUEs named, or every queue"},
+	"push": {"[--server URL] [--queue NAME] [--raw] [--batch N] [FILE|-]",
+		"enqueue items from NDJSON, one item object per line (with --raw, one payload per line), read from FILE or stdin; a bad line is reported with its line number and the others are pushed; exit 1 if any line failed"},
+	"ls": {"[--server URL] [--queue NAME] [--state STATE] [--limit N] [--json]",
+		"list a queue's items in id order"},
+	"replay": {"[--server URL] [--queue NAME] [ID...]",
+		"move dead items back to ready: the IDs given, or every dead item"},
 }
 
 func isVerb(s string) bool { _, ok := verbs[s]; return ok }
 
-// runCLI runs `podkit queue <verb> ...`.
-func runCLI(ctx context.Context, verb string, args []string, stdio cli.IO) error {
-	fs := flag.NewFlagSet("podkit queue "+verb, flag.ContinueOnError)
+// runCLI runs `podkit queue <verb> ...`. Flags may come before, between
+// and after the arguments, as people type them; "--" ends the flags.
+func runCLI(ctx context.Context, name string, args []string, stdio cli.IO) error {
+	fs := flag.NewFlagSet("podkit queue "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	server := fs.String("server", "http://127.0.0.1:8080", "the coordinator's URL")
+	fs.Usage = func() {}
+	server := fs.String("server", "http://127.0.0.1:8080", "the coordinator's `URL`")
 	var queue *string
-	if verb != "stat" {
-		queue = fs.String("queue", "default", "queue name")
+	if name != "stat" {
+		queue = fs.String("queue", "default", "the queue's `NAME`")
 	}
 	var state *string
 	var limit *int
 	var asJSON *bool
 	var raw *bool
 	var batch *int
-	switch verb {
+	switch name {
 	case "ls":
-		state = fs.String("state", "", "only items in this state: ready, delayed, leased, done, dead or cancelled")
-		limit = fs.Int("limit", 100, "most items to list")
+		state = fs.String("state", "", "only items in this `STATE`: ready, delayed, leased, done, dead or cancelled (\"\": any)")
+		limit = fs.Int("limit", 100, "list at most `N` items")
 		asJSON = fs.Bool("json", false, "print one JSON item per line")
 	case "stat":
-		asJSON = fs.Bool("json", false, "print JSON")
+		asJSON = fs.Bool("json", false, "print a JSON array of the queues' counts")
 	case "push":
-		raw = fs.Bool("raw", false, "each line is a payload, not an item object")
-		batch = fs.Int("batch", 500, "items per request")
+		raw = fs.Bool("raw", false, "each line is a bare payload, not an item object")
+		batch = fs.Int("batch", 500, "send `N` items per request")
 	}
-	pos, err := cli.Parse(fs, args, os.LookupEnv)
+	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(stdio.Stdout, "Usage: %s\n\nFlags:\n", verbs[verb])
-		fs.VisitAll(func(f *flag.Flag) {
-			fmt.Fprintf(stdio.Stdout, "  --%s\n      %s (env %s, default %s)\n", f.Name, f.Usage, cli.EnvName(f.Name), f.DefValue)
-		})
+		printVerbUsage(stdio.Stdout, name, fs)
 		return nil
 	}
 	if err != nil {
@@ -67,7 +77,7 @@ func runCLI(ctx context.Context, verb string, args []string, stdio cli.IO) error
 		return cli.Usagef("--server %q: want http://host:port", *server)
 	}
 	c := client.New(*server, nil)
-	switch verb {
+	switch name {
 	case "stat":
 		return cliStat(ctx, c, pos, *asJSON, stdio.Stdout)
 	case "push":
@@ -77,7 +87,7 @@ func runCLI(ctx context.Context, verb string, args []string, stdio cli.IO) error
 		return cliPush(ctx, c, *queue, pos, *raw, *batch, stdio)
 	case "ls":
 		if len(pos) > 0 {
-			return cli.Usagef("unexpected argument %q", pos[0])
+			return cli.Usagef("unexpected argument %q (ls takes flags only)", pos[0])
 		}
 		if *limit < 1 {
 			return cli.Usagef("--limit: %d must be at least 1", *limit)
@@ -91,7 +101,69 @@ func runCLI(ctx context.Context, verb string, args []string, stdio cli.IO) error
 		fmt.Fprintf(stdio.Stdout, "replayed %d item(s)\n", len(ids))
 		return nil
 	}
-	return cli.Usagef("unknown verb %q", verb)
+	return cli.Usagef("unknown verb %q", name)
+}
+
+// parseInterspersed parses the flags wherever they are among args and
+// returns the other arguments in order. A flag's value is the next argument
+// unless the flag is a boolean or written --name=value; "--" ends the
+// flags; "-" is an argument (stdin). Errors are cli.Parse's.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // unknown, or -h: Parse says so
+		}
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	rest, err := cli.Parse(fs, flags, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) > 0 { // cannot happen: every argument in flags is a flag or its value
+		return nil, cli.Usagef("unexpected argument %q", rest[0])
+	}
+	return pos, nil
+}
+
+// printVerbUsage prints a verb's help in the form of every podkit
+// command's: usage, summary, then each flag with its variable and default.
+func printVerbUsage(w io.Writer, name string, fs *flag.FlagSet) {
+	v := verbs[name]
+	fmt.Fprintf(w, "Usage: podkit queue %s %s\n\n%s\n\nFlags:\n", name, v.synopsis, v.summary+". Flags may come before or after the arguments; -- ends them.")
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if kind != "" {
+			line += " " + kind
+		}
+		def := f.DefValue
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(w, "%s\n      %s (env %s, default %s)\n", line, usage, cli.EnvName(f.Name), def)
+	})
 }
 
 func cliStat(ctx context.Context, c *client.Client, names []string, asJSON bool, out io.Writer) error {
@@ -161,11 +233,18 @@ func short(s string, n int) string {
 	return s
 }
 
+// lineNumber matches the coordinator's "line N: " prefix of a batch
+// item's error: N counts lines of its request body, not of the file.
+var lineNumber = regexp.MustCompile(`^line [0-9]+: `)
+
 // cliPush sends NDJSON lines in batches, with a progress bar on a
-// terminal.
+// terminal. Each line stands alone: a line that is not JSON (or, without
+// --raw, not a JSON object) and an item the queue refuses are reported
+// with the line's number and the others are pushed; the summary is
+// printed and the error returned (exit 1) at the end.
 func cliPush(ctx context.Context, c *client.Client, queue string, args []string, raw bool, batch int, stdio cli.IO) error {
 	if len(args) > 1 {
-		return cli.Usagef("push takes one FILE (or - for stdin), got %d", len(args))
+		return cli.Usagef("push takes one FILE (or - for stdin), got %d: %q", len(args), args)
 	}
 	in := stdio.Stdin
 	var total int64
@@ -187,25 +266,40 @@ func cliPush(ctx context.Context, c *client.Client, queue string, args []string,
 			bar = &progress{w: stdio.Stderr, total: total, start: time.Now()}
 		}
 	}
+	report := func(line int, format string, a ...any) {
+		if bar != nil {
+			bar.clear()
+		}
+		fmt.Fprintf(stdio.Stderr, "%s:%d: %s\n", name, line, fmt.Sprintf(format, a...))
+	}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), 256<<20)
 	var (
-		buf      bytes.Buffer
-		lines    []int
-		line     int
-		read     int64
-		sent     int
-		created  int
-		dups     int
-		failures int
+		buf                    bytes.Buffer
+		lines                  []int
+		line                   int
+		read                   int64
+		items, sent            int
+		created, dups, refused int
+		invalid                int
 	)
+	summary := func() {
+		if bar != nil {
+			bar.clear()
+		}
+		fmt.Fprintf(stdio.Stdout, "%s: %d item line(s) to %q: %d new, %d duplicate, %d refused by the queue, %d not valid\n",
+			name, items, queue, created, dups, refused, invalid)
+	}
 	flush := func() error {
 		if len(lines) == 0 {
 			return nil
 		}
 		res, err := c.EnqueueRaw(ctx, queue, buf.Bytes())
+		if err == nil && len(res) != len(lines) {
+			err = fmt.Errorf("%d answers for %d items", len(res), len(lines))
+		}
 		if err != nil {
-			return fmt.Errorf("%s: lines %d-%d: %w", name, lines[0], lines[len(lines)-1], err)
+			return fmt.Errorf("%s: lines %d-%d: %w (nothing after line %d was sent)", name, lines[0], lines[len(lines)-1], err, lines[0]-1)
 		}
 		for i, r := range res {
 			switch {
@@ -214,11 +308,8 @@ func cliPush(ctx context.Context, c *client.Client, queue string, args []string,
 			case r.Status == 200:
 				dups++
 			default:
-				failures++
-				if bar != nil {
-					bar.clear()
-				}
-				fmt.Fprintf(stdio.Stderr, "%s:%d: refused (%d): %s\n", name, lines[i], r.Status, r.Error)
+				refused++
+				report(lines[i], "refused (%d): %s", r.Status, lineNumber.ReplaceAllString(r.Error, ""))
 			}
 		}
 		sent += len(lines)
@@ -233,20 +324,30 @@ func cliPush(ctx context.Context, c *client.Client, queue string, args []string,
 		line++
 		b := sc.Bytes()
 		read += int64(len(b)) + 1
-		if len(bytes.TrimSpace(b)) == 0 {
+		t := bytes.TrimSpace(b)
+		if len(t) == 0 {
+			continue
+		}
+		items++
+		var v json.RawMessage
+		if err := json.Unmarshal(t, &v); err != nil {
+			invalid++
+			if raw {
+				report(line, "not JSON (%v)", err)
+			} else {
+				report(line, "not JSON (%v): want one item object per line, e.g. {\"payload\": ...} (or --raw for bare payloads)", err)
+			}
 			continue
 		}
 		if raw {
-			if !json.Valid(b) {
-				return fmt.Errorf("%s:%d: not a JSON value", name, line)
-			}
 			buf.WriteString(`{"payload":`)
-			buf.Write(b)
+			buf.Write(t)
 			buf.WriteString("}\n")
 		} else {
-			t := bytes.TrimSpace(b)
-			if len(t) == 0 || t[0] != '{' || !json.Valid(t) {
-				return fmt.Errorf("%s:%d: not a JSON object (one item per line, e.g. {\"payload\": ...}; use --raw for bare payloads)", name, line)
+			if t[0] != '{' {
+				invalid++
+				report(line, "not a JSON object: want one item object per line, e.g. {\"payload\": ...} (or --raw for bare payloads)")
+				continue
 			}
 			buf.Write(t)
 			buf.WriteByte('\n')
@@ -254,22 +355,22 @@ func cliPush(ctx context.Context, c *client.Client, queue string, args []string,
 		lines = append(lines, line)
 		if len(lines) >= batch {
 			if err := flush(); err != nil {
+				summary()
 				return err
 			}
 		}
 	}
 	if err := sc.Err(); err != nil {
+		summary()
 		return fmt.Errorf("%s:%d: %w", name, line+1, err)
 	}
 	if err := flush(); err != nil {
+		summary()
 		return err
 	}
-	if bar != nil {
-		bar.clear()
-	}
-	fmt.Fprintf(stdio.Stdout, "pushed %d item(s) to %q: %d new, %d duplicate, %d refused\n", sent, queue, created, dups, failures)
-	if failures > 0 {
-		return fmt.Errorf("%d item(s) refused", failures)
+	summary()
+	if failed := refused + invalid; failed > 0 {
+		return fmt.Errorf("%d of %d item line(s) failed", failed, items)
 	}
 	return nil
 }
