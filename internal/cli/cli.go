@@ -66,8 +66,10 @@ func EnvName(flagName string) string {
 // Main runs the command named by args[0] and returns the process exit status.
 func Main(ctx context.Context, commands []Command, args []string, stdio IO) int {
 	if len(args) == 0 {
-		printHelp(stdio.Stdout, commands)
-		return 0
+		// No command is a usage error: a container started without
+		// its arguments must not look like it succeeded.
+		printHelp(stdio.Stderr, commands)
+		return 2
 	}
 	name, rest := args[0], args[1:]
 	switch name {
@@ -102,9 +104,91 @@ func Main(ctx context.Context, commands []Command, args []string, stdio IO) int 
 		return 0
 	}
 	if err == nil {
+		warnUnknownEnv(stdio.Stderr, c.Name, fs, os.Environ())
 		err = run(ctx, pos, stdio)
 	}
 	return report(stdio.Stderr, c.Name, err)
+}
+
+// ownEnv are podkit's PODKIT_ variables that are not flags: they are set
+// for or by tests, the image and the commands a worker or config-sync
+// runs, so seeing them is no sign of a typo.
+var ownEnv = map[string]bool{
+	"PODKIT_REQUIRE_DEPS":   true, // internal/testdeps
+	"PODKIT_IMAGE":          true, // e2e/containertest
+	"PODKIT_PEER_IMAGE":     true, // e2e/containertest
+	"PODKIT_KUBE_APISERVER": true, // internal/kubetest
+	"PODKIT_STAGED_FILE":    true, // set by config-sync for its --validate command
+	"PODKIT_ITEM_ID":        true, // set by the queue worker for its command
+	"PODKIT_ATTEMPT":        true,
+	"PODKIT_ITEM_FILE":      true,
+	"PODKIT_QUEUE":          true,
+	"PODKIT_ITEM_DEADLINE":  true,
+}
+
+// warnUnknownEnv writes one line to w for each PODKIT_ variable in environ
+// that no flag of fs reads (a misspelling is otherwise ignored silently),
+// naming the closest flag when one is close.
+func warnUnknownEnv(w io.Writer, command string, fs *flag.FlagSet, environ []string) {
+	known := map[string]string{} // variable -> flag
+	fs.VisitAll(func(f *flag.Flag) { known[EnvName(f.Name)] = f.Name })
+	var unknown []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "PODKIT_") || ownEnv[name] {
+			continue
+		}
+		if _, ok := known[name]; !ok {
+			unknown = append(unknown, name)
+		}
+	}
+	sort.Strings(unknown)
+	for _, name := range unknown {
+		msg := fmt.Sprintf("podkit %s: warning: %s is set but no flag of this command reads it", command, name)
+		if f := closestFlag(name, known); f != "" {
+			msg += fmt.Sprintf(" (did you mean %s, --%s?)", EnvName(f), f)
+		}
+		fmt.Fprintln(w, msg)
+	}
+}
+
+// closestFlag returns the flag whose variable is nearest to name (by edit
+// distance), if it is near enough to be a likely misspelling.
+func closestFlag(name string, known map[string]string) string {
+	best, bestDist := "", 0
+	for env, flagName := range known {
+		d := editDistance(name, env)
+		if best == "" || d < bestDist || d == bestDist && flagName < best {
+			best, bestDist = flagName, d
+		}
+	}
+	// PODKIT_ is common to all: judge by the rest of the name.
+	limit := max(2, (len(name)-len("PODKIT_"))/4)
+	if best == "" || bestDist > limit {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func report(w io.Writer, name string, err error) int {

@@ -52,7 +52,7 @@ func TestMain_exitCodesAndMessages(t *testing.T) {
 		stderr   string
 		noStderr bool
 	}{
-		{name: "no args lists commands", args: nil, code: 0, stdout: "thing"},
+		{name: "no args: usage on stderr, exit 2", args: nil, code: 2, stderr: "Usage: podkit <command>"},
 		{name: "help", args: []string{"help"}, code: 0, stdout: "does a thing"},
 		{name: "--help", args: []string{"--help"}, code: 0, stdout: "Commands:"},
 		{name: "help for a command", args: []string{"help", "thing"}, code: 0, stdout: "PODKIT_DRAIN_DELAY"},
@@ -85,7 +85,7 @@ func TestMain_exitCodesAndMessages(t *testing.T) {
 			if tt.noStderr && errb.Len() > 0 {
 				t.Errorf("unexpected stderr %q", errb.String())
 			}
-			if strings.Count(strings.TrimSuffix(errb.String(), "\n"), "\n") > 0 {
+			if tt.args != nil && strings.Count(strings.TrimSuffix(errb.String(), "\n"), "\n") > 0 {
 				t.Errorf("error is not one line: %q", errb.String())
 			}
 		})
@@ -146,5 +146,44 @@ func TestEnvName(t *testing.T) {
 		if got := EnvName(in); got != want {
 			t.Errorf("EnvName(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestMain_unknownEnv: a PODKIT_ variable that no flag of the command reads
+// is warned about on stderr, one line each, naming the closest flag when
+// one is close; the command still runs.
+func TestMain_unknownEnv(t *testing.T) {
+	var list []string
+	var d time.Duration
+	var n int
+	cmds := []Command{testCommand(&list, &d, &n)}
+	t.Setenv("PODKIT_DRAIN_DELAI", "1s") // misspelled --drain-delay
+	t.Setenv("PODKIT_FROBNICATE", "x")   // nothing close
+	t.Setenv("PODKIT_COUNT", "4")        // a flag: no warning
+	t.Setenv("PODKIT_REQUIRE_DEPS", "1") // podkit's own, not a flag
+	t.Setenv("PODKITTEN", "1")           // not PODKIT_
+	var out, errb bytes.Buffer
+	if code := Main(context.Background(), cmds, []string{"thing"}, IO{Stdout: &out, Stderr: &errb}); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	if n != 4 {
+		t.Errorf("--count = %d, want 4 from PODKIT_COUNT", n)
+	}
+	// Compare only the lines about the variables set here: the test's own
+	// environment may carry others.
+	var got []string
+	for _, line := range strings.SplitAfter(errb.String(), "\n") {
+		for _, v := range []string{"PODKIT_DRAIN_DELAI", "PODKIT_FROBNICATE", "PODKIT_COUNT", "PODKIT_REQUIRE_DEPS", "PODKITTEN"} {
+			if strings.Contains(line, v+" ") {
+				got = append(got, line)
+			}
+		}
+	}
+	want := []string{
+		"podkit thing: warning: PODKIT_DRAIN_DELAI is set but no flag of this command reads it (did you mean PODKIT_DRAIN_DELAY, --drain-delay?)\n",
+		"podkit thing: warning: PODKIT_FROBNICATE is set but no flag of this command reads it\n",
+	}
+	if strings.Join(got, "") != strings.Join(want, "") {
+		t.Errorf("stderr:\n%s\nwant:\n%s", strings.Join(got, ""), strings.Join(want, ""))
 	}
 }
