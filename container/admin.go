@@ -174,13 +174,13 @@ func (h *Host) serveInfo(w http.ResponseWriter, r *http.Request) {
 		"component":  h.name,
 		"build":      buildinfo.Get(),
 		"started":    h.started.UTC().Format(time.RFC3339Nano),
-		"contract":   h.opts,
+		"contract":   humanDurations(h.opts),
 		"paused":     h.Paused(),
 		"ready":      first(h.readiness()),
 		"admin_addr": h.opts.AdminAddr,
 	}
 	if c, ok := h.comp.(Configured); ok {
-		info["config"] = c.EffectiveConfig()
+		info["config"] = humanDurations(c.EffectiveConfig())
 	}
 	writeJSON(w, http.StatusOK, info)
 }

@@ -22,7 +22,7 @@ func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 			format = "text"
 		}
 	}
-	o := &slog.HandlerOptions{Level: lvl}
+	o := &slog.HandlerOptions{Level: lvl, ReplaceAttr: durationString}
 	switch format {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, o)), nil
@@ -53,4 +53,13 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// durationString logs a time.Duration as a person reads it ("5s"): slog's
+// JSON handler alone writes nanoseconds.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }

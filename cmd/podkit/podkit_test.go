@@ -311,7 +311,7 @@ func TestEnvAndFlagPrecedence(t *testing.T) {
 	p := startPodkit(t, []string{"PODKIT_ADMIN_ADDR=" + envAdmin, "PODKIT_DRAIN_DELAY=0s", "PODKIT_LISTEN=" + app}, "sample-app")
 	waitStatus(t, "http://"+envAdmin+"/readyz", 200)
 	_, info, err := httpGet("http://" + envAdmin + "/info")
-	if err != nil || !strings.Contains(info, `"drain_delay": 0`) || !strings.Contains(info, `"listen": "`+app+`"`) {
+	if err != nil || !strings.Contains(info, `"drain_delay": "0s"`) || !strings.Contains(info, `"listen": "`+app+`"`) {
 		t.Fatalf("info does not show env values: %v\n%s", err, info)
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
