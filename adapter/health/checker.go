@@ -29,6 +29,9 @@ const (
 	ReasonExpect  = "expect"  // the answer did not match --expect
 	ReasonLatency = "latency" // the answer came after --max-latency
 	ReasonLag     = "lag"     // replication lag above --max-lag
+	// ReasonPermission: the credentials were accepted but the account
+	// lacks a privilege the query, or the replication status, needs.
+	ReasonPermission = "permission"
 )
 
 // Result is the outcome of one check.
@@ -44,6 +47,10 @@ type Result struct {
 	Replica  bool     `json:"replica"`
 	Lag      *float64 `json:"replication_lag_seconds,omitempty"`
 	LagError string   `json:"replication_lag_error,omitempty"`
+	// LagReason classifies a replication status that could not be read
+	// (permission, query, connect, timeout, auth); empty when it was read,
+	// or when it says replication is not running.
+	LagReason string `json:"replication_lag_reason,omitempty"`
 }
 
 const historyLen = 10
@@ -127,9 +134,9 @@ func newChecker(cfg Config, log *slog.Logger) (*checker, error) {
 	})
 	c.failuresC = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "podkit_health_check_failures_total",
-		Help: "Failed health checks, by reason: connect, auth, timeout, query, expect, latency, lag.",
+		Help: "Failed health checks, by reason: connect, auth, permission, timeout, query, expect, latency, lag; a replication status that could not be read counts under its reason.",
 	}, []string{"reason"})
-	for _, r := range []string{ReasonConnect, ReasonAuth, ReasonTimeout, ReasonQuery, ReasonExpect, ReasonLatency, ReasonLag} {
+	for _, r := range []string{ReasonConnect, ReasonAuth, ReasonPermission, ReasonTimeout, ReasonQuery, ReasonExpect, ReasonLatency, ReasonLag} {
 		c.failuresC.WithLabelValues(r)
 	}
 	c.checks = prometheus.NewCounter(prometheus.CounterOpts{
@@ -142,7 +149,7 @@ func newChecker(cfg Config, log *slog.Logger) (*checker, error) {
 		Name: "podkit_health_up", Help: "1 if the last health check passed.",
 	})
 	c.lagG = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "podkit_health_replication_lag_seconds", Help: "Replication lag measured by the last check (0 on a primary; +Inf when replication is broken).",
+		Name: "podkit_health_replication_lag_seconds", Help: "Replication lag measured by the last check (0 on a primary; +Inf when replication is not running; NaN when the replication status could not be read).",
 	})
 	return c, nil
 }
@@ -197,9 +204,16 @@ func (c *checker) runOnce(parent context.Context) Result {
 	if r.OK {
 		replica, lag, err := c.p.lag(ctx)
 		r.Replica = replica
-		if err != nil {
+		switch {
+		case errors.Is(err, errNotReplicating):
 			r.LagError = err.Error()
-		} else {
+		case err != nil:
+			r.LagReason = classify(ctx, err)
+			r.LagError = err.Error()
+			if r.LagReason == ReasonPermission {
+				r.LagError += "; " + c.grantHint()
+			}
+		default:
 			r.Lag = &lag
 		}
 	}
@@ -217,11 +231,17 @@ func (c *checker) record(r Result) {
 		c.failuresC.WithLabelValues(r.Reason).Inc()
 	}
 	c.upG.Set(b2f(r.OK))
-	if r.Lag != nil {
+	switch {
+	case r.Lag != nil:
 		c.lagG.Set(*r.Lag)
 		if c.cfg.MaxLag > 0 && *r.Lag > c.cfg.MaxLag.Seconds() {
 			c.failuresC.WithLabelValues(ReasonLag).Inc()
 		}
+	case r.LagReason != "":
+		c.lagG.Set(math.NaN())
+		c.failuresC.WithLabelValues(r.LagReason).Inc()
+	case r.LagError != "":
+		c.lagG.Set(math.Inf(1))
 	}
 	c.mu.Lock()
 	prev, ran := c.last, c.ran
@@ -251,6 +271,31 @@ func (c *checker) record(r Result) {
 	case !r.OK:
 		c.log.Debug("health check still failing", "target", c.targetName, "reason", r.Reason, "error", r.Error)
 	}
+	// The replication status is read after a passing check; a failure to
+	// read it is said once, not hidden in the JSON.
+	if r.OK {
+		prevReason := ""
+		if ran && prev.OK {
+			prevReason = prev.LagReason
+		}
+		switch {
+		case r.LagReason != "" && r.LagReason != prevReason:
+			c.log.Warn("replication status unreadable", "target", c.targetName, "reason", r.LagReason, "error", r.LagError)
+		case r.LagReason == "" && prevReason != "":
+			c.log.Info("replication status readable", "target", c.targetName)
+		}
+	}
+}
+
+// grantHint says which privilege reading the replication status needs.
+func (c *checker) grantHint() string {
+	switch kind, _ := c.cfg.kind(); kind {
+	case dbwire.MySQL:
+		return "grant the account SLAVE MONITOR (MariaDB 10.5.9 and later) or REPLICATION CLIENT (MySQL, older MariaDB) ON *.*"
+	case dbwire.Postgres:
+		return "the account needs to run pg_is_in_recovery() and pg_last_wal_*(): see docs/health.md"
+	}
+	return "allow INFO in the account's ACL (+info)"
 }
 
 // classify names why a check failed.
@@ -260,6 +305,10 @@ func classify(ctx context.Context, err error) string {
 	var oe *net.OpError
 	msg := err.Error()
 	switch {
+	case dbwire.IsAuthFailed(err):
+		return ReasonAuth
+	case dbwire.IsPermissionDenied(err):
+		return ReasonPermission
 	case authRE.MatchString(msg):
 		return ReasonAuth
 	case errors.As(err, &re):
@@ -273,7 +322,7 @@ func classify(ctx context.Context, err error) string {
 }
 
 var (
-	authRE    = regexp.MustCompile(`(?i)(NOAUTH|WRONGPASS|invalid password|access denied|password authentication failed|authentication failed)`)
+	authRE    = regexp.MustCompile(`(?i)(NOAUTH|WRONGPASS|invalid password|password authentication failed|authentication failed)`)
 	connectRE = regexp.MustCompile(`(?i)(connection refused|no such host|failed to connect|connect: |broken pipe|connection reset|EOF|bad connection|invalid connection|server closed|shutting down|terminating connection|starting up)`)
 )
 
@@ -430,6 +479,9 @@ func (c *checker) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if maxLag > 0 && (st.last.Replica || st.last.Lag == nil) {
 		switch {
+		case st.last.Lag == nil && st.last.LagReason != "":
+			fail("replication lag unknown: " + st.last.LagReason + ": " + st.last.LagError)
+			return
 		case st.last.Lag == nil:
 			fail("replication lag unknown: " + st.last.LagError)
 			return
@@ -437,6 +489,9 @@ func (c *checker) serveReadyz(w http.ResponseWriter, r *http.Request) {
 			fail(fmt.Sprintf("replication lag %s is more than %s", fmtSeconds(*st.last.Lag), maxLag))
 			return
 		}
+	}
+	if st.last.LagReason != "" {
+		extra["warning"] = "replication status unreadable: " + st.last.LagReason + ": " + st.last.LagError
 	}
 	writeJSON(w, http.StatusOK, c.body(r, st, "ok", "", extra))
 }

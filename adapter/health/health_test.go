@@ -486,3 +486,165 @@ func TestRedisWrongPassword(t *testing.T) {
 		t.Fatal("the password is in the log")
 	}
 }
+
+// sqlAdmin runs statements as the test server's superuser.
+func sqlAdmin(t *testing.T, st dbwire.SQLTarget, password string, stmts ...string) {
+	t.Helper()
+	db, err := dbwire.Open(st, password, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, q := range stmts {
+		if _, err := db.Query(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+// TestMariaDBMissingGrant: the deployment examples' account without
+// SLAVE MONITOR. The replication status cannot be read: with --max-lag
+// /readyz is 503 naming the missing privilege, the log says so once, and
+// podkit_health_check_failures_total{reason="permission"} counts it.
+// Granting the privilege on the running server turns /readyz 200 without
+// restarting the adapter.
+func TestMariaDBMissingGrant(t *testing.T) {
+	dsn := testdeps.StartMariaDB(t)
+	if dsn == "" {
+		return
+	}
+	admin, err := dbwire.ParseMySQL(strings.Replace(dsn, ":"+testdeps.MariaDBPassword+"@", "@", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlAdmin(t, admin, testdeps.MariaDBPassword,
+		"CREATE USER 'health'@'%' IDENTIFIED BY 'h3alth'",
+		"CREATE USER 'health2'@'%' IDENTIFIED BY 'h3alth'")
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("h3alth\n"), 0o600)
+
+	t.Run("max-lag", func(t *testing.T) {
+		c := fast(Config{MySQL: "health@tcp(" + admin.Addr + ")/", PasswordFile: pwFile, Query: "SELECT @@version", Expect: "/MariaDB/", MaxLag: 30 * time.Second})
+		c.Period, c.Timeout = time.Second, time.Second
+		r := start(t, c)
+		var body map[string]any
+		waitFor(t, "/readyz 503 naming the privilege", func() bool {
+			var code int
+			code, body = get(t, r.base+"/readyz")
+			why, _ := body["reason"].(string)
+			return code == 503 && strings.Contains(why, "permission") && strings.Contains(why, "SLAVE MONITOR")
+		})
+		if v := metric(t, r.admin, `podkit_health_check_failures_total{reason="permission"}`); v == "" || v == "0" {
+			t.Fatalf(`podkit_health_check_failures_total{reason="permission"} = %q; body %v`, v, body)
+		}
+		if v := metric(t, r.admin, `podkit_health_replication_lag_seconds`); v != "NaN" {
+			t.Fatalf("podkit_health_replication_lag_seconds = %q while the lag is unknown, want NaN", v)
+		}
+		waitFor(t, "a log line about the replication status", func() bool {
+			return strings.Contains(r.logs.String(), `"msg":"replication status unreadable"`) &&
+				strings.Contains(r.logs.String(), `"reason":"permission"`)
+		})
+
+		sqlAdmin(t, admin, testdeps.MariaDBPassword, "GRANT SLAVE MONITOR ON *.* TO 'health'@'%'")
+		body = waitStatus(t, r.base+"/readyz", 200)
+		if last := body["last"].(map[string]any); last["replica"] != false || last["replication_lag_seconds"] != 0.0 {
+			t.Fatalf("after the GRANT: %v", last)
+		}
+		if v := metric(t, r.admin, `podkit_health_replication_lag_seconds`); v != "0" {
+			t.Fatalf("podkit_health_replication_lag_seconds = %q after the GRANT", v)
+		}
+		if !strings.Contains(r.logs.String(), `"msg":"replication status readable"`) {
+			t.Fatalf("no log line for the recovery:\n%s", r.logs)
+		}
+	})
+
+	// Without a lag limit /readyz stays 200, but the error is not hidden:
+	// a warning in the body, the log and the metric.
+	t.Run("no lag limit", func(t *testing.T) {
+		c := fast(Config{MySQL: "health2@tcp(" + admin.Addr + ")/", PasswordFile: pwFile})
+		c.Period, c.Timeout = time.Second, time.Second
+		r := start(t, c)
+		body := waitStatus(t, r.base+"/readyz", 200)
+		waitFor(t, "a warning in /readyz", func() bool {
+			_, body = get(t, r.base+"/readyz")
+			w, _ := body["warning"].(string)
+			return strings.Contains(w, "permission") && strings.Contains(w, "SLAVE MONITOR")
+		})
+		if v := metric(t, r.admin, `podkit_health_check_failures_total{reason="permission"}`); v == "" || v == "0" {
+			t.Fatalf(`podkit_health_check_failures_total{reason="permission"} = %q`, v)
+		}
+		if !strings.Contains(r.logs.String(), `"msg":"replication status unreadable"`) {
+			t.Fatalf("not logged:\n%s", r.logs)
+		}
+	})
+
+	// A query the account may not run is a permission failure, not auth.
+	t.Run("query", func(t *testing.T) {
+		c := fast(Config{MySQL: "health2@tcp(" + admin.Addr + ")/", PasswordFile: pwFile, Query: "SELECT COUNT(*) FROM mysql.user"})
+		c.Period, c.Timeout = time.Second, time.Second
+		r := start(t, c)
+		waitFor(t, "a permission failure", func() bool {
+			_, body := get(t, r.base+"/readyz")
+			return reason(body) == ReasonPermission
+		})
+	})
+}
+
+// TestPostgresUnprivileged: the replication query needs no privilege
+// beyond logging in: a plain role passes /readyz with a lag limit.
+func TestPostgresUnprivileged(t *testing.T) {
+	dsn := testdeps.StartPostgres(t)
+	if dsn == "" {
+		return
+	}
+	admin, _ := dbwire.ParsePostgres(dsn)
+	sqlAdmin(t, admin, "", "CREATE ROLE health LOGIN", "CREATE TABLE secret (x int)")
+	user := strings.Replace(dsn, testdeps.PostgresUser+"@", "health@", 1)
+	r := start(t, fast(Config{Postgres: user, MaxLag: time.Second}))
+	body := waitStatus(t, r.base+"/readyz", 200)
+	if last := body["last"].(map[string]any); last["replication_lag_seconds"] != 0.0 {
+		t.Fatalf("last: %v", last)
+	}
+	r2 := start(t, fast(Config{Postgres: user, Query: "SELECT count(*) FROM secret"}))
+	waitFor(t, "a permission failure", func() bool {
+		_, body := get(t, r2.base+"/readyz")
+		return reason(body) == ReasonPermission
+	})
+}
+
+// TestRedisNoPerm: an ACL user that may PING but not INFO.
+func TestRedisNoPerm(t *testing.T) {
+	addr := testdeps.StartRedis(t)
+	if addr == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tg, _ := dbwire.ParseRedisTarget(addr)
+	c, err := dbwire.DialRedis(ctx, tg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Do(ctx, "ACL", "SETUSER", "health", "on", ">pw", "+ping"); err != nil {
+		t.Fatal(err)
+	}
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("pw\n"), 0o600)
+	r := start(t, fast(Config{Redis: "redis://health@" + addr, PasswordFile: pwFile, MaxLag: time.Minute}))
+	waitFor(t, "/readyz 503 naming the permission", func() bool {
+		code, body := get(t, r.base+"/readyz")
+		why, _ := body["reason"].(string)
+		last, _ := body["last"].(map[string]any)
+		return code == 503 && strings.Contains(why, "NOPERM") && last["replication_lag_reason"] == ReasonPermission
+	})
+	if v := metric(t, r.admin, `podkit_health_check_failures_total{reason="permission"}`); v == "" || v == "0" {
+		t.Fatalf(`podkit_health_check_failures_total{reason="permission"} = %q`, v)
+	}
+	if _, err := c.Do(ctx, "ACL", "SETUSER", "health", "+info"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, r.base+"/readyz", 200)
+}

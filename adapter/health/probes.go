@@ -66,10 +66,14 @@ func (p *sqlProbe) lag(ctx context.Context) (bool, float64, error) {
 		return replica, f, nil
 	}
 	res, err := p.db.Query(ctx, "SHOW SLAVE STATUS")
-	if err != nil {
-		if res, err = p.db.Query(ctx, "SHOW REPLICA STATUS"); err != nil {
-			return false, 0, fmt.Errorf("replication status: %w", err)
+	if err != nil && !dbwire.IsPermissionDenied(err) {
+		// Servers that dropped the old name (MySQL 8.4) call it REPLICA.
+		if res2, err2 := p.db.Query(ctx, "SHOW REPLICA STATUS"); err2 == nil {
+			res, err = res2, nil
 		}
+	}
+	if err != nil {
+		return false, 0, fmt.Errorf("replication status: %w", err)
 	}
 	if len(res.Rows) == 0 {
 		return false, 0, nil // not a replica
