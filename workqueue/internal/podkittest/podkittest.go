@@ -40,8 +40,15 @@ type Proc struct {
 // test fails). It is killed when the test ends.
 func Start(t testing.TB, name, bin string, args ...string) *Proc {
 	t.Helper()
+	return StartIn(t, "", name, bin, args...)
+}
+
+// StartIn is Start in the working directory dir ("": the test's).
+func StartIn(t testing.TB, dir, name, bin string, args ...string) *Proc {
+	t.Helper()
 	p := &Proc{Name: name, done: make(chan struct{})}
 	p.Cmd = exec.Command(bin, args...)
+	p.Cmd.Dir = dir
 	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	p.Cmd.Stdout, p.Cmd.Stderr = pw, pw
