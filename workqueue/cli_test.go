@@ -226,3 +226,20 @@ func TestCLIHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestCoordinatorHelp: `podkit queue --help` names every flag's value and
+// points at the verbs with their real form.
+func TestCoordinatorHelp(t *testing.T) {
+	code, out, errs := podkit(t, "", "queue", "--help")
+	if code != 0 || errs != "" {
+		t.Fatalf("queue --help: exit %d, stderr %q", code, errs)
+	}
+	if m := regexp.MustCompile(`(?m)^  --\S+ value$`).FindAllString(out, -1); len(m) > 0 {
+		t.Errorf("flags whose value is called just \"value\": %q", m)
+	}
+	for _, want := range []string{"  --max-payload SIZE\n", "  --segment-size SIZE\n", "  --memory-limit SIZE\n", "podkit queue stat|push|ls|replay [--server URL] [flags] [args]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("queue --help lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -79,7 +79,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "address of the queue's HTTP API")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the durable store (required; a volume in a container)")
-	fs.Var(&c.MaxPayload, "max-payload", "largest item payload, e.g. 1MiB or 65536")
+	fs.Var(&c.MaxPayload, "max-payload", "largest item payload: a `SIZE` such as 1MiB or 65536")
 	fs.Var((*cli.StringList)(&c.Queues), "queue", "declare a queue `name` (repeatable); other names are created on first use unless --strict-queues")
 	fs.BoolVar(&c.StrictQueues, "strict-queues", c.StrictQueues, "only the --queue names exist; others answer 404")
 	fs.BoolVar(&c.ExitWhenDrained, "exit-when-drained", c.ExitWhenDrained, "exit 0 once items were queued and every queue is drained (ready, delayed and leased all 0): for finite batch Jobs")
@@ -90,9 +90,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.BackoffMax, "backoff-max", c.BackoffMax, "longest retry delay")
 	fs.DurationVar(&c.DoneRetention, "done-retention", c.DoneRetention, "how long done and cancelled items (and their idempotency keys) are kept")
 	fs.IntVar(&c.KeepDone, "keep-done", c.KeepDone, "most done and cancelled items kept per queue")
-	fs.Var(&c.SegmentSize, "segment-size", "log size after which the store snapshots its state and starts a new segment")
+	fs.Var(&c.SegmentSize, "segment-size", "log `SIZE` (e.g. 64MiB) after which the store snapshots its state and starts a new segment")
 	fs.IntVar(&c.GCPercent, "gc-percent", c.GCPercent, "garbage collection target percentage (as GOGC); 0: GOGC if set, else "+strconv.Itoa(DefaultGCPercent))
-	fs.Var(&c.MemoryLimit, "memory-limit", "soft memory limit of the Go runtime (as GOMEMLIMIT), e.g. 512MiB; 0: GOMEMLIMIT if set, else 90% of the container's memory limit, if any")
+	fs.Var(&c.MemoryLimit, "memory-limit", "soft memory limit of the Go runtime (as GOMEMLIMIT): a `SIZE` such as 512MiB; 0: GOMEMLIMIT if set, else 90% of the container's memory limit, if any")
 }
 
 // Validate reports every invalid field, naming its flag.
@@ -390,7 +390,7 @@ func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil
 func Command() cli.Command {
 	cmd := container.FlagCommand("queue",
 		"durable work queue coordinator with an HTTP API for workers in any language; also stat|push|ls|replay --server URL",
-		"--data-dir DIR [--listen :8080] [flags]\n       podkit queue stat|push|ls|replay --server URL [flags] [args]   (see podkit queue <verb> --help)",
+		"--data-dir DIR [--listen :8080] [flags]\n       podkit queue stat|push|ls|replay [--server URL] [flags] [args]   (see podkit queue <verb> --help)",
 		DefaultConfig, New)
 	setup := cmd.Setup
 	cmd.Setup = func(fs *flag.FlagSet) cli.Runner {
