@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/podkit/podkit/internal/buildinfo"
 )
 
@@ -67,7 +65,7 @@ func (h *Host) AdminHandler() http.Handler {
 		{"GET", "/livez", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeText(w, http.StatusOK, "ok\n") })},
 		{"GET", "/readyz", http.HandlerFunc(h.serveReadyz)},
 		{"GET", "/healthz", http.HandlerFunc(h.serveHealthz)},
-		{"GET", "/metrics", promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{EnableOpenMetrics: true, ErrorHandling: promhttp.ContinueOnError})},
+		{"GET", "/metrics", metricsHandler(h.reg)},
 		{"GET", "/info", http.HandlerFunc(h.serveInfo)},
 		{"GET", "/lifecycle", http.HandlerFunc(h.serveLifecycle)},
 		{"POST", "/quitquitquit", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {

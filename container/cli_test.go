@@ -2,13 +2,16 @@ package container_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/podkit/podkit/internal/cli"
 	"github.com/podkit/podkit/internal/testdeps"
@@ -86,6 +89,119 @@ func TestWaitTimeoutFails(t *testing.T) {
 				default:
 					t.Error("--notify URL was not called after the wait failed")
 				}
+			}
+		})
+	}
+}
+
+// startMain runs `podkit args...` in-process until the test ends (it is
+// stopped with POST /quitquitquit on admin) and returns its exit channel.
+func startMain(t *testing.T, admin string, args ...string) <-chan int {
+	t.Helper()
+	done := make(chan int, 1)
+	go func() {
+		var stdout, stderr testdeps.Buffer
+		done <- cli.Main(context.Background(), commands(), args, cli.IO{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr})
+	}()
+	t.Cleanup(func() {
+		if resp, err := http.Post("http://"+admin+"/quitquitquit", "", nil); err == nil {
+			resp.Body.Close()
+		}
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("podkit did not stop after /quitquitquit")
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return done
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not ready (%v)", args[0], err)
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("%s exited %d before it was ready", args[0], code)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// openMetricsParser returns the command line of the OpenMetrics reference
+// parser (the Python client's, strict: it is what the OpenMetrics test
+// suite checks against), from Debian's python3-prometheus-client.
+func openMetricsParser(t *testing.T) []string {
+	t.Helper()
+	const script = `import sys
+from prometheus_client.openmetrics import parser
+n = 0
+for f in parser.text_string_to_metric_families(sys.stdin.read()):
+    n += 1
+print(n, "families")
+`
+	for _, py := range []string{"/usr/bin/python3", "python3"} {
+		if exec.Command(py, "-c", "import prometheus_client.openmetrics.parser").Run() == nil {
+			return []string{py, "-c", script}
+		}
+	}
+	msg := "the OpenMetrics reference parser is missing: apt-get install python3-prometheus-client"
+	if testdeps.Require() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return nil
+}
+
+// TestOpenMetricsStrict: a scraper that asks for OpenMetrics gets a
+// document the strict reference parser accepts, from real components'
+// admin /metrics (the Go collector's go_memstats_alloc_bytes gauge and
+// go_memstats_alloc_bytes_total counter clash there as served by
+// client_golang), and the Prometheus text format is unchanged.
+func TestOpenMetricsStrict(t *testing.T) {
+	parse := openMetricsParser(t)
+	for _, args := range [][]string{
+		{"topz", "--listen", "127.0.0.1:0"},
+		{"await"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			admin := deadAddr(t)
+			startMain(t, admin, append([]string{args[0], "--admin-addr", admin, "--drain-delay", "0s", "--log-level", "error"}, args[1:]...)...)
+
+			req, _ := http.NewRequest("GET", "http://"+admin+"/metrics", nil)
+			req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+				t.Fatalf("Content-Type %q, want OpenMetrics", ct)
+			}
+			cmd := exec.Command(parse[0], parse[1:]...)
+			cmd.Stdin = strings.NewReader(string(body))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("the OpenMetrics reference parser rejects /metrics: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(body), "\ngo_memstats_alloc_bytes_total ") || !strings.Contains(string(body), "\ngo_memstats_alloc_bytes ") {
+				t.Errorf("OpenMetrics lost a go_memstats_alloc_bytes series:\n%s", body)
+			}
+
+			// The Prometheus text format keeps the counter as a counter.
+			resp, err = http.Get("http://" + admin + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			text, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(text), "# TYPE go_memstats_alloc_bytes_total counter\n") {
+				t.Errorf("text format lacks the counter:\n%s", text)
 			}
 		})
 	}

@@ -34,6 +34,7 @@ packages=(
   wrk
   nghttp2-client
   prometheus
+  python3-prometheus-client  # the strict OpenMetrics reference parser for container's /metrics test
 )
 
 # Services the packages above would start on install.
