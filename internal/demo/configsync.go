@@ -21,7 +21,7 @@ import (
 // its file on POST /-/reload and refuses a config containing "broken"
 // (so the rollback can be seen).
 func startConfigSync(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
-	dir, err := os.MkdirTemp("", "podkit-demo-configsync-")
+	dir, err := d.tempDir("configsync")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -29,13 +29,11 @@ func startConfigSync(ctx context.Context, d *env) ([]Endpoint, <-chan error, err
 
 	srcLn, err := d.listen()
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, nil, err
 	}
 	appLn, err := d.listen()
 	if err != nil {
 		srcLn.Close()
-		os.RemoveAll(dir)
 		return nil, nil, err
 	}
 
@@ -114,14 +112,12 @@ func startConfigSync(ctx context.Context, d *env) ([]Endpoint, <-chan error, err
 	if err != nil {
 		srcSrv.Close()
 		appSrv.Close()
-		os.RemoveAll(dir)
 		return nil, nil, err
 	}
 	admin, errc, err := d.run(ctx, s)
 	if err != nil {
 		srcSrv.Close()
 		appSrv.Close()
-		os.RemoveAll(dir)
 		return nil, nil, err
 	}
 	done := make(chan error, 1)
@@ -129,7 +125,6 @@ func startConfigSync(ctx context.Context, d *env) ([]Endpoint, <-chan error, err
 		err := <-errc
 		srcSrv.Close()
 		appSrv.Close()
-		os.RemoveAll(dir)
 		done <- err
 	}()
 	src := "http://" + srcLn.Addr().String() + "/config"

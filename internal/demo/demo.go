@@ -61,7 +61,57 @@ type env struct {
 	cfg  Config
 	mu   sync.Mutex
 	next int
+	// What Run removes and waits for once every service has stopped: the
+	// temporary directories, and the third-party servers run as children
+	// (a directory is removed only after the server using it has exited).
+	dirs     []string
+	children []<-chan struct{}
 }
+
+// tempDir makes a temporary directory that Run removes when the demo ends.
+func (e *env) tempDir(what string) (string, error) {
+	dir, err := os.MkdirTemp("", "podkit-demo-"+what+"-")
+	if err != nil {
+		return "", err
+	}
+	e.mu.Lock()
+	e.dirs = append(e.dirs, dir)
+	e.mu.Unlock()
+	return dir, nil
+}
+
+// child registers a child process's exit, which Run waits for before it
+// removes the temporary directories.
+func (e *env) child(done <-chan struct{}) {
+	e.mu.Lock()
+	e.children = append(e.children, done)
+	e.mu.Unlock()
+}
+
+// cleanup waits for the children to exit and removes the temporary
+// directories. A child that outlives childGrace is left to its own
+// shutdown (it was sent SIGTERM and is killed with its process group).
+func (e *env) cleanup() {
+	e.mu.Lock()
+	dirs, children := e.dirs, e.children
+	e.dirs, e.children = nil, nil
+	e.mu.Unlock()
+	deadline := time.After(childGrace)
+	for _, c := range children {
+		select {
+		case <-c:
+		case <-deadline:
+		}
+	}
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			e.cfg.Log.Warn("could not remove a temporary directory", "dir", d, "err", err)
+		}
+	}
+}
+
+// childGrace bounds how long the demo waits for its children to exit.
+const childGrace = 10 * time.Second
 
 // port returns the next port in the demo's range.
 func (e *env) port() string {
@@ -83,8 +133,9 @@ func (e *env) listen() (net.Listener, error) {
 }
 
 // run hosts c under the contract with the demo's logger and an admin
-// listener on the next port.
-func (e *env) run(ctx context.Context, c container.Component) (adminURL string, errc <-chan error, err error) {
+// listener on the next port. attrs, if any, tag every log line of c (the
+// instance of a component that runs more than once).
+func (e *env) run(ctx context.Context, c container.Component, attrs ...any) (adminURL string, errc <-chan error, err error) {
 	ln, err := e.listen()
 	if err != nil {
 		return "", nil, err
@@ -94,7 +145,7 @@ func (e *env) run(ctx context.Context, c container.Component) (adminURL string, 
 	o.AdminAddr = ln.Addr().String()
 	o.DrainDelay = 0
 	o.DrainTimeout = 5 * time.Second
-	o.Logger = e.cfg.Log
+	o.Logger = e.cfg.Log.With(attrs...)
 	ch := make(chan error, 1)
 	go func() { ch <- container.Run(ctx, c, o) }()
 	return "http://" + ln.Addr().String(), ch, nil
@@ -173,10 +224,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		waits []<-chan error
 	)
 	for _, s := range services {
+		cfg.Log.Info("podkit demo: starting", "service", s.name)
 		eps, errc, err := s.start(ctx, d)
 		if err != nil {
 			cancel()
 			waitAll(waits)
+			d.cleanup()
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		all = append(all, eps...)
@@ -210,6 +263,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			err = e
 		}
 	}
+	d.cleanup()
 	fmt.Fprintln(out, "podkit demo: stopped")
 	return err
 }

@@ -16,11 +16,10 @@ import (
 // the normalized stream to a file, and polls the SLOWLOG of a redis-server
 // that logs every command, when one is installed.
 func startLogs(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
-	dir, err := os.MkdirTemp("", "podkit-demo-logs-")
+	dir, err := d.tempDir("logs")
 	if err != nil {
 		return nil, nil, err
 	}
-	go func() { <-ctx.Done(); time.Sleep(7 * time.Second); os.RemoveAll(dir) }()
 	logPath := filepath.Join(dir, "app.log")
 	outPath := filepath.Join(dir, "normalized.jsonl")
 	if err := os.WriteFile(logPath, nil, 0o644); err != nil {
@@ -30,7 +29,6 @@ func startLogs(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	go func() { <-ctx.Done(); time.Sleep(6 * time.Second); out.Close() }()
 	go writeDemoLog(ctx, logPath)
 
 	cfg := logs.DefaultConfig()
@@ -48,7 +46,7 @@ func startLogs(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 		host, port, _ := net.SplitHostPort(addr)
 		rdir := filepath.Join(dir, "redis")
 		os.MkdirAll(rdir, 0o755)
-		if _, err := startAdapterPeer(ctx, addr, bin, "--bind", host, "--port", port, "--save", "", "--appendonly", "no",
+		if _, err := startAdapterPeer(ctx, d, addr, bin, "--bind", host, "--port", port, "--save", "", "--appendonly", "no",
 			"--dir", rdir, "--slowlog-log-slower-than", "0", "--slowlog-max-len", "128", "--logfile", ""); err != nil {
 			redisNote = "redis-server did not start (" + err.Error() + "): SLOWLOG polling not shown"
 		} else {
@@ -58,12 +56,21 @@ func startLogs(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 	}
 	l, err := logs.New(cfg)
 	if err != nil {
+		out.Close()
 		return nil, nil, err
 	}
-	admin, errc, err := d.run(ctx, l)
+	admin, runErr, err := d.run(ctx, l)
 	if err != nil {
+		out.Close()
 		return nil, nil, err
 	}
+	// The output file closes once the adapter has written its last line.
+	errc := make(chan error, 1)
+	go func() {
+		err := <-runErr
+		out.Close()
+		errc <- err
+	}()
 	eps = append([]Endpoint{
 		{"logs", "normalized JSON lines of " + logPath + " (tail -f " + outPath + ")", admin + "/metrics"},
 	}, eps...)

@@ -23,7 +23,7 @@ type adapterPeer struct {
 
 // startAdapterPeer runs bin with args and waits until addr accepts
 // connections.
-func startAdapterPeer(ctx context.Context, addr, bin string, args ...string) (*adapterPeer, error) {
+func startAdapterPeer(ctx context.Context, d *env, addr, bin string, args ...string) (*adapterPeer, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -31,6 +31,7 @@ func startAdapterPeer(ctx context.Context, addr, bin string, args ...string) (*a
 	}
 	p := &adapterPeer{cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
+	d.child(p.done)
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -92,12 +93,11 @@ func startDemoRedis(ctx context.Context, d *env) (string, error) {
 	}
 	addr := d.port()
 	host, port, _ := net.SplitHostPort(addr)
-	dir, err := os.MkdirTemp("", "podkit-demo-redis-")
+	dir, err := d.tempDir("redis")
 	if err != nil {
 		return "", err
 	}
-	go func() { <-ctx.Done(); time.Sleep(6 * time.Second); os.RemoveAll(dir) }()
-	if _, err := startAdapterPeer(ctx, addr, bin, "--bind", host, "--port", port, "--save", "", "--appendonly", "no",
+	if _, err := startAdapterPeer(ctx, d, addr, bin, "--bind", host, "--port", port, "--save", "", "--appendonly", "no",
 		"--dir", dir, "--slowlog-log-slower-than", "1000"); err != nil {
 		return "", err
 	}
@@ -133,11 +133,10 @@ func startDemoNginx(ctx context.Context, d *env) (string, error) {
 		return "", errors.New("nginx not installed")
 	}
 	addr := d.port()
-	dir, err := os.MkdirTemp("", "podkit-demo-nginx-")
+	dir, err := d.tempDir("nginx")
 	if err != nil {
 		return "", err
 	}
-	go func() { <-ctx.Done(); time.Sleep(6 * time.Second); os.RemoveAll(dir) }()
 	user := ""
 	if os.Geteuid() == 0 {
 		user = "user root;"
@@ -147,7 +146,7 @@ func startDemoNginx(ctx context.Context, d *env) (string, error) {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return "", err
 	}
-	if _, err := startAdapterPeer(ctx, addr, bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path); err != nil {
+	if _, err := startAdapterPeer(ctx, d, addr, bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path); err != nil {
 		return "", err
 	}
 	return addr, nil

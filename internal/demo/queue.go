@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"time"
 
@@ -27,7 +26,7 @@ func startQueue(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	dir, err := os.MkdirTemp("", "podkit-demo-queue-")
+	dir, err := d.tempDir("queue")
 	if err != nil {
 		ln.Close()
 		return nil, nil, err
@@ -40,14 +39,17 @@ func startQueue(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 	coord, err := workqueue.New(cfg)
 	if err != nil {
 		ln.Close()
-		os.RemoveAll(dir)
 		return nil, nil, err
 	}
 	coord.WithListener(ln)
-	admin, coordErr, err := d.run(ctx, coord)
+	// The coordinator outlives its workers: it stops only once they have
+	// finished (and acknowledged) what they were running, as a Deployment
+	// of workers drained before its queue would.
+	coordCtx, stopCoord := context.WithCancel(context.WithoutCancel(ctx))
+	admin, coordErr, err := d.run(coordCtx, coord)
 	if err != nil {
+		stopCoord()
 		ln.Close()
-		os.RemoveAll(dir)
 		return nil, nil, err
 	}
 	server := "http://" + ln.Addr().String()
@@ -55,7 +57,16 @@ func startQueue(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 		{"queue", "work queue coordinator: GET /queues/demo, POST /queues/demo/items", server + "/queues/demo"},
 		{"queue", "its admin endpoints (metrics: podkit_queue_items, ...)", admin + "/metrics"},
 	}
-	errs := []<-chan error{coordErr}
+	workerCtx, stopWorkers := context.WithCancel(ctx)
+	var workerErrs []<-chan error
+	stopAll := func() {
+		stopWorkers()
+		for _, c := range workerErrs {
+			<-c
+		}
+		stopCoord()
+		<-coordErr
+	}
 	for i := range 2 {
 		wcfg := worker.DefaultConfig()
 		wcfg.Queue = server + "/queues/demo"
@@ -66,25 +77,32 @@ func startQueue(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 		wcfg.Stdout, wcfg.Stderr = devNull{}, devNull{}
 		w, err := worker.New(wcfg)
 		if err != nil {
+			stopAll()
 			return nil, nil, err
 		}
-		wadmin, werr, err := d.run(ctx, w)
+		instance := fmt.Sprintf("worker-%d", i+1)
+		wadmin, werr, err := d.run(workerCtx, w, "instance", instance)
 		if err != nil {
+			stopAll()
 			return nil, nil, err
 		}
-		errs = append(errs, werr)
+		workerErrs = append(workerErrs, werr)
 		eps = append(eps, Endpoint{"worker", fmt.Sprintf("podkit worker %d (exec, concurrency 2): pause with POST /pause", i+1), wadmin + "/metrics"})
 	}
 	go produce(ctx, client.New(server, nil))
 	out := make(chan error, 1)
 	go func() {
+		defer stopWorkers()
 		var first error
-		for _, c := range errs {
+		for _, c := range workerErrs {
 			if e := <-c; e != nil && first == nil {
 				first = e
 			}
 		}
-		os.RemoveAll(dir)
+		stopCoord()
+		if e := <-coordErr; e != nil && first == nil {
+			first = e
+		}
 		out <- first
 	}()
 	return eps, out, nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -23,7 +22,7 @@ func startShard(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 		go func() { <-ctx.Done(); ch <- nil }()
 		return []Endpoint{{"shard", "not started: redis-server is not installed (apt-get install redis-server)", "-"}}, ch, nil
 	}
-	dir, err := os.MkdirTemp("", "podkit-demo-shard-")
+	dir, err := d.tempDir("shard")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -33,7 +32,6 @@ func startShard(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 			p.Process.Signal(syscall.SIGTERM)
 			p.Wait()
 		}
-		os.RemoveAll(dir)
 	}
 	var servers []string
 	for i := range 2 {
