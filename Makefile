@@ -1,7 +1,8 @@
 # podkit: one static binary, one image, one test command.
 #
 #   make            build bin/podkit
-#   make test       tier 1: unit and in-process integration tests
+#   make test       tier 1: unit and in-process integration tests (first
+#                   builds the kube-apiserver the tests run, once per machine)
 #   make e2e        tier 2: the container tier (builds both images)
 #   make lint       gofmt, go vet, staticcheck
 #   make deps       install the Debian packages the tests need (as root)
@@ -27,13 +28,23 @@ FUZZ_PKGS ?= ./...
 E2E_PKGS  ?= ./e2e/...
 E2E_FLAGS ?= -timeout 45m
 
-.PHONY: build test e2e image peer-image bench lint fuzz demo deps clean
+.PHONY: build test kube-apiserver e2e image peer-image bench lint fuzz demo deps clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/podkit ./cmd/podkit
 
-test:
+# The Kubernetes tests (deploy, election) run a real kube-apiserver that
+# internal/kubetest builds from source the first time on a machine (several
+# minutes; cached under ~/.cache/podkit). Build it first, under a timeout of
+# its own, so that no package's test timeout has to cover it.
+test: kube-apiserver
 	$(GO) test -race -shuffle=on ./...
+
+KUBE_APISERVER_TIMEOUT ?= 40m
+
+kube-apiserver:
+	@echo "building kube-apiserver for the tests (first time: several minutes; cached after)"
+	$(GO) test -count=1 -timeout $(KUBE_APISERVER_TIMEOUT) -v -run '^TestBinary$$' ./internal/kubetest
 
 # The container tier: the podkit image, the image of third-party servers,
 # then the tests behind the "container" build tag.

@@ -120,8 +120,17 @@ func findOrBuild() (string, string, error) {
 		return "", "the cache directory must be writable", err
 	}
 	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", "", err
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return "", "", err
+		}
+		fmt.Fprintf(os.Stderr, "kubetest: another process is building kube-apiserver %s into %s; waiting for it\n", Version, dir)
+		stop := progress("still waiting for the kube-apiserver build of another process")
+		err = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX)
+		stop()
+		if err != nil {
+			return "", "", err
+		}
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 	if isExec(bin) {
@@ -135,7 +144,7 @@ func findOrBuild() (string, string, error) {
 	if err != nil {
 		return "", "run the tests from the podkit source tree", err
 	}
-	fmt.Fprintf(os.Stderr, "kubetest: building kube-apiserver %s from source (%s) into %s — first time on this machine only; several minutes, ~2.3 GB RAM\n", Version, src, dir)
+	fmt.Fprintf(os.Stderr, "kubetest: building kube-apiserver %s for the tests from source (%s) into %s (first time: several minutes, ~2.3 GB RAM; cached after)\n", Version, src, dir)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
@@ -144,7 +153,9 @@ func findOrBuild() (string, string, error) {
 	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", tmp, "-ldflags", ldflags, "k8s.io/kubernetes/cmd/kube-apiserver")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod -buildvcs=false")
+	stop := progress("still building kube-apiserver " + Version)
 	out, err := cmd.CombinedOutput()
+	stop()
 	if err != nil {
 		os.Remove(tmp)
 		msg := strings.TrimSpace(string(out))
@@ -158,6 +169,32 @@ func findOrBuild() (string, string, error) {
 	}
 	fmt.Fprintf(os.Stderr, "kubetest: built kube-apiserver %s in %s\n", Version, time.Since(start).Round(time.Second))
 	return bin, "", nil
+}
+
+// progressEvery is how often a long build or wait says it is still going.
+const progressEvery = 30 * time.Second
+
+// progress prints what, with the time elapsed, to stderr every
+// progressEvery until the returned stop is called, so that a build of
+// several minutes is not mistaken for a hang.
+func progress(what string) (stop func()) {
+	start := time.Now()
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(progressEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				fmt.Fprintf(os.Stderr, "kubetest: %s (%s)\n", what, time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 func isExec(p string) bool {

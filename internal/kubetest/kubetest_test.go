@@ -2,6 +2,7 @@ package kubetest
 
 import (
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -93,4 +94,22 @@ data: {a: "1"}
 		}
 	})
 	_ = corev1.NamespaceDefault
+}
+
+// TestBinary gets the kube-apiserver binary (building it the first time on
+// a machine) and checks that it is the pinned version. `make test` runs it
+// alone first, under a timeout of its own, so that the first build does not
+// count against any package's test timeout.
+func TestBinary(t *testing.T) {
+	bin := Binary(t)
+	if bin == "" {
+		return
+	}
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s --version: %v: %s", bin, err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "Kubernetes "+Version {
+		t.Fatalf("%s --version = %q, want %q", bin, got, "Kubernetes "+Version)
+	}
 }
