@@ -18,22 +18,24 @@ import (
 // succeed. It is shared by every slot, so an outage is logged once for the
 // worker: the first failure at once, then at most one line per interval
 // with the count since the line before, and one line when a request
-// succeeds again. Its check is the worker's readiness check.
+// succeeds again; lines are never closer than the interval but for the
+// recovery. Its check is the worker's readiness check.
 type queueHealth struct {
 	log      *slog.Logger
 	interval time.Duration
 	errs     *prometheus.CounterVec // nil: not counted
 	now      func() time.Time
 
-	mu       sync.Mutex
-	answered chan struct{} // closed at the first outcome, success or failure
-	failing  bool
-	since    time.Time // when the current outage began
-	total    int       // failures in the current outage
-	unlogged int       // failures since the last line
-	lastLine time.Time
-	lastErr  error
-	lastOp   string
+	mu        sync.Mutex
+	answered  chan struct{} // closed at the first outcome, success or failure
+	failing   bool
+	announced bool      // the current outage was logged
+	since     time.Time // when the current outage began
+	total     int       // failures in the current outage
+	unlogged  int       // failures since the last line
+	lastLine  time.Time
+	lastErr   error
+	lastOp    string
 }
 
 func newQueueHealth(log *slog.Logger, interval time.Duration, errs *prometheus.CounterVec) *queueHealth {
@@ -87,16 +89,23 @@ func (q *queueHealth) failure(op string, err error) {
 	q.total++
 	q.unlogged++
 	if !q.failing {
-		q.failing, q.since = true, now
-		q.log.Warn("queue requests failing; retrying", "op", op, "reason", reason(err), "error", err.Error())
-		q.lastLine, q.unlogged = now, 0
+		q.failing, q.since, q.announced = true, now, false
+	}
+	// Lines are at least an interval apart, so a queue that fails and
+	// recovers over and over does not flood the log either: an outage that
+	// starts within an interval of the last line is announced once the
+	// interval has passed (if it lasts), and its recovery only if it was.
+	if !q.lastLine.IsZero() && now.Sub(q.lastLine) < q.interval {
 		return
 	}
-	if now.Sub(q.lastLine) >= q.interval {
+	if !q.announced {
+		q.log.Warn("queue requests failing; retrying", "op", op, "reason", reason(err), "error", err.Error())
+		q.announced = true
+	} else {
 		q.log.Warn("queue requests still failing", "op", op, "reason", reason(err), "error", err.Error(),
 			"failures", q.unlogged, "failures_total", q.total, "since", q.since.UTC().Format(time.RFC3339))
-		q.lastLine, q.unlogged = now, 0
 	}
+	q.lastLine, q.unlogged = now, 0
 }
 
 // success records a request the coordinator answered as expected.
@@ -108,8 +117,11 @@ func (q *queueHealth) success() {
 	if !q.failing {
 		return
 	}
-	q.log.Info("queue requests work again", "failures_total", q.total, "down_for", now.Sub(q.since).Round(time.Millisecond).String())
-	q.failing, q.total, q.unlogged, q.lastErr = false, 0, 0, nil
+	if q.announced {
+		q.log.Info("queue requests work again", "failures_total", q.total, "down_for", now.Sub(q.since).Round(time.Millisecond).String())
+		q.lastLine = now
+	}
+	q.failing, q.announced, q.total, q.unlogged, q.lastErr = false, false, 0, 0, nil
 }
 
 // ok reports whether the last request succeeded (false also before any

@@ -251,9 +251,30 @@ func TestHealthLogLimit(t *testing.T) {
 	if err := h.check(context.Background()); err != nil {
 		t.Errorf("check after recovery: %v", err)
 	}
+	// Flapping right after the recovery line: no line for an outage that
+	// is over within the interval.
+	now = now.Add(time.Second)
+	h.failure("heartbeat", refused)
+	h.success()
+	if n := len(logs.records(t, "")); n != 3 {
+		t.Fatalf("a short outage within the interval logged: %v", logs.records(t, "")[3:])
+	}
+	// One that lasts past the interval is announced then.
+	h.failure("heartbeat", refused)
+	now = now.Add(30 * time.Second)
 	h.failure("lease", refused)
 	if n := len(logs.records(t, "queue requests failing; retrying")); n != 2 {
-		t.Errorf("a new outage logs at once again: %d first-failure lines, want 2", n)
+		t.Errorf("an outage lasting past the interval: %d first-failure lines, want 2", n)
+	}
+	h.success()
+	// A new outage an interval after the last line is logged at once.
+	now = now.Add(31 * time.Second)
+	h.failure("lease", refused)
+	if n := len(logs.records(t, "queue requests failing; retrying")); n != 3 {
+		t.Errorf("a new outage logs at once: %d first-failure lines, want 3", n)
+	}
+	if n := len(logs.records(t, "queue requests work again")); n != 2 {
+		t.Errorf("%d recovery lines, want 2", n)
 	}
 }
 
