@@ -126,7 +126,24 @@ cleanup() {
 trap cleanup EXIT
 
 include=$(IFS=,; echo "${packages[*]}")
-debootstrap --variant=minbase --include="$include" "$suite" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
+log "debootstrap: downloading and installing ${#packages[@]} packages and their dependencies (a few minutes)"
+debootstrap --variant=minbase --include="$include" "$suite" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 &
+deboot=$!
+# Say which step debootstrap is in (its "I: Retrieving/Validating/
+# Extracting/Unpacking/Configuring ..." lines) when the step changes, and
+# at least every 30 s, so that a long build is not taken for a hang.
+phase="" said=$(date +%s)
+while kill -0 "$deboot" 2>/dev/null; do
+  sleep 2
+  line=$(grep -E '^I: ' "$rootfs.log" 2>/dev/null | tail -n 1 || true)
+  line=${line#I: }
+  now=$(date +%s)
+  if [ -n "$line" ] && { [ "${line%% *}" != "$phase" ] || [ $((now - said)) -ge 30 ]; }; then
+    log "debootstrap: $line"
+    phase=${line%% *} said=$now
+  fi
+done
+wait "$deboot" || {
   tail -n 40 "$rootfs.log" >&2
   rm -f "$rootfs.log"
   die "debootstrap failed"
@@ -146,6 +163,7 @@ if [ -n "$pgbin" ]; then
   path="${pgbin#"$rootfs"}:$path"
 fi
 
+log "docker import: $(du -sh --one-file-system "$rootfs" | cut -f1) root file system"
 tar --numeric-owner -C "$rootfs" -cf - . |
   docker import \
     --change "ENV PATH=$path" \
