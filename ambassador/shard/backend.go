@@ -173,6 +173,7 @@ func (c *conn) flushLocked() {
 			c.inflight.push(r)
 			c.queue[i] = nil
 		}
+		c.srv.sentBatch(len(c.queue), len(buf))
 		c.queue = c.queue[:0]
 		c.wbuf = buf
 		c.mu.Unlock()
@@ -199,6 +200,7 @@ func (c *conn) dial() {
 		q := c.queue
 		c.queue = nil
 		c.mu.Unlock()
+		s.connErrs.Add(1)
 		s.failure(err)
 		s.failAll(q, "cannot connect: "+err.Error(), kindConnect)
 		return
@@ -208,6 +210,7 @@ func (c *conn) dial() {
 	c.nc, c.w = nc, sock
 	c.timedOut = false
 	s.open.Add(1)
+	s.connects.Add(1)
 	go c.read(nc, sock)
 	if !c.writing {
 		c.flushLocked()
@@ -323,7 +326,7 @@ func (c *conn) read(nc net.Conn, sock io.Reader) {
 			c.mu.Lock()
 			r = c.inflight.pop()
 			c.mu.Unlock()
-			s.observe(r)
+			s.observe(r, len(raw))
 			r.complete(raw, false)
 		}
 	} else {
@@ -341,6 +344,7 @@ func (c *conn) read(nc net.Conn, sock io.Reader) {
 	q := c.queue
 	c.queue = nil
 	c.mu.Unlock()
+	s.connEnded(err, timedOut)
 	reason, kind := "connection lost: "+errText(err), kindConnection
 	if timedOut {
 		reason, kind = fmt.Sprintf("timed out after %s", s.owner.Load().cfg.Timeout), kindTimeout
@@ -384,7 +388,7 @@ func (c *conn) readMemcache(rd *memcache.Reader) error {
 		c.mu.Lock()
 		r = c.inflight.pop()
 		c.mu.Unlock()
-		s.observe(r)
+		s.observe(r, len(raw))
 		r.complete(raw, false)
 	}
 }

@@ -58,6 +58,7 @@ type client struct {
 	queued     bool  // in the loop's ready list
 	perr       error // a stream error, answered after the batch in hand
 	closeAfter bool
+	endErr     error // why the connection ended (nil: the client closed it or asked to)
 }
 
 type group struct {
@@ -128,6 +129,9 @@ func (c *client) send(wait bool) bool {
 		}
 	}
 	closeAfter, err := c.reply()
+	if err != nil {
+		c.endErr = err
+	}
 	return err == nil && !closeAfter
 }
 
@@ -180,6 +184,9 @@ func (c *client) batchDone() {
 func (c *client) finish(closeAfter bool, err error) {
 	c.wpending = nil
 	c.reset()
+	if err != nil {
+		c.endErr = err
+	}
 	if closeAfter || err != nil {
 		c.stop = true
 		c.nc.SetReadDeadline(time.Unix(1, 0))
@@ -245,6 +252,15 @@ func (c *client) reset() {
 	if cap(c.local) > 1<<20 {
 		c.local = nil
 	}
+}
+
+// readEnd is why a blocking read ended the connection: the reason the
+// reply writer stopped it (its read deadline then ends the read), or err.
+func (c *client) readEnd(err error) error {
+	if c.stop {
+		return c.endErr
+	}
+	return err
 }
 
 // writeFinal writes a last reply (a protocol error) and closes.

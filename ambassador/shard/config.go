@@ -549,6 +549,27 @@ type Config struct {
 	// spread the proxy over CPUs when it is the bottleneck, at some cost
 	// per operation (fewer requests per write, more wake-ups).
 	EventLoops int `json:"event_loops"`
+
+	// StatsPort and StatsAddr are twemproxy's stats listener (nutcracker's
+	// -s and -a): a connection gets the stats as JSON and is closed. Port 0
+	// picks a free port; StatsAddr "off" disables it. With both at their
+	// defaults a port in use only logs a warning.
+	StatsPort int    `json:"stats_port"`
+	StatsAddr string `json:"stats_addr"`
+	// StatsInterval (nutcracker's -i, ms) is accepted and has no effect:
+	// podkit's stats are current at every read.
+	StatsInterval int `json:"stats_interval_ms,omitempty"`
+	// MbufSize (nutcracker's -m) is accepted and has no effect: podkit
+	// sizes its buffers itself.
+	MbufSize int `json:"mbuf_size,omitempty"`
+
+	statsSet bool // a stats flag was given: failing to listen is an error
+}
+
+// statsExplicit reports whether the stats listener was asked for, not
+// just defaulted.
+func (c Config) statsExplicit() bool {
+	return c.statsSet || c.StatsPort != DefaultStatsPort || c.StatsAddr != DefaultStatsAddr
 }
 
 // protocolName is the protocol --protocol names (memcached is memcache),
@@ -576,6 +597,8 @@ func DefaultConfig() Config {
 		ServerConns:   1,
 		MaxBulk:       64 << 20,
 		EventLoops:    1,
+		StatsPort:     DefaultStatsPort,
+		StatsAddr:     DefaultStatsAddr,
 	}
 }
 
@@ -597,6 +620,18 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ServerConns, "server-connections", c.ServerConns, "single-pool form: connections to each server")
 	fs.StringVar(&c.PasswordFile, "password-file", c.PasswordFile, "single-pool form (redis): `file` with the password clients must AUTH with and that is sent to the servers")
 	fs.IntVar(&c.MaxBulk, "max-bulk", c.MaxBulk, "largest bulk string or value accepted, in bytes")
+	statsPort := &setInt{p: &c.StatsPort, set: &c.statsSet}
+	statsAddr := &setString{p: &c.StatsAddr, set: &c.statsSet}
+	fs.Var(statsPort, "stats-port", "twemproxy stats `port`: a connection gets the stats as JSON (0: a free port)")
+	fs.Var(statsPort, "s", "nutcracker's -s: --stats-port")
+	fs.Var(statsAddr, "stats-addr", "twemproxy stats listener `address` (off: none)")
+	fs.Var(statsAddr, "a", "nutcracker's -a: --stats-addr")
+	fs.IntVar(&c.StatsInterval, "stats-interval", c.StatsInterval, "nutcracker's stats aggregation interval in `ms`: accepted, no effect (podkit's stats are current at every read)")
+	fs.IntVar(&c.StatsInterval, "i", c.StatsInterval, "nutcracker's -i: --stats-interval")
+	fs.IntVar(&c.MbufSize, "mbuf-size", c.MbufSize, "nutcracker's mbuf size in `bytes`: accepted, no effect (podkit sizes its buffers itself)")
+	fs.IntVar(&c.MbufSize, "m", c.MbufSize, "nutcracker's -m: --mbuf-size")
+	fs.StringVar(&c.ConfigFile, "conf-file", c.ConfigFile, "nutcracker's name for --config")
+	fs.StringVar(&c.ConfigFile, "c", c.ConfigFile, "nutcracker's -c: --config")
 	fs.IntVar(&c.EventLoops, "event-loops", c.EventLoops, "event loops serving clients, each with its own server connections (0: one per CPU); more than one pays off only when the proxy is the bottleneck")
 }
 
@@ -608,6 +643,18 @@ func (c Config) Validate() error {
 	}
 	if c.EventLoops < 0 {
 		errs = append(errs, fmt.Errorf("--event-loops: %d must not be negative", c.EventLoops))
+	}
+	if c.StatsPort < 0 || c.StatsPort > 65535 {
+		errs = append(errs, fmt.Errorf("--stats-port (-s): %d is not a port from 0 to 65535", c.StatsPort))
+	}
+	if c.StatsAddr == "" {
+		errs = append(errs, errors.New("--stats-addr (-a): empty (an IP address or host name, or off)"))
+	}
+	if c.StatsInterval < 0 {
+		errs = append(errs, fmt.Errorf("--stats-interval (-i): %d ms must not be negative", c.StatsInterval))
+	}
+	if c.MbufSize != 0 && (c.MbufSize < 512 || c.MbufSize > 16<<20) {
+		errs = append(errs, fmt.Errorf("--mbuf-size (-m): %d is not from 512 to 16777216 bytes (nutcracker's bounds; podkit ignores it)", c.MbufSize))
 	}
 	if c.WatchInterval < 0 {
 		errs = append(errs, fmt.Errorf("--watch-interval: %s must not be negative", c.WatchInterval))
@@ -696,4 +743,45 @@ func (c Config) pools() ([]Pool, []Warning, error) {
 		p.RedisAuth = container.Secret(pw)
 	}
 	return []Pool{p}, nil, nil
+}
+
+// setInt and setString are flag values that record that they were set.
+type setInt struct {
+	p   *int
+	set *bool
+}
+
+func (v *setInt) String() string {
+	if v == nil || v.p == nil {
+		return ""
+	}
+	return strconv.Itoa(*v.p)
+}
+
+func (v *setInt) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("want an integer")
+	}
+	*v.p, *v.set = n, true
+	return nil
+}
+
+func (v *setInt) Get() any { return *v.p }
+
+type setString struct {
+	p   *string
+	set *bool
+}
+
+func (v *setString) String() string {
+	if v == nil || v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v *setString) Set(s string) error {
+	*v.p, *v.set = s, true
+	return nil
 }

@@ -51,6 +51,10 @@ func startTuned(t testing.TB, cfg Config, tune func(*Proxy)) *running {
 	if strings.HasPrefix(t.Name(), "TestThreeLoops/") {
 		cfg.EventLoops = 3
 	}
+	if !cfg.statsExplicit() {
+		// Tests run side by side: each its own stats port.
+		cfg.StatsAddr, cfg.StatsPort = "127.0.0.1", 0
+	}
 	px, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -320,6 +320,7 @@ func (lp *loop) addClient(l *listener, fd int, id uint32) {
 	lp.clients[c] = struct{}{}
 	if err := lp.add(fd, c); err != nil {
 		lp.px.log.Warn("client dropped: epoll", "pool", l.name, "error", err)
+		c.endErr = err
 		c.closeLoop()
 	}
 }
@@ -359,6 +360,7 @@ func (c *client) pump() {
 	for !c.busy && !c.dead {
 		if c.perr != nil {
 			c.p.fatal(c.perr)
+			c.endErr = c.perr
 			c.closeLoop()
 			return
 		}
@@ -397,6 +399,7 @@ func (c *client) pump() {
 			return
 		}
 		if err != nil {
+			c.endErr = err
 			c.closeLoop()
 			return
 		}
@@ -437,6 +440,7 @@ func (c *client) writeReplies() bool {
 		default:
 			c.wpending = nil
 			c.reset()
+			c.endErr = e
 			c.closeLoop()
 			return false
 		}
@@ -468,7 +472,11 @@ func (c *client) closeLoop() {
 	c.lp.remove(c.fd)
 	c.fd = -1
 	delete(c.lp.clients, c)
-	c.l.pool.Load().counters.clients.Add(-1)
+	ctr := c.l.pool.Load().counters
+	if !c.stopping {
+		ctr.clientClosed(c.endErr)
+	}
+	ctr.clients.Add(-1)
 	c.l.wg.Done()
 }
 
@@ -577,6 +585,7 @@ func (c *conn) dialed(fd int, err error) {
 	if err != nil {
 		q := c.queue
 		c.queue = nil
+		s.connErrs.Add(1)
 		s.failure(err)
 		s.failAll(q, "cannot connect: "+err.Error(), kindConnect)
 		return
@@ -590,6 +599,7 @@ func (c *conn) dialed(fd int, err error) {
 		c.rmc = memcache.NewReader(fdReader(fd), 16<<10, memcache.Limits{MaxValue: lim.maxBulk})
 	}
 	s.open.Add(1)
+	s.connects.Add(1)
 	if len(c.queue) > 0 && !c.dirty {
 		c.dirty = true
 		c.lp.dirty = append(c.lp.dirty, c)
@@ -602,12 +612,14 @@ func (c *conn) flush() {
 		return
 	}
 	now := time.Now()
+	start := len(c.out)
 	for i, r := range c.queue {
 		c.out = append(c.out, r.out...)
 		r.sent = now
 		c.inflight.push(r)
 		c.queue[i] = nil
 	}
+	c.srv.sentBatch(len(c.queue), len(c.out)-start)
 	c.queue = c.queue[:0]
 	c.writeOut()
 }
@@ -700,7 +712,7 @@ func (c *conn) takeReplies() error {
 			return nil
 		}
 		c.inflight.pop()
-		s.observe(r)
+		s.observe(r, len(raw))
 		r.complete(raw, false)
 	}
 	if (c.rresp != nil && c.rresp.Buffered() > 0) || (c.rmc != nil && c.rmc.Buffered() > 0) {
@@ -729,6 +741,7 @@ func (c *conn) lost(err error) {
 	failed := c.inflight.drain()
 	q := c.queue
 	c.queue = nil
+	s.connEnded(err, c.timedOut)
 	reason, kind := "connection lost: "+errText(err), kindConnection
 	if c.timedOut {
 		reason, kind = fmt.Sprintf("timed out after %s", s.owner.Load().cfg.Timeout), kindTimeout

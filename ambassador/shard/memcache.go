@@ -23,6 +23,7 @@ func (c *mcClient) serve() {
 	for {
 		req, err := c.rd.ReadRequest()
 		if err != nil && !c.lineError(err) {
+			c.endErr = c.readEnd(err)
 			c.readError(err)
 			return
 		}
@@ -38,6 +39,7 @@ func (c *mcClient) serve() {
 					continue
 				}
 				c.send(true)
+				c.endErr = err
 				c.readError(err)
 				return
 			}
@@ -175,6 +177,7 @@ func (c *mcClient) get(pl *pool, req *memcache.Request) {
 	for _, a := range req.Args[:req.KeyIndex] {
 		head = append(append(head, ' '), a...)
 	}
+	pl.counters.fragments.Add(uint64(len(order)))
 	subs := make([]*request, len(order))
 	for j, srv := range order {
 		out := append(make([]byte, 0, 64), head...)

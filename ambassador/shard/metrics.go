@@ -1,6 +1,8 @@
 package shard
 
 import (
+	"errors"
+	"io"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +57,21 @@ func newMetrics(state func() []*pool) *metrics {
 type poolCounters struct {
 	clients  atomic.Int64
 	commands atomic.Uint64
+	// twemproxy's stats (see stats.go)
+	accepted  atomic.Uint64 // client connections accepted
+	clientEOF atomic.Uint64 // client connections the client closed
+	clientErr atomic.Uint64 // client connections ended by an error
+	fragments atomic.Uint64 // requests a split command was divided into
+}
+
+// clientClosed counts a client connection that ended with err (nil: the
+// client asked to close, e.g. QUIT).
+func (c *poolCounters) clientClosed(err error) {
+	if err == nil || errors.Is(err, io.EOF) {
+		c.clientEOF.Add(1)
+	} else {
+		c.clientErr.Add(1)
+	}
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {

@@ -2,8 +2,11 @@ package shard
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,8 +60,17 @@ type server struct {
 	downUntil time.Time
 	retired   atomic.Bool
 
-	requests  atomic.Uint64
-	open      atomic.Int64
+	requests atomic.Uint64 // replies read (twemproxy's responses)
+	open     atomic.Int64
+	// twemproxy's stats (see stats.go)
+	sent      atomic.Uint64 // requests written
+	sentBytes atomic.Uint64
+	respBytes atomic.Uint64
+	connects  atomic.Uint64 // connections made
+	eofs      atomic.Uint64 // connections the server closed
+	connErrs  atomic.Uint64 // connections that failed or broke
+	timeouts  atomic.Uint64 // connections closed by the timeout
+	ejectedAt atomic.Int64  // when last ejected or marked down, µs since the epoch
 	ejections atomic.Uint64
 	errMu     sync.Mutex
 	errs      map[string]uint64
@@ -248,6 +260,7 @@ func (s *server) failure(err error) {
 		return
 	}
 	s.ejections.Add(1)
+	s.ejectedAt.Store(time.Now().UnixMicro())
 	if p.cfg.AutoEjectHosts {
 		s.log.Warn("server ejected from the ring; its keys go to the other servers", "error", err, "retry_in", retry.String())
 		p.rebuild()
@@ -271,15 +284,36 @@ func (s *server) success() {
 	}
 }
 
+// sentBatch counts n requests written in one write of size bytes.
+func (s *server) sentBatch(n, size int) {
+	s.sent.Add(uint64(n))
+	s.sentBytes.Add(uint64(size))
+}
+
+// connEnded counts a server connection that ended: timed out, closed by
+// the server, closed by the proxy (not counted), or broken.
+func (s *server) connEnded(err error, timedOut bool) {
+	switch {
+	case timedOut:
+		s.timeouts.Add(1)
+	case errors.Is(err, io.EOF):
+		s.eofs.Add(1)
+	case err == nil || errors.Is(err, net.ErrClosed):
+	default:
+		s.connErrs.Add(1)
+	}
+}
+
 func (s *server) countError(kind string, n int) {
 	s.errMu.Lock()
 	s.errs[kind] += uint64(n)
 	s.errMu.Unlock()
 }
 
-// observe records a completed request.
-func (s *server) observe(r *request) {
+// observe records a completed request and the size of its reply.
+func (s *server) observe(r *request, n int) {
 	s.requests.Add(1)
+	s.respBytes.Add(uint64(n))
 	s.success()
 	s.latency.Observe(time.Since(r.sent).Seconds())
 }

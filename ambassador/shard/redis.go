@@ -36,6 +36,7 @@ func (c *redisClient) serve() {
 	for {
 		args, raw, err := c.rd.ReadCommand()
 		if err != nil {
+			c.endErr = c.readEnd(err)
 			c.readError(err)
 			return
 		}
@@ -46,6 +47,7 @@ func (c *redisClient) serve() {
 			args, raw, ok, err := c.rd.TryCommand()
 			if err != nil {
 				c.send(true)
+				c.endErr = err
 				c.readError(err)
 				return
 			}
@@ -336,6 +338,7 @@ func (c *redisClient) fanout(pl *pool, args [][]byte, raw []byte, step int, merg
 		pos[i] = int32(j)<<20 | int32(counts[j])
 		counts[j]++
 	}
+	pl.counters.fragments.Add(uint64(len(order)))
 	subs := make([]*request, len(order))
 	for j, srv := range order {
 		out := resp.AppendArray(make([]byte, 0, 64), 1+counts[j]*step)

@@ -55,6 +55,8 @@ type Proxy struct {
 	noLoops   bool    // tests: the portable goroutine-per-client data path
 	// probePeriod is how often idle servers are probed for readiness.
 	probePeriod time.Duration
+	started     time.Time
+	statsLn     net.Listener // twemproxy's stats port (px.mu)
 
 	wg sync.WaitGroup
 }
@@ -153,8 +155,15 @@ func (px *Proxy) Reload() error {
 // Run implements container.Component.
 func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
 	px.log = h.Logger()
+	px.started = time.Now()
 	if err := h.Registerer().Register(px.m); err != nil {
 		return err
+	}
+	if px.cfg.MbufSize != 0 {
+		px.log.Info("--mbuf-size (nutcracker's -m) is accepted and ignored: podkit sizes its buffers itself", "mbuf_size", px.cfg.MbufSize)
+	}
+	if px.cfg.StatsInterval != 0 {
+		px.log.Info("--stats-interval (nutcracker's -i) is accepted and ignored: podkit's stats are current at every read", "stats_interval_ms", px.cfg.StatsInterval)
 	}
 	if loopsSupported && !px.noLoops {
 		loops, err := startLoops(px, px.cfg.EventLoops)
@@ -164,9 +173,26 @@ func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
 		px.loops = loops
 		defer stopLoops(loops)
 	}
+	statsLn, err := px.statsListen()
+	if err != nil {
+		return err
+	}
 	if err := px.apply(); err != nil {
 		px.closeAll()
+		if statsLn != nil {
+			statsLn.Close()
+		}
 		return err
+	}
+	if statsLn != nil {
+		px.mu.Lock()
+		px.statsLn = statsLn
+		px.mu.Unlock()
+		px.log.Info("twemproxy stats listening", "addr", statsLn.Addr().String())
+		statsCtx, stopStats := context.WithCancel(context.Background())
+		statsDone := make(chan struct{})
+		go func() { px.serveStats(statsCtx, statsLn); close(statsDone) }()
+		defer func() { stopStats(); <-statsDone }()
 	}
 	px.m.lastOK.Set(1)
 	h.AddCheck(container.Check{Name: "pools", Ready: true, Period: px.probePeriod, Func: px.checkServers})
@@ -434,6 +460,7 @@ func (px *Proxy) accept(l *listener) {
 		l.wg.Add(1)
 		l.mu.Unlock()
 		p.counters.clients.Add(1)
+		p.counters.accepted.Add(1)
 		go px.serveClient(l, nc)
 	}
 }
@@ -455,6 +482,7 @@ func (px *Proxy) handOver(l *listener, p *pool, nc net.Conn) {
 	l.wg.Add(1)
 	l.mu.Unlock()
 	p.counters.clients.Add(1)
+	p.counters.accepted.Add(1)
 	id := clientIDs.Add(1)
 	lp := px.loops[id%uint32(len(px.loops))]
 	if !lp.post(func() { lp.addClient(l, fd, id) }) {
@@ -466,15 +494,21 @@ func (px *Proxy) handOver(l *listener, p *pool, nc net.Conn) {
 
 func (px *Proxy) serveClient(l *listener, nc net.Conn) {
 	ctr := l.pool.Load().counters
+	c := newClient(px, l, nc, clientIDs.Add(1))
 	defer func() {
 		nc.Close()
+		l.mu.Lock()
+		closing := l.closing
+		l.mu.Unlock()
+		if !closing {
+			ctr.clientClosed(c.endErr)
+		}
 		ctr.clients.Add(-1)
 		l.mu.Lock()
 		delete(l.clients, nc)
 		l.mu.Unlock()
 		l.wg.Done()
 	}()
-	c := newClient(px, l, nc, clientIDs.Add(1))
 	if l.proto == Redis {
 		(&redisClient{client: c}).serve()
 	} else {
