@@ -29,6 +29,11 @@ func TestBadFlags(t *testing.T) {
 	badTmpl := filepath.Join(dir, "bad.tmpl")
 	os.WriteFile(badTmpl, []byte("{{.Data"), 0o644)
 	base := []string{"--source", src, "--dest", filepath.Join(dir, "dest"), "--admin-addr", "127.0.0.1:0"}
+	srcDir, destDir, destFile := filepath.Join(dir, "srcdir"), filepath.Join(dir, "destdir"), filepath.Join(dir, "x.conf")
+	os.Mkdir(srcDir, 0o755)
+	os.Mkdir(destDir, 0o755)
+	os.WriteFile(destFile, []byte("x"), 0o644)
+	noDir := filepath.Join(dir, "new.conf")
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -59,6 +64,13 @@ func TestBadFlags(t *testing.T) {
 		{"template missing", append(base, "--template", filepath.Join(dir, "nope")), "--template"},
 		{"template syntax", append(base, "--template", badTmpl), "--template"},
 		{"positional", append(base, "extra"), "unexpected argument"},
+		{"validator missing", append(base, "--validate-cmd", "/nonexistent/validator {}"), `--validate-cmd: "/nonexistent/validator" cannot be run`},
+		{"validator not in PATH", append(base, "--validate-cmd", "no-such-validator-podkit -t {}"), `--validate-cmd: "no-such-validator-podkit" cannot be run: executable file not found in $PATH`},
+		{"directory source, new file dest", []string{"--source", srcDir, "--dest", noDir}, "--dest " + noDir + " does not exist, and --source " + srcDir + " is a directory"},
+		{"directory source, file dest", []string{"--source", srcDir, "--dest", destFile}, "--dest " + destFile + " is a file, but --source " + srcDir + " is a directory"},
+		{"file source, directory dest", []string{"--source", src, "--dest", destDir}, "--dest " + destDir + " is a directory, but the output is one file"},
+		{"file source, slash dest", []string{"--source", src, "--dest", noDir + "/"}, "--dest " + noDir + "/ ends with a slash, but the output is one file"},
+		{"template, directory dest", []string{"--source", srcDir, "--dest", destDir, "--template", badTmpl}, "--dest " + destDir + " is a directory, but the output is one file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer

@@ -37,6 +37,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -69,7 +70,8 @@ type Config struct {
 	// Source is a file or directory path, or an http(s) URL.
 	Source string `json:"source"`
 	// Dest is the file to keep in step with the source; a directory when
-	// the source is a directory and there is no Template.
+	// the source is a directory and there is no Template: one that exists,
+	// or a path ending in "/", which is created.
 	Dest string `json:"dest"`
 	// Template, if set, is a text/template file rendered with the source
 	// (see TemplateData); Dest is then always one file.
@@ -150,7 +152,7 @@ func DefaultConfig() Config {
 // RegisterFlags adds config-sync's flags to fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Source, "source", c.Source, "where the config comes from: a file, a directory (e.g. a ConfigMap volume) or an http(s) `URL`")
-	fs.StringVar(&c.Dest, "dest", c.Dest, "the `file` to keep in step (a directory for a directory source without --template)")
+	fs.StringVar(&c.Dest, "dest", c.Dest, "the `file` to keep in step (for a directory source without --template: a directory, existing or written with a trailing slash to be created)")
 	fs.StringVar(&c.Template, "template", c.Template, "render this text/template `file` with the source's data (.Data, .Files, .Source) into --dest")
 	fs.Var((*modeValue)(&c.FileMode), "file-mode", "permission `bits` of published files, octal")
 	fs.StringVar(&c.ValidateCmd, "validate-cmd", c.ValidateCmd, "check the staged file with this `command` before publishing; {} is its path (also $PODKIT_STAGED_FILE); non-zero rejects it")
@@ -193,6 +195,9 @@ func (c Config) Validate() error {
 	} else if !isURL(c.Source) && c.Source != "" && filepath.Clean(c.Source) == filepath.Clean(c.Dest) {
 		errs = append(errs, fmt.Errorf("--dest %q: is the same path as --source", c.Dest))
 	}
+	if err := c.checkDestShape(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.FileMode&^fs.ModePerm != 0 || c.FileMode == 0 {
 		errs = append(errs, fmt.Errorf("--file-mode: %#o is not a permission from 0001 to 0777", uint32(c.FileMode)))
 	}
@@ -201,6 +206,15 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--validate-cmd: %w", err))
 		} else if len(words) == 0 {
 			errs = append(errs, errors.New("--validate-cmd: no command in it"))
+		} else if !strings.Contains(words[0], "{}") {
+			// Found now, not at the first sync that needs it.
+			if _, err := exec.LookPath(words[0]); err != nil {
+				var ee *exec.Error
+				if errors.As(err, &ee) {
+					err = ee.Err
+				}
+				errs = append(errs, fmt.Errorf("--validate-cmd: %q cannot be run: %v", words[0], err))
+			}
 		}
 	}
 	if c.ValidateTimeout <= 0 {
@@ -259,6 +273,45 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--header and --bearer-token-file: only apply to an http(s) --source"))
 	}
 	return errors.Join(errs...)
+}
+
+// checkDestShape checks, as far as can be told at start, that --dest is
+// what the output needs: a directory for a directory source without
+// --template, one file otherwise. A source that does not exist yet is
+// checked at every sync instead.
+func (c Config) checkDestShape() error {
+	if c.Dest == "" || c.Source == "" {
+		return nil
+	}
+	if isURL(c.Source) || c.Template != "" {
+		return destShape(c.Dest, c.Source, false)
+	}
+	fi, err := os.Stat(c.Source)
+	if err != nil {
+		return nil
+	}
+	return destShape(c.Dest, c.Source, fi.IsDir())
+}
+
+// destShape reports a --dest that cannot hold the output: a directory
+// output (a directory source) needs a directory, existing or spelled with
+// a trailing slash (then created), so that a path meant as a file never
+// becomes a directory; a one-file output needs a path that is not a
+// directory.
+func destShape(dest, source string, dir bool) error {
+	fi, err := os.Stat(dest)
+	exists := err == nil
+	switch {
+	case dir && exists && !fi.IsDir():
+		return fmt.Errorf("--dest %s is a file, but --source %s is a directory, whose files are published into a directory --dest (or add --template to render them into one file)", dest, source)
+	case dir && !exists && !strings.HasSuffix(dest, "/"):
+		return fmt.Errorf("--dest %s does not exist, and --source %s is a directory, whose files are published into a directory --dest: write %q to have it created, add --template to render them into one file, or name one file of the source as --source", dest, source, dest+"/")
+	case !dir && exists && fi.IsDir():
+		return fmt.Errorf("--dest %s is a directory, but the output is one file: name the file, e.g. --dest %s", dest, filepath.Join(dest, filepath.Base(strings.TrimSuffix(source, "/"))))
+	case !dir && strings.HasSuffix(dest, "/"):
+		return fmt.Errorf("--dest %s ends with a slash, but the output is one file: name the file", dest)
+	}
+	return nil
 }
 
 func isURL(s string) bool {

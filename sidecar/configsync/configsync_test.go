@@ -272,7 +272,7 @@ func TestConfigMapVolume(t *testing.T) {
 	})
 	t.Run("directory to directory", func(t *testing.T) {
 		vol := newKubeletVolume(t, map[string]string{"a.conf": "a1", "b.conf": "b1"})
-		dest := filepath.Join(t.TempDir(), "conf.d")
+		dest := filepath.Join(t.TempDir(), "conf.d") + "/"
 		cfg := DefaultConfig()
 		cfg.Source, cfg.Dest = vol.dir, dest
 		cfg.PollInterval = time.Hour
@@ -438,11 +438,40 @@ func TestValidateRejectKeepsOld(t *testing.T) {
 		writeAtomic(t, src, []byte("x"))
 		cfg := DefaultConfig()
 		cfg.Source, cfg.Dest, cfg.ValidateCmd = src, dest, "/nonexistent/validator {}"
-		s, _ := newSyncer(t, cfg)
-		if _, err := s.Sync(context.Background()); !errors.Is(err, ErrValidate) || !strings.Contains(err.Error(), "could not run") {
-			t.Fatalf("err = %v", err)
+		// Found at start, not at the first sync.
+		if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), `--validate-cmd: "/nonexistent/validator" cannot be run`) {
+			t.Fatalf("New: %v, want an error naming --validate-cmd and the binary", err)
 		}
 	})
+}
+
+// TestDirectoryDestShape: a directory source is published into a
+// directory: an existing one, or one spelled with a trailing slash, which
+// is created. A name that does not exist and does not end in a slash is
+// refused at start rather than turned into a directory.
+func TestDirectoryDestShape(t *testing.T) {
+	vol := newKubeletVolume(t, map[string]string{"a.conf": "a1"})
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Source, cfg.Dest = vol.dir, filepath.Join(dir, "x.conf")
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), `write "`+cfg.Dest+`/" to have it created`) {
+		t.Fatalf("New: %v, want a refusal naming --dest", err)
+	}
+	if _, err := os.Stat(cfg.Dest); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a refused --dest was created")
+	}
+	cfg.Dest = filepath.Join(dir, "conf.d") + "/"
+	s, _ := newSyncer(t, cfg)
+	if _, err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if readFile(t, filepath.Join(dir, "conf.d", "a.conf")) != "a1" {
+		t.Fatal("not published into the directory")
+	}
+	cfg.Dest = filepath.Join(dir, "conf.d") // exists now
+	if _, err := New(cfg); err != nil {
+		t.Fatalf("an existing directory --dest: %v", err)
+	}
 }
 
 // reloadApp is a real HTTP application whose reload endpoint reads the
@@ -493,7 +522,7 @@ func TestReloadFailureRollsBack(t *testing.T) {
 			var vol *kubeletVolume
 			if tc.dirDest {
 				vol = newKubeletVolume(t, map[string]string{"app.conf": "good v1"})
-				src, dest = vol.dir, filepath.Join(dir, "conf.d")
+				src, dest = vol.dir, filepath.Join(dir, "conf.d")+"/"
 				watched = filepath.Join(dest, "app.conf")
 			} else {
 				src, dest = filepath.Join(dir, "src.conf"), filepath.Join(dir, "app.conf")
@@ -1049,7 +1078,7 @@ func TestValidateTimeoutNotRejected(t *testing.T) {
 // directory holding every file of the new version.
 func TestValidateDirectory(t *testing.T) {
 	vol := newKubeletVolume(t, map[string]string{"a.conf": "a1", "b.conf": "b1"})
-	dest := filepath.Join(t.TempDir(), "conf.d")
+	dest := filepath.Join(t.TempDir(), "conf.d") + "/"
 	cfg := DefaultConfig()
 	cfg.Source, cfg.Dest = vol.dir, dest
 	// Accept only a version that has both files.
@@ -1062,7 +1091,7 @@ func TestValidateDirectory(t *testing.T) {
 	if _, err := s.Sync(context.Background()); !errors.Is(err, ErrValidate) {
 		t.Fatalf("err = %v, want ErrValidate", err)
 	}
-	if !strings.Contains(logs.String(), "missing a file in "+dest+"/.podkit-staged-") {
+	if !strings.Contains(logs.String(), "missing a file in "+filepath.Join(dest, ".podkit-staged-")) {
 		t.Fatalf("{} was not the staging directory:\n%s", logs)
 	}
 	if readFile(t, filepath.Join(dest, "a.conf")) != "a1" || readFile(t, filepath.Join(dest, "b.conf")) != "b1" {

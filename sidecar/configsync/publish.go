@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -55,15 +54,10 @@ func destPath(dest string, dir bool, name string) string {
 
 // readCurrent reads what is published now under the names o would write
 // and the names published last time.
-func readCurrent(dest string, o output, lastNames []string) (current, error) {
+func readCurrent(dest, source string, o output, lastNames []string) (current, error) {
 	c := current{files: map[string][]byte{}}
-	if fi, err := os.Stat(dest); err == nil {
-		if o.dir && !fi.IsDir() {
-			return c, fmt.Errorf("--dest %s is a file, but the source is a directory (add --template to render one file)", dest)
-		}
-		if !o.dir && fi.IsDir() {
-			return c, fmt.Errorf("--dest %s is a directory, but the output is one file", dest)
-		}
+	if err := destShape(dest, source, o.dir); err != nil {
+		return c, err
 	}
 	seen := map[string]bool{}
 	names := make([]string, 0, len(o.files)+len(lastNames))

@@ -110,7 +110,7 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 	if out.dir && s.lastNames == nil {
 		s.lastNames = readManifest(s.cfg.Dest) // what an earlier run published
 	}
-	cur, err := readCurrent(s.cfg.Dest, out, s.lastNames)
+	cur, err := readCurrent(s.cfg.Dest, s.sourceName(), out, s.lastNames)
 	if err != nil {
 		err = fail(reasonPublish, ErrPublish, err)
 		s.log.Error("cannot read the destination", "dest", s.cfg.Dest, "error", err)
