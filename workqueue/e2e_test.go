@@ -401,3 +401,58 @@ func TestReliabilityKill9(t *testing.T) {
 		n, poison, workerKills, coordKills, done, dead, len(acks), stale)
 	fmt.Printf("stale completions rejected: %d\n", stale)
 }
+
+// TestWorkerWaitsOutAnUnreachableQueue runs `podkit worker` against an
+// address nothing listens on, then starts `podkit queue` there: the worker
+// says so in its log, is not ready (its check names the queue), counts the
+// errors, and recovers by itself.
+func TestWorkerWaitsOutAnUnreachableQueue(t *testing.T) {
+	bin := testdeps.BuildPodkit(t)
+	addr, admin := podkittest.FreePort(t), podkittest.FreePort(t)
+	queueURL := "http://" + addr + "/queues/later"
+	w := podkittest.Start(t, "worker", bin, "worker", "--queue", queueURL, "--admin-addr", admin, "--drain-delay", "0s",
+		"--log-format", "json", "--worker-id", "w-7", "--error-log-interval", "500ms", "--", "true")
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + admin + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitUntil(t, "the worker's failure line", func() bool { return w.Count(`"msg":"queue requests failing; retrying"`) == 1 })
+	waitUntil(t, "/readyz 503", func() bool { code, _ := get("/readyz"); return code == 503 })
+	if code, body := get("/healthz?verbose"); code != 503 || !strings.Contains(body, `"queue `+queueURL+`"`) || !strings.Contains(body, "connection refused") {
+		t.Errorf("/healthz?verbose: %d %s", code, body)
+	}
+	waitUntil(t, "the error metric", func() bool {
+		_, m := get("/metrics")
+		return strings.Contains(m, `podkit_worker_queue_errors_total{reason="unreachable"}`)
+	})
+	for _, l := range w.Lines() {
+		if strings.HasPrefix(l, "{") && !strings.Contains(l, `"worker":"w-7"`) {
+			t.Errorf("log line without the worker's id: %s", l)
+		}
+	}
+
+	startQueue(t, bin, addr, t.TempDir())
+	waitUntil(t, "the recovery line", func() bool { return w.Count(`"msg":"queue requests work again"`) == 1 })
+	waitUntil(t, "/readyz 200", func() bool { code, _ := get("/readyz"); return code == 200 })
+	c := client.New("http://"+addr, nil)
+	if _, err := c.Enqueue(context.Background(), "later", []client.Item{{Payload: json.RawMessage(`1`)}}); err != nil {
+		t.Fatal(err)
+	}
+	waitDrained(t, c, "later", 30*time.Second)
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
