@@ -91,7 +91,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DoneRetention, "done-retention", c.DoneRetention, "how long done and cancelled items (and their idempotency keys) are kept")
 	fs.IntVar(&c.KeepDone, "keep-done", c.KeepDone, "most done and cancelled items kept per queue")
 	fs.Var(&c.SegmentSize, "segment-size", "log `SIZE` (e.g. 64MiB) after which the store snapshots its state and starts a new segment")
-	fs.IntVar(&c.GCPercent, "gc-percent", c.GCPercent, "garbage collection target percentage (as GOGC); 0: GOGC if set, else "+strconv.Itoa(DefaultGCPercent))
+	fs.Var(gctune.PercentFlag(&c.GCPercent), "gc-percent", gctune.PercentUsage(DefaultGCPercent))
 	fs.Var(&c.MemoryLimit, "memory-limit", "soft memory limit of the Go runtime (as GOMEMLIMIT): a `SIZE` such as 512MiB; 0: GOMEMLIMIT if set, else 90% of the container's memory limit, if any")
 }
 
@@ -143,8 +143,8 @@ func (c Config) Validate() error {
 	if c.SegmentSize < 4<<10 {
 		errs = append(errs, fmt.Errorf("--segment-size: %s is less than 4KiB", c.SegmentSize))
 	}
-	if c.GCPercent < 0 || c.GCPercent > 100000 {
-		errs = append(errs, fmt.Errorf("--gc-percent: %d is not from 0 (automatic) to 100000", c.GCPercent))
+	if err := gctune.CheckPercent(c.GCPercent); err != nil {
+		errs = append(errs, fmt.Errorf("--gc-percent: %w", err))
 	}
 	if c.MemoryLimit != 0 && c.MemoryLimit < 16<<20 {
 		errs = append(errs, fmt.Errorf("--memory-limit: %s is less than 16MiB", c.MemoryLimit))
@@ -205,7 +205,7 @@ func (c *Coordinator) Run(ctx context.Context, h *container.Host) error {
 	log := h.Logger()
 	gc := gctune.Resolve(c.cfg.GCPercent, int64(c.cfg.MemoryLimit), DefaultGCPercent, os.Getenv, "/sys/fs/cgroup")
 	defer gc.Apply()()
-	log.Info("garbage collector", "gc_percent", gcValue(strconv.Itoa(gc.Percent), gc.Percent > 0, "GOGC"), "from", gc.PercentFrom,
+	log.Info("garbage collector", "gc_percent", gcValue(gctune.FormatPercent(gc.Percent), gc.Percent != 0, "GOGC"), "from", gc.PercentFrom,
 		"memory_limit", gcValue(ByteSize(gc.MemoryLimit).String(), gc.MemoryLimit > 0, "GOMEMLIMIT"), "limit_from", gc.LimitFrom)
 	st := c.cfg.Store
 	if st == nil {

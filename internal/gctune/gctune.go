@@ -4,11 +4,21 @@
 // request, bounded by a soft memory limit of 90% of the container's
 // (cgroup) limit. Flags win over GOGC and GOMEMLIMIT, which win over
 // the defaults.
+//
+// It is the one place that interprets --gc-percent, for every component
+// that has it. The flag takes what GOGC takes: a percentage, or "off"
+// (Off: no collection until the memory limit nears, as GOGC=off). Its
+// default, 0, means "not set": GOGC from the environment if set, else the
+// component's default. GOGC=0 (collect continuously) is not offered by
+// the flag; set GOGC=0 in the environment to get it.
 package gctune
 
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -16,9 +26,75 @@ import (
 	"strings"
 )
 
-// Settings is what a component sets in the Go runtime: Percent and
-// MemoryLimit when set (0 leaves the runtime's own value, from GOGC or
-// GOMEMLIMIT), and where each came from, for the log.
+// Off is the --gc-percent value that turns the collector off, as GOGC=off
+// (any negative Config value means the same, as for debug.SetGCPercent).
+const Off = -1
+
+// MaxPercent is the largest --gc-percent accepted.
+const MaxPercent = 100000
+
+// PercentUsage is the help text of a --gc-percent flag whose component
+// collects at defaultPercent unless told otherwise.
+func PercentUsage(defaultPercent int) string {
+	return fmt.Sprintf("garbage collection target percentage, as GOGC: a number, or off (no collection until near the memory limit); 0: GOGC if set, else %d", defaultPercent)
+}
+
+// PercentFlag returns the flag.Value of --gc-percent, stored in p: a
+// percentage from 0 (not set) to MaxPercent, or "off" (Off).
+func PercentFlag(p *int) flag.Value { return (*percentValue)(p) }
+
+type percentValue int
+
+func (v *percentValue) String() string {
+	if v == nil {
+		return "0"
+	}
+	if *v < 0 {
+		return "off"
+	}
+	return strconv.Itoa(int(*v))
+}
+
+func (v *percentValue) Set(s string) error {
+	if strings.EqualFold(s, "off") {
+		*v = Off
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q is not a percentage (0 to %d) or off", s, MaxPercent)
+	}
+	if err := CheckPercent(n); err != nil {
+		return err
+	}
+	*v = percentValue(n)
+	return nil
+}
+
+// FormatPercent shows a percent for the log and help: "off" or the number.
+func FormatPercent(p int) string {
+	v := percentValue(p)
+	return v.String()
+}
+
+// Get implements flag.Getter.
+func (v *percentValue) Get() any { return int(*v) }
+
+// CheckPercent validates a Config's percent: Off (or any negative: off),
+// 0 (not set), or 1 to MaxPercent.
+func CheckPercent(p int) error {
+	if p > MaxPercent {
+		return fmt.Errorf("%d is too large (at most %d)", p, MaxPercent)
+	}
+	if p < Off {
+		return errors.New(strconv.Itoa(p) + " is not a percentage; use off (-1) to turn the collector off")
+	}
+	return nil
+}
+
+// Settings is what a component sets in the Go runtime: Percent (Off: turn
+// the collector off) and MemoryLimit when set (0 leaves the runtime's own
+// value, from GOGC or GOMEMLIMIT), and where each came from, for the log.
 type Settings struct {
 	Percent     int
 	PercentFrom string
@@ -27,13 +103,16 @@ type Settings struct {
 }
 
 // Resolve decides the collector settings: the flags (percent
-// --gc-percent, limit --memory-limit; 0 when not given), else GOGC and
-// GOMEMLIMIT from the environment (which the runtime has applied
-// already), else defaultPercent and 90% of the cgroup memory limit found
-// under cgroupRoot (normally /sys/fs/cgroup), if there is one.
+// --gc-percent, limit --memory-limit; 0 when not given, a negative
+// percent is Off), else GOGC and GOMEMLIMIT from the environment (which
+// the runtime has applied already), else defaultPercent and 90% of the
+// cgroup memory limit found under cgroupRoot (normally /sys/fs/cgroup),
+// if there is one.
 func Resolve(percent int, limit int64, defaultPercent int, getenv func(string) string, cgroupRoot string) Settings {
 	var s Settings
 	switch {
+	case percent < 0:
+		s.Percent, s.PercentFrom = Off, "--gc-percent"
 	case percent > 0:
 		s.Percent, s.PercentFrom = percent, "--gc-percent"
 	case getenv("GOGC") != "":
@@ -60,8 +139,8 @@ func Resolve(percent int, limit int64, defaultPercent int, getenv func(string) s
 // restores the previous settings.
 func (s Settings) Apply() (restore func()) {
 	prevPercent, prevLimit := -2, int64(-1)
-	if s.Percent > 0 {
-		prevPercent = debug.SetGCPercent(s.Percent)
+	if s.Percent != 0 {
+		prevPercent = debug.SetGCPercent(max(s.Percent, Off))
 	}
 	if s.MemoryLimit > 0 {
 		prevLimit = debug.SetMemoryLimit(s.MemoryLimit)

@@ -164,7 +164,8 @@ func TestCommandGCSettings(t *testing.T) {
 		{"default", nil, nil, `"gc_percent":400`},
 		{"flag", []string{"--gc-percent", "250"}, nil, `"gc_percent":250`},
 		{"GOGC wins over the default", nil, []string{"GOGC=150"}, `"gc_percent":0`},
-		{"off", []string{"--gc-percent", "0"}, nil, `"gc_percent":0`},
+		{"0 is the default", []string{"--gc-percent", "0"}, nil, `"gc_percent":400`},
+		{"off", []string{"--gc-percent", "off"}, nil, `"gc_percent":-1`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

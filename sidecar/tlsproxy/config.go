@@ -12,6 +12,7 @@ import (
 
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/internal/gctune"
 )
 
 // Modes of operation.
@@ -83,9 +84,9 @@ type Config struct {
 	// soft memory limit of 90% of the cgroup's memory limit if there is
 	// one and GOMEMLIMIT is unset. These are process-wide: the tls-proxy
 	// command applies them before the proxy runs (New and Run leave an
-	// embedding program's runtime alone). 0 leaves both to the runtime
-	// and the environment. Default DefaultGCPercent, or 0 when GOGC is
-	// set.
+	// embedding program's runtime alone). gctune interprets it: 0 means
+	// GOGC if set, else DefaultGCPercent; gctune.Off turns the collector
+	// off. Default DefaultGCPercent, or 0 when GOGC is set.
 	GCPercent int `json:"gc_percent"`
 
 	// Logger is used when the proxy runs outside container.Run (nil:
@@ -137,7 +138,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "maximum concurrent client connections (0: unlimited)")
 	fs.StringVar(&c.TargetHealth, "target-health", c.TargetHealth, "http(s) `URL` whose 2xx/3xx makes the proxy ready (default: a TCP dial of --target)")
 	fs.DurationVar(&c.TargetHealthPeriod, "target-health-period", c.TargetHealthPeriod, "how often the target health check runs")
-	fs.IntVar(&c.GCPercent, "gc-percent", c.GCPercent, "Go garbage collector percent (GOGC) for this process, with a soft memory limit of 90% of the cgroup's; 0: leave GOGC and GOMEMLIMIT to the environment")
+	fs.Var(gctune.PercentFlag(&c.GCPercent), "gc-percent", gctune.PercentUsage(DefaultGCPercent)+"; with a soft memory limit of 90% of the cgroup's unless GOMEMLIMIT is set")
 }
 
 // target is a parsed --target.
@@ -259,8 +260,8 @@ func (c Config) Validate() error {
 	if c.MaxConns < 0 {
 		add("--max-conns: %d is negative", c.MaxConns)
 	}
-	if c.GCPercent < 0 {
-		add("--gc-percent: %d is negative (0 leaves GOGC to the environment)", c.GCPercent)
+	if err := gctune.CheckPercent(c.GCPercent); err != nil {
+		add("--gc-percent: %v", err)
 	}
 	if c.TargetHealth != "" {
 		u, err := url.Parse(c.TargetHealth)

@@ -1,9 +1,7 @@
 package tlsproxy
 
 import (
-	"math"
 	"os"
-	"runtime/debug"
 
 	"github.com/podkit/podkit/internal/gctune"
 )
@@ -35,37 +33,19 @@ func defaultGCPercent() int {
 	return DefaultGCPercent
 }
 
-// memoryLimitShare is the part of the cgroup's memory limit that the
-// tls-proxy command gives the Go runtime as its soft limit when none is set (GOMEMLIMIT):
-// near it the collector runs more often instead of the kernel killing
-// the container.
-const memoryLimitShare = 0.9
-
 // gcSettings is what applyGC did, for the log.
 type gcSettings struct {
-	percent     int   // 0: left alone
+	percent     int   // 0: left to GOGC; gctune.Off: off
 	memoryLimit int64 // 0: left alone
 	limitFrom   string
 }
 
-// applyGC sets the garbage collector's percent (process-wide) and, when
-// the runtime has no memory limit yet (GOMEMLIMIT unset) but the process
-// runs in a cgroup with one, a soft memory limit of 90% of it. percent 0
-// leaves both to the Go runtime (GOGC, GOMEMLIMIT).
+// applyGC sets the garbage collector's percent and soft memory limit
+// (process-wide) as gctune decides them: percent as --gc-percent (0: GOGC
+// if set, else DefaultGCPercent; gctune.Off: off), and, when GOMEMLIMIT
+// is unset, 90% of the cgroup's memory limit if there is one.
 func applyGC(percent int, cgroupRoot string) gcSettings {
-	if percent <= 0 {
-		return gcSettings{}
-	}
-	debug.SetGCPercent(percent)
-	s := gcSettings{percent: percent}
-	if cur := debug.SetMemoryLimit(-1); cur != math.MaxInt64 {
-		s.memoryLimit, s.limitFrom = cur, "GOMEMLIMIT"
-		return s
-	}
-	if limit, ok := gctune.CgroupMemoryLimit(cgroupRoot); ok {
-		s.memoryLimit = int64(float64(limit) * memoryLimitShare)
-		s.limitFrom = "cgroup"
-		debug.SetMemoryLimit(s.memoryLimit)
-	}
-	return s
+	s := gctune.Resolve(percent, 0, DefaultGCPercent, os.Getenv, cgroupRoot)
+	s.Apply()
+	return gcSettings{percent: s.Percent, memoryLimit: s.MemoryLimit, limitFrom: s.LimitFrom}
 }

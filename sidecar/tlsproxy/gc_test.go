@@ -4,9 +4,13 @@ import (
 	"testing"
 )
 
-func TestApplyGCZeroLeavesRuntimeAlone(t *testing.T) {
-	if s := applyGC(0, t.TempDir()); s != (gcSettings{}) {
-		t.Errorf("applyGC(0) = %+v, want nothing done", s)
+// TestApplyGCZeroYieldsToGOGC: --gc-percent 0 means what it means for
+// every component (gctune): GOGC when set, which the runtime has applied.
+func TestApplyGCZeroYieldsToGOGC(t *testing.T) {
+	t.Setenv("GOGC", "150")
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	if s := applyGC(0, t.TempDir()); s != (gcSettings{limitFrom: "GOMEMLIMIT"}) {
+		t.Errorf("applyGC(0) = %+v, want GOGC and GOMEMLIMIT left to the runtime", s)
 	}
 }
 
