@@ -49,13 +49,18 @@ type source struct {
 	name   string // nginx, redis, mysql, postgres: the metric prefix
 	label  string // the label that carries the target's address
 	upHelp string
+	// The anchor exporter's per-collector metrics, if it has them, and the
+	// prefix of its collector label values.
+	successName, durationName, collectorPrefix string
 }
 
 var (
-	srcNginx    = source{"nginx", "addr", "Status of the last metric scrape"}
-	srcRedis    = source{"redis", "addr", "Information about the Redis instance"}
-	srcMySQL    = source{"mysql", "addr", "Whether the MySQL server is up."}
-	srcPostgres = source{"postgres", "server", "Whether the last scrape of metrics from PostgreSQL was able to connect to the server (1 for yes, 0 for no)."}
+	srcNginx = source{name: "nginx", label: "addr", upHelp: "Status of the last metric scrape"}
+	srcRedis = source{name: "redis", label: "addr", upHelp: "Information about the Redis instance"}
+	srcMySQL = source{name: "mysql", label: "addr", upHelp: "Whether the MySQL server is up.",
+		successName: "mysql_exporter_collector_success", durationName: "mysql_exporter_collector_duration_seconds", collectorPrefix: "collect."}
+	srcPostgres = source{name: "postgres", label: "server", upHelp: "Whether the last scrape of metrics from PostgreSQL was able to connect to the server (1 for yes, 0 for no).",
+		successName: "pg_scrape_collector_success", durationName: "pg_scrape_collector_duration_seconds"}
 )
 
 // upName is the <source>_up metric's name; PostgreSQL's anchor says pg_up.
@@ -73,6 +78,7 @@ type shared struct {
 	duration *prometheus.Desc
 	errors   *prometheus.Desc
 	scrapes  *prometheus.Desc
+	success  *prometheus.Desc
 	now      func() time.Time
 }
 
@@ -84,8 +90,11 @@ func newShared(log *slog.Logger, timeout time.Duration) *shared {
 		duration: prometheus.NewDesc("podkit_metrics_scrape_duration_seconds",
 			"How long the last scrape of the target took.", []string{"source", "target"}, nil),
 		errors: prometheus.NewDesc("podkit_metrics_scrape_errors_total",
-			"Failed scrapes of a target, by reason: connect, timeout, http_status, parse, auth, query.",
+			"Failed scrapes of a target, or of one of its collectors, by reason: connect, timeout, http_status, parse, auth, permission, query.",
 			[]string{"source", "target", "reason"}, nil),
+		success: prometheus.NewDesc("podkit_metrics_collector_success",
+			"Whether each collector of a reachable target succeeded in the last scrape.",
+			[]string{"source", "target", "collector"}, nil),
 		scrapes: prometheus.NewDesc("podkit_metrics_scrapes_total",
 			"Scrapes of a target, successful or not.", []string{"source", "target"}, nil),
 	}
@@ -106,6 +115,8 @@ type target struct {
 	up      *prometheus.Desc
 	scrapes float64
 	errs    map[string]float64 // by reason
+
+	success, duration *prometheus.Desc // the anchor's per-collector metrics; nil if none
 }
 
 var _ prometheus.Collector = (*target)(nil)
@@ -114,6 +125,10 @@ func newTarget(src source, addr string, s scraper, sh *shared) *target {
 	t := &target{src: src, addr: addr, s: s, sh: sh, descs: map[string]*prometheus.Desc{},
 		errs: map[string]float64{"connect": 0}}
 	t.up = prometheus.NewDesc(src.upName(), src.upHelp, nil, prometheus.Labels{src.label: addr})
+	if src.successName != "" {
+		t.success = prometheus.NewDesc(src.successName, src.name+": Whether a collector succeeded.", []string{"collector"}, prometheus.Labels{src.label: addr})
+		t.duration = prometheus.NewDesc(src.durationName, src.name+": Collector time duration.", []string{"collector"}, prometheus.Labels{src.label: addr})
+	}
 	return t
 }
 
@@ -142,6 +157,20 @@ func (t *target) Collect(ch chan<- prometheus.Metric) {
 		for _, m := range e.out {
 			ch <- m
 		}
+		for _, r := range e.runs {
+			ok := 1.0
+			if r.err != nil {
+				ok = 0
+				reason := classify(ctx, r.err)
+				t.errs[reason]++
+				t.sh.log.Warn("collector failed", "source", t.src.name, "target", t.addr, "collector", r.name, "reason", reason, "error", r.err)
+			}
+			ch <- prometheus.MustNewConstMetric(t.sh.success, prometheus.GaugeValue, ok, t.src.name, t.addr, r.name)
+			if t.success != nil {
+				ch <- prometheus.MustNewConstMetric(t.success, prometheus.GaugeValue, ok, t.src.collectorPrefix+r.name)
+				ch <- prometheus.MustNewConstMetric(t.duration, prometheus.GaugeValue, r.took.Seconds(), t.src.collectorPrefix+r.name)
+			}
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(t.up, prometheus.GaugeValue, up)
 	ch <- prometheus.MustNewConstMetric(t.sh.duration, prometheus.GaugeValue, took, t.src.name, t.addr)
@@ -162,6 +191,10 @@ func classify(ctx context.Context, err error) string {
 		return "parse"
 	case errors.As(err, &hs):
 		return "http_status"
+	case dbwire.IsAuthFailed(err):
+		return "auth"
+	case dbwire.IsPermissionDenied(err):
+		return "permission"
 	case errors.As(err, &re):
 		if isAuthError(string(re)) {
 			return "auth"
@@ -179,7 +212,7 @@ func classify(ctx context.Context, err error) string {
 	return "query"
 }
 
-var authRE = regexp.MustCompile(`(?i)(NOAUTH|WRONGPASS|invalid password|access denied|password authentication failed|authentication)`)
+var authRE = regexp.MustCompile(`(?i)(NOAUTH|WRONGPASS|invalid password|password authentication failed|authentication)`)
 
 func isAuthError(msg string) bool { return authRE.MatchString(msg) }
 
@@ -189,8 +222,42 @@ func isConnectError(err error) bool { return connectRE.MatchString(err.Error()) 
 
 // emitter collects one scrape's metrics, labelled with the target.
 type emitter struct {
-	t   *target
-	out []prometheus.Metric
+	t    *target
+	out  []prometheus.Metric
+	runs []collectorRun
+}
+
+// collectorRun is the outcome of one collector in one scrape.
+type collectorRun struct {
+	name string
+	took time.Duration
+	err  error
+}
+
+// collect runs one named collector of a target (one query or command, as
+// the anchor exporters split them). An error the server answered — a
+// privilege missing, a statement refused — or a reply that does not parse
+// fails this collector alone: its partial metrics are dropped and the
+// target's other collectors still export (as mysqld_exporter does). An
+// error reaching the server (connect, timeout, auth) is returned: the
+// whole target is down. A required collector's failure is returned too.
+func (e *emitter) collect(ctx context.Context, name string, required bool, fn func() error) error {
+	start := time.Now()
+	n := len(e.out)
+	err := fn()
+	e.runs = append(e.runs, collectorRun{name: name, took: time.Since(start), err: err})
+	if err == nil {
+		return nil
+	}
+	e.out = e.out[:n]
+	switch classify(ctx, err) {
+	case "connect", "timeout", "auth":
+		return err
+	}
+	if required {
+		return err
+	}
+	return nil
 }
 
 // metric adds a sample; labels are name/value pairs after the target's

@@ -9,7 +9,11 @@
 // Every target is scraped synchronously when /metrics is scraped, with a
 // timeout, into const metrics. A target that cannot be read reports
 // <source>_up 0 (pg_up for PostgreSQL) while the scrape itself still
-// succeeds; each failure is logged and counted in
+// succeeds; a reachable target whose server refuses one query (a missing
+// privilege) fails that collector alone, as mysqld_exporter does
+// (podkit_metrics_collector_success{collector} 0, and the anchors'
+// mysql_exporter_collector_success / pg_scrape_collector_success). Each
+// failure is logged and counted in
 // podkit_metrics_scrape_errors_total{source,target,reason}. Several targets
 // of one kind are told apart by an address label: addr (nginx, Redis,
 // MySQL, as redis_exporter's multi-target label) or server (PostgreSQL, as

@@ -181,18 +181,25 @@ func (r *redisScraper) scrape(ctx context.Context, e *emitter) error {
 		r.conn = nil
 		return err
 	}
-	info, err := replies[0].Text()
-	if err != nil {
-		return fmt.Errorf("INFO ALL: %w", err)
-	}
-	fields, err := ParseInfo(info)
-	if err != nil {
+	// INFO is what redis_up means (as for redis_exporter); SLOWLOG fails
+	// alone.
+	if err := e.collect(ctx, "info", true, func() error {
+		if replies[0].Kind == dbwire.KindError {
+			return fmt.Errorf("INFO ALL: %w", dbwire.RedisError(replies[0].Str))
+		}
+		info, err := replies[0].Text()
+		if err != nil {
+			return fmt.Errorf("INFO ALL: %w", err)
+		}
+		fields, err := ParseInfo(info)
+		if err != nil {
+			return err
+		}
+		return redisInfoMetrics(e, fields)
+	}); err != nil {
 		return err
 	}
-	if err := redisInfoMetrics(e, fields); err != nil {
-		return err
-	}
-	return redisSlowlogMetrics(e, replies[1], replies[2])
+	return e.collect(ctx, "slowlog", false, func() error { return redisSlowlogMetrics(e, replies[1], replies[2]) })
 }
 
 func (r *redisScraper) close() error {
@@ -341,6 +348,9 @@ func redisReplication(e *emitter, f InfoField, masterHost, masterPort string) bo
 
 // redisSlowlogMetrics reads the replies to SLOWLOG LEN and SLOWLOG GET 1.
 func redisSlowlogMetrics(e *emitter, lenReply, getReply dbwire.Value) error {
+	if lenReply.Kind == dbwire.KindError {
+		return fmt.Errorf("SLOWLOG LEN: %w", dbwire.RedisError(lenReply.Str))
+	}
 	n, err := lenReply.Integer()
 	if err != nil {
 		return fmt.Errorf("SLOWLOG LEN: %w", err)

@@ -54,7 +54,25 @@ type mysqlScraper struct{ db dbwire.DB }
 
 func (m *mysqlScraper) close() error { return m.db.Close() }
 
+// scrape runs mysqld_exporter's default collectors, each failing alone.
 func (m *mysqlScraper) scrape(ctx context.Context, e *emitter) error {
+	for _, c := range []struct {
+		name string
+		fn   func(context.Context, *emitter) error
+	}{
+		{"global_status", m.globalStatus},
+		{"global_variables", m.globalVariables},
+		{"slave_status", m.replication},
+	} {
+		if err := e.collect(ctx, c.name, false, func() error { return c.fn(ctx, e) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// globalStatus exports SHOW GLOBAL STATUS as mysql_global_status_*.
+func (m *mysqlScraper) globalStatus(ctx context.Context, e *emitter) error {
 	status, err := m.db.Query(ctx, "SHOW GLOBAL STATUS")
 	if err != nil {
 		return err
@@ -93,7 +111,12 @@ func (m *mysqlScraper) scrape(ctx context.Context, e *emitter) error {
 			e.counter("mysql_global_status_performance_schema_lost_total", "Total number of MySQL instrumentations that could not be loaded or created due to memory constraints.", v, "instrumentation", g[2])
 		}
 	}
+	return nil
+}
 
+// globalVariables exports SHOW GLOBAL VARIABLES as mysql_global_variables_*
+// and mysql_version_info.
+func (m *mysqlScraper) globalVariables(ctx context.Context, e *emitter) error {
 	vars, err := m.db.Query(ctx, "SHOW GLOBAL VARIABLES")
 	if err != nil {
 		return err
@@ -115,8 +138,7 @@ func (m *mysqlScraper) scrape(ctx context.Context, e *emitter) error {
 	}
 	e.gauge("mysql_version_info", "MySQL version and distribution.", 1,
 		"innodb_version", text["innodb_version"], "version", text["version"], "version_comment", text["version_comment"])
-
-	return m.replication(ctx, e)
+	return nil
 }
 
 // replication exports SHOW SLAVE STATUS (SHOW REPLICA STATUS on servers
@@ -124,10 +146,13 @@ func (m *mysqlScraper) scrape(ctx context.Context, e *emitter) error {
 // A server that is not a replica returns no rows and exports nothing.
 func (m *mysqlScraper) replication(ctx context.Context, e *emitter) error {
 	res, err := m.db.Query(ctx, "SHOW SLAVE STATUS")
-	if err != nil {
-		if res, err = m.db.Query(ctx, "SHOW REPLICA STATUS"); err != nil {
-			return fmt.Errorf("replication status: %w", err)
+	if err != nil && !dbwire.IsPermissionDenied(err) {
+		if res2, err2 := m.db.Query(ctx, "SHOW REPLICA STATUS"); err2 == nil {
+			res, err = res2, nil
 		}
+	}
+	if err != nil {
+		return fmt.Errorf("SHOW SLAVE STATUS: %w", err)
 	}
 	get := func(row []sql.NullString, names ...string) string {
 		for _, n := range names {
@@ -159,9 +184,9 @@ func (p *postgresScraper) close() error { return p.db.Close() }
 
 const pgStaticQuery = `SELECT current_setting('server_version_num')::int,
 	current_setting('server_version'),
-	version(),
-	EXTRACT(EPOCH FROM pg_postmaster_start_time()),
-	CASE WHEN pg_is_in_recovery() THEN 1 ELSE 0 END,
+	version()`
+
+const pgReplicationQuery = `SELECT CASE WHEN pg_is_in_recovery() THEN 1 ELSE 0 END,
 	CASE WHEN NOT pg_is_in_recovery() THEN 0
 	     ELSE GREATEST(0, EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp()))) END`
 
@@ -187,13 +212,16 @@ var pgStatDatabaseColumns = []struct {
 	{"blk_write_time", "Time spent writing data file blocks by backends in this database, in milliseconds", true},
 }
 
+// scrape reads the server version (pg_static; a failure here means the
+// server cannot be used: pg_up 0), then runs postgres_exporter's default
+// collectors, each failing alone.
 func (p *postgresScraper) scrape(ctx context.Context, e *emitter) error {
 	st, err := p.db.Query(ctx, pgStaticQuery)
 	if err != nil {
 		return err
 	}
-	if len(st.Rows) != 1 || len(st.Rows[0]) != 6 {
-		return &ParseError{What: "postgres version query", Msg: "want one row of 6 columns"}
+	if len(st.Rows) != 1 || len(st.Rows[0]) != 3 {
+		return &ParseError{What: "postgres version query", Msg: "want one row of 3 columns"}
 	}
 	row := st.Rows[0]
 	versionNum, _ := strconv.Atoi(row[0].String)
@@ -202,16 +230,55 @@ func (p *postgresScraper) scrape(ctx context.Context, e *emitter) error {
 		short = f[0]
 	}
 	e.gauge("pg_static", "Version string as reported by postgres", 1, "short_version", short, "version", row[2].String)
-	if v, err := strconv.ParseFloat(row[3].String, 64); err == nil {
+	for _, c := range []struct {
+		name string
+		fn   func(context.Context, *emitter, int) error
+	}{
+		{"postmaster", p.postmaster},
+		{"replication", p.replication},
+		{"stat_database", p.statDatabase},
+		{"database", p.databaseSize},
+	} {
+		if err := e.collect(ctx, c.name, false, func() error { return c.fn(ctx, e, versionNum) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *postgresScraper) postmaster(ctx context.Context, e *emitter, _ int) error {
+	res, err := p.db.Query(ctx, "SELECT EXTRACT(EPOCH FROM pg_postmaster_start_time())")
+	if err != nil {
+		return err
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
+		return &ParseError{What: "pg_postmaster_start_time()", Msg: "want one row of 1 column"}
+	}
+	if v, err := strconv.ParseFloat(res.Rows[0][0].String, 64); err == nil {
 		e.gauge("pg_postmaster_start_time_seconds", "Time at which postmaster started", v)
 	}
-	if v, err := strconv.ParseFloat(row[4].String, 64); err == nil {
+	return nil
+}
+
+func (p *postgresScraper) replication(ctx context.Context, e *emitter, _ int) error {
+	res, err := p.db.Query(ctx, pgReplicationQuery)
+	if err != nil {
+		return err
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 2 {
+		return &ParseError{What: "postgres replication query", Msg: "want one row of 2 columns"}
+	}
+	if v, err := strconv.ParseFloat(res.Rows[0][0].String, 64); err == nil {
 		e.gauge("pg_replication_is_replica", "Indicates if the server is a replica", v)
 	}
-	if v, err := strconv.ParseFloat(row[5].String, 64); err == nil {
+	if v, err := strconv.ParseFloat(res.Rows[0][1].String, 64); err == nil {
 		e.gauge("pg_replication_lag_seconds", "Replication lag behind master in seconds", v)
 	}
+	return nil
+}
 
+// statDatabase exports pg_stat_database, readable by every role.
+func (p *postgresScraper) statDatabase(ctx context.Context, e *emitter, versionNum int) error {
 	cols := make([]string, 0, len(pgStatDatabaseColumns)+4)
 	cols = append(cols, "datid", "datname")
 	for _, c := range pgStatDatabaseColumns {
@@ -255,7 +322,12 @@ func (p *postgresScraper) scrape(ctx context.Context, e *emitter) error {
 			}
 		}
 	}
+	return nil
+}
 
+// databaseSize exports pg_database_size_bytes; pg_database_size needs
+// CONNECT on each database or pg_read_all_stats (in pg_monitor).
+func (p *postgresScraper) databaseSize(ctx context.Context, e *emitter, _ int) error {
 	sizes, err := p.db.Query(ctx, "SELECT datname, pg_database_size(datname) FROM pg_database WHERE datallowconn")
 	if err != nil {
 		return err
