@@ -35,7 +35,6 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 )
 
 // Proxy is the shard component.
@@ -101,14 +100,6 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	px.m = newMetrics(px.pools)
 	return px, nil
-}
-
-// Command is the `podkit shard` subcommand.
-func Command() cli.Command {
-	return container.FlagCommand("shard",
-		"shard Redis or memcached keys over several servers, twemproxy-compatible (reads nutcracker.yml)",
-		"--config nutcracker.yml | --listen ADDR --server HOST:PORT:WEIGHT [--server ...] [flags]",
-		DefaultConfig, New)
 }
 
 // Name implements container.Component.
@@ -639,7 +630,7 @@ func (px *Proxy) checkEachServer(context.Context) error {
 	var errs []error
 	for _, p := range px.pools() {
 		for _, s := range p.servers {
-			if !s.live() {
+			if !s.live() && s.state.Load() != stateUnknown {
 				errs = append(errs, fmt.Errorf("pool %s: %s", p.cfg.Name, s.status()))
 			}
 		}
