@@ -295,6 +295,12 @@ func Command() cli.Command {
 				if err := container.NoArgs(args); err != nil {
 					return err
 				}
+				if cfg.stdinFilter() && !flagSet(fs, "admin-addr") {
+					// A filter (podkit logs < file) serves no probes and
+					// must not fail because the default admin port is
+					// taken: it listens only when asked to.
+					opts.AdminAddr = "off"
+				}
 				if err := opts.Validate(); err != nil {
 					return err
 				}
@@ -315,6 +321,18 @@ func Command() cli.Command {
 	}
 }
 
+// stdinFilter reports whether the adapter reads standard input and exits
+// at its end: no --files and no --redis-slowlog.
+func (c Config) stdinFilter() bool { return len(c.Files) == 0 && len(c.RedisSlowlog) == 0 }
+
+// flagSet reports whether the flag name was given, on the command line or
+// by its PODKIT_ variable.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // Run implements container.Component.
 func (l *Logs) Run(ctx context.Context, h *container.Host) error {
 	l.m.register(h.Registerer())
@@ -327,7 +345,9 @@ func (l *Logs) Run(ctx context.Context, h *container.Host) error {
 	for _, addr := range l.cfg.RedisSlowlog {
 		sp := &slowlogPoller{addr: addr, password: l.c.password, every: l.cfg.Every, timeout: l.cfg.RedisTimeout,
 			stateDir: l.cfg.StateDir, out: out, log: log, m: l.m}
-		h.AddCheck(container.Check{Name: "redis-slowlog " + addr, Period: l.cfg.Every, Func: sp.check})
+		sp.firstPolled = func() {
+			h.AddCheck(container.Check{Name: "redis-slowlog " + addr, Period: l.cfg.Every, Func: sp.check})
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -365,8 +385,17 @@ func (l *Logs) Run(ctx context.Context, h *container.Host) error {
 			return err
 		}
 		log.Info("following files", "globs", l.cfg.Files, "state_dir", l.cfg.StateDir)
-		return t.Run(ctx, h.DrainContext())
-	case len(l.cfg.RedisSlowlog) == 0:
+		err = t.Run(ctx, h.DrainContext())
+		var nm *tail.NoMatchError
+		if errors.As(err, &nm) {
+			var msgs []string
+			for _, g := range nm.Globs {
+				msgs = append(msgs, fmt.Sprintf("--files %q: no file matches it", g))
+			}
+			return fmt.Errorf("%s (with --exit-on-eof there is nothing to wait for)", strings.Join(msgs, "; "))
+		}
+		return err
+	case l.cfg.stdinFilter():
 		p.input = "stdin"
 		err := p.runStdin(ctx, l.cfg.Stdin, tail.DefaultReadBytes, l.cfg.MaxLineBytes)
 		if err == nil && ctx.Err() == nil {

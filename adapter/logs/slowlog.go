@@ -41,9 +41,13 @@ type slowlogPoller struct {
 	rec     parse.Record
 	src     source
 
+	// firstPolled, if set, is called once the first poll has a result:
+	// the health check is registered then, so that it reports that
+	// result, never a "not polled yet" failure at every start.
+	firstPolled func()
+
 	mu      sync.Mutex
 	lastErr error
-	polled  bool
 }
 
 func (sp *slowlogPoller) statePath() string {
@@ -71,11 +75,16 @@ func (sp *slowlogPoller) run(ctx context.Context) {
 	defer t.Stop()
 	up := sp.m.slowUp.WithLabelValues(sp.addr)
 	failing := false
+	first := true
 	for {
 		err := sp.poll(ctx)
 		sp.mu.Lock()
-		sp.lastErr, sp.polled = err, true
+		sp.lastErr = err
 		sp.mu.Unlock()
+		if first && ctx.Err() == nil && sp.firstPolled != nil {
+			sp.firstPolled()
+		}
+		first = false
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -105,13 +114,11 @@ func (sp *slowlogPoller) run(ctx context.Context) {
 	}
 }
 
-// check reports the last poll's result, for /healthz.
+// check reports the last poll's result, for /healthz. It is registered
+// after the first poll (see firstPolled).
 func (sp *slowlogPoller) check(context.Context) error {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	if !sp.polled {
-		return errors.New("not polled yet")
-	}
 	return sp.lastErr
 }
 

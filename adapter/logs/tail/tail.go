@@ -32,6 +32,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -166,6 +168,7 @@ type Tail struct {
 	checkpoints map[fileID]Checkpoint
 	truncated   []truncRecord
 	firstScan   bool
+	unmatched   map[string]bool // globs that matched no file at the first scan, until they do
 	buf         []byte
 	lastSave    time.Time
 	dirty       bool
@@ -565,8 +568,35 @@ func (t *Tail) closeAll() {
 	t.order = nil
 }
 
+// NoMatchError is Run's error when, with ExitOnEOF, globs match no
+// regular file at the start: a batch run would otherwise end at once with
+// nothing read, as if it had succeeded.
+type NoMatchError struct {
+	Globs []string
+}
+
+func (e *NoMatchError) Error() string {
+	q := make([]string, len(e.Globs))
+	for i, g := range e.Globs {
+		q[i] = strconv.Quote(g)
+	}
+	return "no file matches " + strings.Join(q, ", ")
+}
+
+// matchesFile reports whether one of paths is a regular file.
+func matchesFile(paths []string) bool {
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return true
+		}
+	}
+	return false
+}
+
 // scan expands the globs: new files are opened, renamed ones get their new
-// name, closed ones that grew are opened again.
+// name, closed ones that grew are opened again. At the first scan a glob
+// that matches no file is a warning (an error with ExitOnEOF); when it
+// matches later, that is logged too.
 func (t *Tail) scan(now time.Time) error {
 	first := t.firstScan
 	t.firstScan = false
@@ -574,9 +604,27 @@ func (t *Tail) scan(now time.Time) error {
 		s.seen = false
 	}
 	var paths []string
+	var unmatched []string
 	for _, g := range t.cfg.Globs {
 		m, _ := filepath.Glob(g) // patterns were checked in New
 		paths = append(paths, m...)
+		switch {
+		case first && !matchesFile(m):
+			unmatched = append(unmatched, g)
+			if !t.cfg.ExitOnEOF {
+				t.log.Warn("no file matches the glob; looking again at every scan", "glob", g)
+			}
+			if t.unmatched == nil {
+				t.unmatched = map[string]bool{}
+			}
+			t.unmatched[g] = true
+		case t.unmatched[g] && matchesFile(m):
+			delete(t.unmatched, g)
+			t.log.Info("the glob matches a file now", "glob", g)
+		}
+	}
+	if len(unmatched) > 0 && t.cfg.ExitOnEOF {
+		return &NoMatchError{Globs: unmatched}
 	}
 	sort.Strings(paths)
 	for _, p := range paths {
