@@ -177,6 +177,7 @@ func TestValidate(t *testing.T) {
 		{"empty password file", func(c *Config) { c.Redis = "h:1"; c.PasswordFile = empty }, "--password-file: " + empty + " is empty"},
 		{"empty redis command", func(c *Config) { c.Redis = "h:1"; c.Query = "   " }, "--query: empty Redis command"},
 		{"listen", func(c *Config) { c.Redis = "h:1"; c.Listen = "x" }, "--listen"},
+		{"postgres host:port", func(c *Config) { c.Postgres = "127.0.0.1:5432/postgres" }, "--postgres: neither a postgres:// URL nor key=value pairs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()

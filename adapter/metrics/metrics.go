@@ -73,7 +73,7 @@ func DefaultConfig() Config {
 // RegisterFlags adds the adapter's flags to fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "serve /metrics on this `address`")
-	fs.Var((*cli.StringList)(&c.Nginx), "nginx", "scrape nginx's stub_status at this `URL` (repeatable)")
+	fs.Var((*cli.StringList)(&c.Nginx), "nginx", "scrape nginx's stub_status at this `URL`; without a scheme, http:// (repeatable)")
 	fs.Var((*cli.StringList)(&c.Redis), "redis", "scrape Redis at this `address`: host:port, redis://[user@]host:port/db or unix:///path (repeatable)")
 	fs.Var((*cli.StringList)(&c.MySQL), "mysql", "scrape MySQL/MariaDB at this `DSN`: user@tcp(host:port)/db (repeatable)")
 	fs.Var((*cli.StringList)(&c.Postgres), "postgres", "scrape PostgreSQL at this `DSN`: postgres://user@host:port/db?sslmode=disable (repeatable)")
@@ -164,15 +164,24 @@ func redactDSN(d string) string {
 	return fmt.Sprintf("%q", d)
 }
 
+// parseNginxURL parses a --nginx URL. One without a scheme
+// (127.0.0.1:8080/stub_status) is taken as http://, as curl takes it.
 func parseNginxURL(s string) (*url.URL, error) {
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
 	u, err := url.Parse(s)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, err
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("scheme %q is not http or https", u.Scheme)
 	}
-	if u.Host == "" {
+	if u.Hostname() == "" {
 		return nil, errors.New("missing host")
 	}
 	if u.User != nil {
@@ -239,9 +248,14 @@ type effectiveConfig struct {
 // EffectiveConfig implements container.Configured.
 func (a *Adapter) EffectiveConfig() any {
 	ec := effectiveConfig{
-		Listen: a.cfg.Listen, Nginx: a.cfg.Nginx, Redis: a.cfg.Redis,
+		Listen: a.cfg.Listen, Redis: a.cfg.Redis,
 		RedisPasswordFile: a.cfg.RedisPasswordFile, MySQLPasswordFile: a.cfg.MySQLPasswordFile,
 		PostgresPasswordFile: a.cfg.PostgresPasswordFile, Timeout: a.cfg.Timeout.String(),
+	}
+	for _, u := range a.cfg.Nginx {
+		if pu, err := parseNginxURL(u); err == nil {
+			ec.Nginx = append(ec.Nginx, pu.String())
+		}
 	}
 	for _, d := range a.cfg.MySQL {
 		if t, err := dbwire.ParseMySQL(d); err == nil {
@@ -277,7 +291,7 @@ func (a *Adapter) Collectors(reg prometheus.Registerer, h *container.Host) error
 	}
 	for _, u := range a.cfg.Nginx {
 		pu, _ := parseNginxURL(u)
-		a.targets = append(a.targets, newTarget(srcNginx, pu.Host, &nginxScraper{url: u, client: client}, a.sh))
+		a.targets = append(a.targets, newTarget(srcNginx, pu.Host, &nginxScraper{url: pu.String(), client: client}, a.sh))
 	}
 	redisPW := password(a.cfg.RedisPasswordFile)
 	for _, s := range a.cfg.Redis {

@@ -503,6 +503,10 @@ func TestValidate(t *testing.T) {
 		{"timeout", func(c *Config) { c.Redis = []string{"h:1"}; c.Timeout = 0 }, "--timeout"},
 		{"same nginx twice", func(c *Config) { c.Nginx = []string{"http://h:8080/a", "http://h:8080/b"} }, "--nginx: h:8080 is given twice"},
 		{"same redis twice", func(c *Config) { c.Redis = []string{"h:6379", "redis://h/1"} }, "--redis: h:6379 is given twice"},
+		{"nginx without host", func(c *Config) { c.Nginx = []string{":80/stub_status"} }, `--nginx ":80/stub_status": missing host`},
+		{"nginx bad URL", func(c *Config) { c.Nginx = []string{"http://h:x/status"} }, `--nginx "http://h:x/status": invalid port`},
+		{"same nginx with and without scheme", func(c *Config) { c.Nginx = []string{"http://h:8080/a", "h:8080/b"} }, "--nginx: h:8080 is given twice"},
+		{"postgres host:port", func(c *Config) { c.Postgres = []string{"127.0.0.1:5432/postgres"} }, `--postgres "127.0.0.1:5432/postgres": neither a postgres:// URL nor key=value pairs`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
@@ -515,6 +519,31 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("error leaks the password: %v", err)
 			}
 		})
+	}
+}
+
+// TestNginxWithoutScheme: --nginx host:port/path, as curl takes it, means
+// http://host:port/path.
+func TestNginxWithoutScheme(t *testing.T) {
+	page, err := os.ReadFile("testdata/stub_status.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(page) }))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	cfg := Config{Listen: "127.0.0.1:0", Nginx: []string{host + "/stub_status"}, Timeout: 5 * time.Second}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("--nginx %s/stub_status: %v", host, err)
+	}
+	base, _ := startAdapter(t, cfg)
+	if got := value(t, parseText(t, scrape(t, base)), "nginx_up", map[string]string{"addr": host}); got != 1 {
+		t.Fatalf("nginx_up = %v", got)
+	}
+	a, _ := New(cfg)
+	b, _ := json.Marshal(a.EffectiveConfig())
+	if !strings.Contains(string(b), `"http://`+host+`/stub_status"`) {
+		t.Fatalf("/info does not show the URL with its scheme: %s", b)
 	}
 }
 

@@ -77,6 +77,8 @@ func ParsePostgres(dsn string) (SQLTarget, error) {
 		redacted = u.Redacted()
 	} else if pgPasswordKV.MatchString(dsn) {
 		return SQLTarget{}, errors.New("the DSN carries a password; put it in the password file instead")
+	} else if !strings.Contains(dsn, "=") {
+		return SQLTarget{}, errors.New("neither a postgres:// URL nor key=value pairs: write postgres://user@host:port/db?sslmode=disable or host=H port=P user=U dbname=D")
 	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
