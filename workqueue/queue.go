@@ -392,6 +392,7 @@ func Command() cli.Command {
 		"durable work queue coordinator with an HTTP API for workers in any language; also stat|push|ls|replay --server URL",
 		"--data-dir DIR [--listen :8080] [flags]\n       podkit queue stat|push|ls|replay [--server URL] [flags] [args]   (see podkit queue <verb> --help)",
 		DefaultConfig, New)
+	cmd.Env = []string{"PODKIT_SERVER", "PODKIT_STATE", "PODKIT_LIMIT", "PODKIT_JSON", "PODKIT_RAW", "PODKIT_BATCH"} // the verbs' flags (runCLI)
 	setup := cmd.Setup
 	cmd.Setup = func(fs *flag.FlagSet) cli.Runner {
 		run := setup(fs)

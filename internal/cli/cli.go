@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -37,6 +38,10 @@ type Command struct {
 	Summary  string // one line, shown by `podkit help`
 	Synopsis string // shown after the command name in usage, e.g. "[flags] [-- CMD ARGS...]"
 	Hidden   bool   // omitted from `podkit help` (helpers used by tests and the demo)
+	// Env lists the PODKIT_ variables the command reads besides its
+	// flags' (say, the flags of its verbs, parsed later), so that setting
+	// them draws no "no flag reads it" warning.
+	Env []string
 	// Setup registers the command's flags on fs and returns the function
 	// that runs the command after parsing.
 	Setup func(fs *flag.FlagSet) Runner
@@ -104,7 +109,7 @@ func Main(ctx context.Context, commands []Command, args []string, stdio IO) int 
 		return 0
 	}
 	if err == nil {
-		warnUnknownEnv(stdio.Stderr, c.Name, fs, os.Environ())
+		warnUnknownEnv(stdio.Stderr, c.Name, fs, c.Env, os.Environ())
 		err = run(ctx, pos, stdio)
 	}
 	return report(stdio.Stderr, c.Name, err)
@@ -129,13 +134,13 @@ var ownEnv = map[string]bool{
 // warnUnknownEnv writes one line to w for each PODKIT_ variable in environ
 // that no flag of fs reads (a misspelling is otherwise ignored silently),
 // naming the closest flag when one is close.
-func warnUnknownEnv(w io.Writer, command string, fs *flag.FlagSet, environ []string) {
+func warnUnknownEnv(w io.Writer, command string, fs *flag.FlagSet, extra, environ []string) {
 	known := map[string]string{} // variable -> flag
 	fs.VisitAll(func(f *flag.Flag) { known[EnvName(f.Name)] = f.Name })
 	var unknown []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, "PODKIT_") || ownEnv[name] {
+		if !strings.HasPrefix(name, "PODKIT_") || ownEnv[name] || slices.Contains(extra, name) {
 			continue
 		}
 		if _, ok := known[name]; !ok {

@@ -157,11 +157,13 @@ func TestMain_unknownEnv(t *testing.T) {
 	var d time.Duration
 	var n int
 	cmds := []Command{testCommand(&list, &d, &n)}
-	t.Setenv("PODKIT_DRAIN_DELAI", "1s") // misspelled --drain-delay
-	t.Setenv("PODKIT_FROBNICATE", "x")   // nothing close
-	t.Setenv("PODKIT_COUNT", "4")        // a flag: no warning
-	t.Setenv("PODKIT_REQUIRE_DEPS", "1") // podkit's own, not a flag
-	t.Setenv("PODKITTEN", "1")           // not PODKIT_
+	cmds[0].Env = []string{"PODKIT_SERVER"}
+	t.Setenv("PODKIT_SERVER", "http://x") // declared by the command: no warning
+	t.Setenv("PODKIT_DRAIN_DELAI", "1s")  // misspelled --drain-delay
+	t.Setenv("PODKIT_FROBNICATE", "x")    // nothing close
+	t.Setenv("PODKIT_COUNT", "4")         // a flag: no warning
+	t.Setenv("PODKIT_REQUIRE_DEPS", "1")  // podkit's own, not a flag
+	t.Setenv("PODKITTEN", "1")            // not PODKIT_
 	var out, errb bytes.Buffer
 	if code := Main(context.Background(), cmds, []string{"thing"}, IO{Stdout: &out, Stderr: &errb}); code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
@@ -173,7 +175,7 @@ func TestMain_unknownEnv(t *testing.T) {
 	// environment may carry others.
 	var got []string
 	for _, line := range strings.SplitAfter(errb.String(), "\n") {
-		for _, v := range []string{"PODKIT_DRAIN_DELAI", "PODKIT_FROBNICATE", "PODKIT_COUNT", "PODKIT_REQUIRE_DEPS", "PODKITTEN"} {
+		for _, v := range []string{"PODKIT_DRAIN_DELAI", "PODKIT_FROBNICATE", "PODKIT_COUNT", "PODKIT_REQUIRE_DEPS", "PODKITTEN", "PODKIT_SERVER"} {
 			if strings.Contains(line, v+" ") {
 				got = append(got, line)
 			}
