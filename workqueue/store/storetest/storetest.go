@@ -24,6 +24,28 @@ type Config struct {
 	// BackoffBase and BackoffMax are the retry backoff; the suite sets
 	// them small.
 	BackoffBase, BackoffMax time.Duration
+	// Now is the store's clock; nil means time.Now. A test that sets it
+	// moves time itself, so what it checks does not depend on how fast
+	// the machine runs.
+	Now func() time.Time
+}
+
+// fakeClock is a clock that moves only when told.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 // Backend opens stores for the suite.
@@ -516,14 +538,17 @@ func testGet(t *testing.T, b Backend) {
 }
 
 func testHeartbeat(t *testing.T, b Backend) {
-	s := b.Open(t, cfg)
+	clock := &fakeClock{now: time.Now()}
+	c := cfg
+	c.Now = clock.Now
+	s := b.Open(t, c)
 	enqueue(t, s, store.NewItem{Queue: "h", Payload: payload(1), Timeout: 300 * time.Millisecond})
 	l := lease(t, s, "h", 1, 0)
 	deadline := l[0].Deadline
-	// Keep the lease alive well past its timeout.
-	end := time.Now().Add(700 * time.Millisecond)
-	for time.Now().Before(end) {
-		time.Sleep(60 * time.Millisecond)
+	// Keep the lease alive well past its timeout: 200 ms of the store's
+	// clock between heartbeats, 7 times (1.4 s, over four timeouts).
+	for range 7 {
+		clock.Add(200 * time.Millisecond)
 		r := complete(t, s, store.Heartbeat, l[0].Token)[0]
 		if r.Err != nil {
 			t.Fatalf("heartbeat: %v", r.Err)

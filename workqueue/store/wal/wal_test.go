@@ -16,7 +16,7 @@ func TestConformanceWAL(t *testing.T) {
 	storetest.Run(t, storetest.Backend{
 		Open: func(t *testing.T, cfg storetest.Config) store.Store {
 			dir := t.TempDir()
-			s, err := Open(dir, Options{Logger: quiet(), BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax})
+			s, err := Open(dir, Options{Logger: quiet(), BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, Now: cfg.Now})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -44,7 +44,7 @@ func TestConformanceWAL(t *testing.T) {
 func TestConformanceMemory(t *testing.T) {
 	storetest.Run(t, storetest.Backend{
 		Open: func(t *testing.T, cfg storetest.Config) store.Store {
-			s := OpenMemory(Options{Logger: quiet(), BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax})
+			s := OpenMemory(Options{Logger: quiet(), BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, Now: cfg.Now})
 			t.Cleanup(func() { s.Close() })
 			return s
 		},
