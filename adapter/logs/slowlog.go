@@ -174,9 +174,10 @@ func (sp *slowlogPoller) poll(ctx context.Context) error {
 			"slowlog_max_len", strconv.Itoa(maxLen))
 	}
 	written := 0
+	self := c.LocalAddr()
 	for _, e := range res.New {
-		if e.ClientName == clientName {
-			continue // the poll's own commands, with slowlog-log-slower-than 0
+		if e.ClientName == clientName || e.Client == self {
+			continue // the poll's own commands, with slowlog-log-slower-than 0 (AUTH comes before CLIENT SETNAME)
 		}
 		sp.entry(e)
 		written++

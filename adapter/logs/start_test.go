@@ -1,6 +1,7 @@
 package logs
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podkit/podkit/adapter/logs/slowlog"
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/testdeps"
 )
@@ -139,5 +141,47 @@ func TestSlowlogStartNoWarning(t *testing.T) {
 	p.stop(t)
 	if s := p.stderr.String(); strings.Contains(s, "level=WARN") {
 		t.Fatalf("a normal start logged a warning:\n%s", s)
+	}
+}
+
+// TestSlowlogPasswordNotOwnAuth: with --redis-password-file (the docs'
+// command) against a server that logs every command, the poller's own
+// AUTH — sent before it can name its connection — is not written; another
+// client's commands are.
+func TestSlowlogPasswordNotOwnAuth(t *testing.T) {
+	addr := testdeps.StartRedis(t, "--requirepass", "s3cret", "--slowlog-log-slower-than", "0")
+	if addr == "" {
+		return
+	}
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "redis")
+	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
+	out := filepath.Join(dir, "out")
+	p := startLogs(t, out, nil, "--redis-slowlog", addr, "--every", "100ms", "--redis-password-file", pw, "--admin-addr", "off")
+	c, err := slowlog.Dial(context.Background(), addr, "s3cret", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Do("SET", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the SET entry", func() bool {
+		for _, ev := range readEvents(t, out) {
+			if ev.Body == "SET k v" {
+				return true
+			}
+		}
+		return false
+	})
+	p.stop(t)
+	auths := 0
+	for _, ev := range readEvents(t, out) {
+		if ev.Attributes["redis.command"] == "AUTH" {
+			auths++
+		}
+	}
+	if auths != 1 { // the test client's own AUTH only
+		t.Fatalf("%d AUTH entries, want 1 (the poller's own written?):\n%+v", auths, readEvents(t, out))
 	}
 }

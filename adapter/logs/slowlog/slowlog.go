@@ -167,6 +167,10 @@ func Dial(ctx context.Context, addr, password string, timeout time.Duration) (*C
 	return c, nil
 }
 
+// LocalAddr is the connection's local address, as the server shows it
+// in SLOWLOG entries' client address.
+func (c *Client) LocalAddr() string { return c.conn.LocalAddr().String() }
+
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
