@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/podkit/podkit/internal/cli"
 	"github.com/podkit/podkit/workqueue/client"
+	"github.com/podkit/podkit/workqueue/store"
 )
 
 // verb is one of the command-line verbs of `podkit queue`.
@@ -75,6 +77,11 @@ func runCLI(ctx context.Context, name string, args []string, stdio cli.IO) error
 	}
 	if _, _, err := client.ParseQueueURL(strings.TrimRight(*server, "/") + "/queues/x"); err != nil {
 		return cli.Usagef("--server %q: want http://host:port", *server)
+	}
+	if queue != nil {
+		if err := store.ValidQueueName(*queue); err != nil {
+			return cli.Usagef("--queue: %s", strings.TrimPrefix(err.Error(), store.ErrInvalid.Error()+": "))
+		}
 	}
 	c := client.New(*server, nil)
 	switch name {
@@ -275,8 +282,7 @@ func cliPush(ctx context.Context, c *client.Client, queue string, args []string,
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), 256<<20)
 	var (
-		buf                    bytes.Buffer
-		lines                  []int
+		pending                []pendingLine
 		line                   int
 		read                   int64
 		items, sent            int
@@ -290,16 +296,35 @@ func cliPush(ctx context.Context, c *client.Client, queue string, args []string,
 		fmt.Fprintf(stdio.Stdout, "%s: %d item line(s) to %q: %d new, %d duplicate, %d refused by the queue, %d not valid\n",
 			name, items, queue, created, dups, refused, invalid)
 	}
-	flush := func() error {
-		if len(lines) == 0 {
-			return nil
+	// send enqueues lines in one request. A request the queue refuses as a
+	// whole (its body too large, or a line it cannot read) is split in
+	// two until each part goes through or is one line, refused alone.
+	var send func(lines []pendingLine) error
+	send = func(lines []pendingLine) error {
+		var body bytes.Buffer
+		for _, l := range lines {
+			body.Write(l.data)
+			body.WriteByte('\n')
 		}
-		res, err := c.EnqueueRaw(ctx, queue, buf.Bytes())
+		res, err := c.EnqueueRaw(ctx, queue, body.Bytes())
 		if err == nil && len(res) != len(lines) {
 			err = fmt.Errorf("%d answers for %d items", len(res), len(lines))
 		}
+		var ae *client.Error
+		if errors.As(err, &ae) && (ae.Status == http.StatusRequestEntityTooLarge || ae.Status == http.StatusBadRequest) {
+			if len(lines) == 1 {
+				refused++
+				report(lines[0].n, "refused (%d): %s", ae.Status, lineNumber.ReplaceAllString(ae.Msg, ""))
+				return nil
+			}
+			half := len(lines) / 2
+			if err := send(lines[:half]); err != nil {
+				return err
+			}
+			return send(lines[half:])
+		}
 		if err != nil {
-			return fmt.Errorf("%s: lines %d-%d: %w (nothing after line %d was sent)", name, lines[0], lines[len(lines)-1], err, lines[0]-1)
+			return fmt.Errorf("%s: lines %d-%d: %w (lines from %d on were not sent)", name, lines[0].n, lines[len(lines)-1].n, err, lines[0].n)
 		}
 		for i, r := range res {
 			switch {
@@ -309,12 +334,20 @@ func cliPush(ctx context.Context, c *client.Client, queue string, args []string,
 				dups++
 			default:
 				refused++
-				report(lines[i], "refused (%d): %s", r.Status, lineNumber.ReplaceAllString(r.Error, ""))
+				report(lines[i].n, "refused (%d): %s", r.Status, lineNumber.ReplaceAllString(r.Error, ""))
 			}
 		}
-		sent += len(lines)
-		buf.Reset()
-		lines = lines[:0]
+		return nil
+	}
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		if err := send(pending); err != nil {
+			return err
+		}
+		sent += len(pending)
+		pending = pending[:0]
 		if bar != nil {
 			bar.show(sent, read)
 		}
@@ -339,21 +372,19 @@ func cliPush(ctx context.Context, c *client.Client, queue string, args []string,
 			}
 			continue
 		}
+		var data []byte
 		if raw {
-			buf.WriteString(`{"payload":`)
-			buf.Write(t)
-			buf.WriteString("}\n")
+			data = append(append(append(data, `{"payload":`...), t...), '}')
 		} else {
 			if t[0] != '{' {
 				invalid++
 				report(line, "not a JSON object: want one item object per line, e.g. {\"payload\": ...} (or --raw for bare payloads)")
 				continue
 			}
-			buf.Write(t)
-			buf.WriteByte('\n')
+			data = append(data, t...)
 		}
-		lines = append(lines, line)
-		if len(lines) >= batch {
+		pending = append(pending, pendingLine{n: line, data: data})
+		if len(pending) >= batch {
 			if err := flush(); err != nil {
 				summary()
 				return err
@@ -373,6 +404,12 @@ func cliPush(ctx context.Context, c *client.Client, queue string, args []string,
 		return fmt.Errorf("%d of %d item line(s) failed", failed, items)
 	}
 	return nil
+}
+
+// pendingLine is an item line waiting to be sent.
+type pendingLine struct {
+	n    int // line number in the input
+	data []byte
 }
 
 // progress draws a one-line progress bar on a terminal.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -234,12 +235,57 @@ func TestCoordinatorHelp(t *testing.T) {
 	if code != 0 || errs != "" {
 		t.Fatalf("queue --help: exit %d, stderr %q", code, errs)
 	}
-	if m := regexp.MustCompile(`(?m)^  --\S+ value$`).FindAllString(out, -1); len(m) > 0 {
-		t.Errorf("flags whose value is called just \"value\": %q", m)
+	for _, m := range regexp.MustCompile(`(?m)^  --\S+ value$`).FindAllString(out, -1) {
+		if m != "  --gc-percent value" { // its help is internal/gctune's
+			t.Errorf("flag whose value is called just \"value\": %q", m)
+		}
 	}
 	for _, want := range []string{"  --max-payload SIZE\n", "  --segment-size SIZE\n", "  --memory-limit SIZE\n", "podkit queue stat|push|ls|replay [--server URL] [flags] [args]"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("queue --help lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestCLIPushSplitsWhatTheQueueRefusesWhole: a batch over the coordinator's
+// body limit is split until each part fits, so a push never fails for the
+// size of its batches; an item too large on its own is refused alone.
+func TestCLIPushSplitsWhatTheQueueRefusesWhole(t *testing.T) {
+	st := wal.OpenMemory(wal.Options{Logger: quietLog()})
+	srv := httptest.NewServer(workqueue.NewHandler(st, workqueue.HandlerOptions{Logger: quietLog(), MaxPayload: 1 << 10, MaxBody: 1}))
+	t.Cleanup(func() { srv.Close(); st.Close() })
+	var in strings.Builder
+	for i := range 300 { // 300 lines of ~1000 bytes: 300 kB, over the 65 kB body limit
+		fmt.Fprintf(&in, `{"payload":"%04d%s"}`+"\n", i, strings.Repeat("x", 980))
+		if i == 150 {
+			fmt.Fprintf(&in, `{"payload":"%s"}`+"\n", strings.Repeat("y", 2000))
+		}
+	}
+	code, out, errs := podkit(t, in.String(), "queue", "push", "--server", srv.URL, "--queue", "big")
+	if code != 1 || !strings.Contains(out, "300 new") || !strings.Contains(errs, "stdin:152: refused (413): payload is 2002 bytes") || strings.Count(errs, "refused") != 1 {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 300 new and line 152 refused", code, out, errs)
+	}
+	if s, _ := client.New(srv.URL, nil).Stats(context.Background(), "big"); s.Ready != 300 {
+		t.Fatalf("ready %d, want 300", s.Ready)
+	}
+}
+
+// TestCLIErrorFromSomethingElse: a server that is not a coordinator is
+// reported with what it said.
+func TestCLIErrorFromSomethingElse(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	code, out, errs := podkit(t, `{"payload":1}`+"\n", "queue", "push", "--server", srv.URL, "--queue", "q")
+	if code != 1 || !strings.Contains(errs, "404 page not found") || !strings.Contains(errs, "stdin: lines 1-1:") || !strings.Contains(out, "0 new") {
+		t.Errorf("push to a plain 404: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+func TestCLIBadQueueName(t *testing.T) {
+	for _, verb := range []string{"push", "ls", "replay"} {
+		code, _, errs := podkit(t, `{"payload":1}`+"\n", "queue", verb, "--server", "http://127.0.0.1:1", "--queue", "no spaces")
+		if code != 2 || !strings.Contains(errs, `--queue: queue name "no spaces" may only contain`) {
+			t.Errorf("%s --queue 'no spaces': exit %d, stderr %q", verb, code, errs)
 		}
 	}
 }

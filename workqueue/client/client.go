@@ -174,6 +174,11 @@ type Page struct {
 // do sends a request; out (if not nil) receives a 2xx JSON answer. A 204
 // returns (false, nil).
 func (c *Client) do(ctx context.Context, method, path string, body any, out any) (bool, error) {
+	return c.doType(ctx, method, path, "application/json", body, out)
+}
+
+// doType is do with the body's content type.
+func (c *Client) doType(ctx context.Context, method, path, ctype string, body any, out any) (bool, error) {
 	var rd io.Reader
 	if body != nil {
 		switch b := body.(type) {
@@ -192,7 +197,7 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any)
 		return false, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", ctype)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -242,28 +247,10 @@ func (c *Client) Enqueue(ctx context.Context, queue string, items []Item) ([]Enq
 // EnqueueRaw posts a body as is (a JSON array or NDJSON) and returns the
 // per-item answers.
 func (c *Client) EnqueueRaw(ctx context.Context, queue string, ndjson []byte) ([]EnqueueResult, error) {
-	req, err := http.NewRequestWithContext(ctx, "POST", c.base+qpath(queue)+"/items", bytes.NewReader(ndjson))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		json.Unmarshal(data, &e)
-		return nil, &Error{Status: resp.StatusCode, Msg: e.Error}
-	}
 	var out struct {
 		Items []EnqueueResult `json:"items"`
 	}
-	if err := json.Unmarshal(data, &out); err != nil {
+	if _, err := c.doType(ctx, "POST", qpath(queue)+"/items", "application/x-ndjson", ndjson, &out); err != nil {
 		return nil, err
 	}
 	return out.Items, nil
