@@ -82,8 +82,13 @@ func Run(ctx context.Context, c Component, opts Options) error {
 	}
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
+	// The wait ends with the first stop request: a --wait-timeout that
+	// expires during a stop asked for by a signal does not turn it into a
+	// failure.
+	waitCtx, stopWait := context.WithCancel(watchCtx)
+	defer stopWait()
 	if len(targets) > 0 {
-		go h.awaitTargets(watchCtx, targets, opts.WaitTimeout)
+		go h.awaitTargets(waitCtx, targets, opts.WaitTimeout)
 	} else {
 		h.markAwaited()
 	}
@@ -120,6 +125,7 @@ func Run(ctx context.Context, c Component, opts Options) error {
 	case <-ctx.Done():
 		reason = "context ended"
 	}
+	stopWait()
 
 	if !stopped {
 		runErr, err = h.drain(reason, sig, sigs, cancelRun, done)
@@ -247,6 +253,7 @@ func (h *Host) watchMain(ctx context.Context, target string) {
 }
 
 func (h *Host) awaitTargets(ctx context.Context, targets []probe.Target, timeout time.Duration) {
+	stopping := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -263,7 +270,7 @@ func (h *Host) awaitTargets(ctx context.Context, targets []probe.Target, timeout
 		}
 	})
 	if err != nil {
-		if timeout > 0 && errors.Is(err, context.DeadlineExceeded) {
+		if timeout > 0 && errors.Is(err, context.DeadlineExceeded) && stopping.Err() == nil {
 			msg := fmt.Sprintf("--wait-timeout %s expired: %v", timeout, err)
 			h.log.Error("--wait-for targets did not answer in time; stopping", "wait_timeout", timeout.String(), "error", err.Error())
 			h.waitErr.Store(&ExitError{Code: 1, Msg: msg})

@@ -566,3 +566,44 @@ func TestReloadsOnSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// slowStop stops only when released after its context ends.
+type slowStop struct{ release chan struct{} }
+
+func (c slowStop) Name() string { return "slowstop" }
+func (c slowStop) Run(ctx context.Context, h *Host) error {
+	<-ctx.Done()
+	<-c.release
+	return nil
+}
+
+// TestWaitTimeoutDuringStop: a --wait-timeout that expires while a stop
+// asked for otherwise (SIGTERM, the context) is under way does not turn
+// that stop into a failure.
+func TestWaitTimeoutDuringStop(t *testing.T) {
+	dep := testListen(t)
+	depAddr := dep.Addr().String()
+	dep.Close()
+	o := DefaultOptions()
+	o.AdminAddr = "off"
+	o.DrainDelay = 0
+	o.WaitFor = []string{"tcp://" + depAddr}
+	o.WaitTimeout = 200 * time.Millisecond
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	c := slowStop{release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, c, o) }()
+	cancel()
+	// Stay in the drain past the moment the wait would have timed out.
+	time.Sleep(3 * o.WaitTimeout)
+	close(c.release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil: the stop was asked for before the wait timed out", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}

@@ -228,3 +228,25 @@ func TestHumanDurationsKeepsEncodingJSON(t *testing.T) {
 		t.Errorf("plain value rewritten: %#v", v)
 	}
 }
+
+type unexportedEmbed struct {
+	Every time.Duration `json:"every"`
+	Names []string      `json:"names"`
+}
+
+// TestHumanDurationsUnexportedEmbedded: encoding/json promotes the
+// exported fields of an embedded unexported struct type; so does /info.
+func TestHumanDurationsUnexportedEmbedded(t *testing.T) {
+	type cfg struct {
+		unexportedEmbed
+		Listen string `json:"listen"`
+	}
+	v := cfg{unexportedEmbed{Every: 2 * time.Second, Names: []string{"a"}}, "x"}
+	got, err := json.Marshal(humanDurations(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"every":"2s","names":["a"],"listen":"x"}`; string(got) != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
