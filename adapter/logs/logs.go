@@ -295,10 +295,10 @@ func Command() cli.Command {
 				if err := container.NoArgs(args); err != nil {
 					return err
 				}
-				if cfg.stdinFilter() && !flagSet(fs, "admin-addr") {
-					// A filter (podkit logs < file) serves no probes and
-					// must not fail because the default admin port is
-					// taken: it listens only when asked to.
+				if cfg.endsAtEOF() && !flagSet(fs, "admin-addr") {
+					// A filter (podkit logs < file) or a batch run serves
+					// no probes and must not fail because the default
+					// admin port is taken: it listens only when asked to.
 					opts.AdminAddr = "off"
 				}
 				if err := opts.Validate(); err != nil {
@@ -324,6 +324,10 @@ func Command() cli.Command {
 // stdinFilter reports whether the adapter reads standard input and exits
 // at its end: no --files and no --redis-slowlog.
 func (c Config) stdinFilter() bool { return len(c.Files) == 0 && len(c.RedisSlowlog) == 0 }
+
+// endsAtEOF reports whether the run ends by itself at the end of its
+// input: a stdin filter, or --files with --exit-on-eof (a batch run).
+func (c Config) endsAtEOF() bool { return c.stdinFilter() || len(c.Files) > 0 && c.ExitOnEOF }
 
 // flagSet reports whether the flag name was given, on the command line or
 // by its PODKIT_ variable.

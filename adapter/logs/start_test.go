@@ -76,10 +76,11 @@ func TestFilesNoMatch(t *testing.T) {
 	})
 }
 
-// TestStdinFilterWithoutAdminPort: `podkit logs < file` is a filter: it
-// does not need, and so does not take, the admin port; with the default
-// 127.0.0.1:9901 taken it still works. An explicit --admin-addr is still
-// honoured (and then its failure is an error).
+// TestStdinFilterWithoutAdminPort: `podkit logs < file` is a filter, and
+// `--files ... --exit-on-eof` a batch run: neither needs, and so neither
+// takes, the admin port; with the default 127.0.0.1:9901 taken they still
+// work. An explicit --admin-addr is still honoured (and then its failure
+// is an error).
 func TestStdinFilterWithoutAdminPort(t *testing.T) {
 	ln, err := net.Listen("tcp", container.DefaultAdminAddr)
 	if err == nil {
@@ -98,7 +99,27 @@ func TestStdinFilterWithoutAdminPort(t *testing.T) {
 		t.Fatalf("events %+v", evs)
 	}
 
-	p = startLogs(t, filepath.Join(dir, "out2"), strings.NewReader("a\n"), "--admin-addr", container.DefaultAdminAddr)
+	// A batch run (--files with --exit-on-eof) ends by itself too.
+	in := filepath.Join(dir, "in.log")
+	os.WriteFile(in, []byte("c\n"), 0o644)
+	out = filepath.Join(dir, "out-batch")
+	p = startLogs(t, out, nil, "--files", in, "--exit-on-eof")
+	if err := waitExit(t, p, "batch"); err != nil {
+		t.Fatalf("batch run with the default admin port taken: %v\n%s", err, p.stderr)
+	}
+	if evs := readEvents(t, out); len(evs) != 1 || evs[0].Body != "c" {
+		t.Fatalf("events %+v", evs)
+	}
+
+	// An explicit --admin-addr is honoured: on a port that is taken (one
+	// this test holds, as 9901 may be released by whoever else holds it),
+	// the run fails.
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	p = startLogs(t, filepath.Join(dir, "out2"), strings.NewReader("a\n"), "--admin-addr", held.Addr().String())
 	var ee *exec.ExitError
 	if err := waitExit(t, p, "explicit admin"); !errors.As(err, &ee) || ee.ExitCode() == 0 {
 		t.Fatalf("explicit --admin-addr on a taken port: exit %v, want a failure\n%s", err, p.stderr)
