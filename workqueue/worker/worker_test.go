@@ -24,10 +24,26 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // coordinator starts the queue API over a memory store.
 func coordinator(t *testing.T) (*client.Client, string) {
 	t.Helper()
+	c, url, _ := countingCoordinator(t)
+	return c, url
+}
+
+// countingCoordinator is coordinator that also counts the lease requests
+// in progress.
+func countingCoordinator(t *testing.T) (*client.Client, string, *atomic.Int32) {
+	t.Helper()
 	st := wal.OpenMemory(wal.Options{Logger: quiet(), BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
-	srv := httptest.NewServer(workqueue.NewHandler(st, workqueue.HandlerOptions{Logger: quiet()}))
+	api := workqueue.NewHandler(st, workqueue.HandlerOptions{Logger: quiet()})
+	var leasing atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/lease") {
+			leasing.Add(1)
+			defer leasing.Add(-1)
+		}
+		api.ServeHTTP(w, r)
+	}))
 	t.Cleanup(func() { srv.Close(); st.Close() })
-	return client.New(srv.URL, nil), srv.URL
+	return client.New(srv.URL, nil), srv.URL, &leasing
 }
 
 // runWorker runs a worker under the container contract until the test ends.
@@ -153,7 +169,7 @@ func TestHeartbeatsExtendTheLease(t *testing.T) {
 }
 
 func TestHTTPAdapterAndPause(t *testing.T) {
-	c, url := coordinator(t)
+	c, url, leasing := countingCoordinator(t)
 	var calls atomic.Int32
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
@@ -183,7 +199,14 @@ func TestHTTPAdapterAndPause(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("pause: %v %v", resp, err)
 	}
-	time.Sleep(300 * time.Millisecond) // the long-poll in flight is cancelled
+	// The long-poll in flight is cancelled.
+	deadline := time.Now().Add(20 * time.Second)
+	for leasing.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the paused worker's lease request was not cancelled")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	before := calls.Load()
 	ids = enqueue(t, c, "w", client.Item{Payload: json.RawMessage(`"later"`)})
 	time.Sleep(500 * time.Millisecond)
