@@ -77,3 +77,72 @@ func TestPodNginxMetrics(t *testing.T) {
 		t.Fatalf("metrics exited %d on stop", code)
 	}
 }
+
+// mariadbExporterScript runs MariaDB with an exporter account that lacks
+// the replication privilege (SLAVE MONITOR), on the pod's loopback.
+const mariadbExporterScript = `set -e
+printf 'exp0rter\n' > /secrets/password
+chmod 0644 /secrets/password
+mariadb-install-db --user=mysql --datadir=/var/lib/mysql --skip-test-db >/dev/null
+cat > /tmp/init.sql <<SQL
+CREATE USER IF NOT EXISTS 'exporter'@'127.0.0.1' IDENTIFIED BY 'exp0rter';
+SQL
+exec mariadbd --user=mysql --datadir=/var/lib/mysql --bind-address=127.0.0.1 --port=3306 --socket=/tmp/mysqld.sock --pid-file=/tmp/mysqld.pid --skip-name-resolve --init-file=/tmp/init.sql`
+
+// TestPodMariaDBMetrics: MariaDB and `podkit metrics` in one pod, the
+// exporter account without SLAVE MONITOR. Only the slave_status collector
+// fails (mysql_up 1, status still exported, reason permission); a GRANT
+// on the running server makes it succeed without restarting the adapter.
+func TestPodMariaDBMetrics(t *testing.T) {
+	pod := containertest.Run(t, containertest.Options{
+		Name:    "db-pod",
+		Image:   containertest.PeerImage(),
+		Cmd:     []string{"sleep", "infinity"},
+		Publish: []string{"9104"},
+	})
+	secrets := containertest.NewVolume(t, "exporter-secrets")
+	db := containertest.Run(t, containertest.Options{
+		Name:      "mariadb",
+		Image:     containertest.PeerImage(),
+		Cmd:       []string{"sh", "-c", mariadbExporterScript},
+		Volumes:   []string{secrets.Name + ":/secrets"},
+		NetworkOf: pod,
+	})
+	eventually(t, "the password file", func() bool {
+		_, err := db.Exec(t, "test", "-s", "/secrets/password")
+		return err == nil
+	})
+	containertest.Run(t, containertest.Options{
+		Name:  "metrics",
+		Image: containertest.Image(),
+		Cmd: []string{"metrics", "--mysql", "exporter@tcp(127.0.0.1:3306)/", "--mysql-password-file", "/secrets/password",
+			"--listen", "0.0.0.0:9104", "--admin-addr", "off", "--drain-delay", "0s"},
+		Volumes:   []string{secrets.Name + ":/secrets:ro"},
+		NetworkOf: pod,
+	})
+	metrics := "http://" + pod.Addr(t, "9104") + "/metrics"
+	const slave = `mysql_exporter_collector_success{addr="127.0.0.1:3306",collector="collect.slave_status"}`
+	var body string
+	eventually(t, "mysql_up 1", func() bool {
+		var code int
+		var err error
+		code, body, err = get(metrics)
+		return err == nil && code == 200 && metricValue(body, "mysql_up") == 1
+	})
+	if v := metricValue(body, slave); v != 0 {
+		t.Fatalf("%s = %v without SLAVE MONITOR, want 0:\n%s", slave, v, body)
+	}
+	if metricValue(body, "mysql_global_status_uptime") <= 0 {
+		t.Fatalf("no mysql_global_status_uptime while only slave_status fails:\n%s", body)
+	}
+	if v := metricValue(body, `podkit_metrics_scrape_errors_total{reason="permission",source="mysql",target="127.0.0.1:3306"}`); v < 1 {
+		t.Fatalf("permission errors = %v:\n%s", v, body)
+	}
+	if out, err := db.Exec(t, "mariadb", "--socket=/tmp/mysqld.sock", "-uroot", "-e", "GRANT SLAVE MONITOR ON *.* TO 'exporter'@'127.0.0.1'"); err != nil {
+		t.Fatalf("GRANT: %v\n%s", err, out)
+	}
+	eventually(t, slave+" 1 after the GRANT", func() bool {
+		_, body, err := get(metrics)
+		return err == nil && metricValue(body, slave) == 1
+	})
+}
