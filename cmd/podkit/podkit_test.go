@@ -140,6 +140,8 @@ func TestCommandLine(t *testing.T) {
 		{name: "bad notify", args: []string{"await", "--notify", "tcp://x:1"}, code: 2, stderr: "--notify"},
 		{name: "bad env", args: []string{"await"}, env: []string{"PODKIT_DRAIN_DELAY=eventually"}, code: 2, stderr: "PODKIT_DRAIN_DELAY (--drain-delay)"},
 		{name: "bad log level", args: []string{"await", "--log-level", "loud"}, code: 2, stderr: "--log-level"},
+		{name: "misspelled env is warned about", args: []string{"await", "--admin-addr", "off", "--", "true"}, env: []string{"PODKIT_NOTIFY_TIMOUT=1s"}, code: 0,
+			stderr: "podkit await: warning: PODKIT_NOTIFY_TIMOUT is set but no flag of this command reads it (did you mean PODKIT_NOTIFY_TIMEOUT, --notify-timeout?)"},
 		{name: "sample-app rejects args", args: []string{"sample-app", "extra"}, code: 2, stderr: `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {
