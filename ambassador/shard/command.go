@@ -77,6 +77,7 @@ func Command() cli.Command {
 		Synopsis: "--config nutcracker.yml | -c nutcracker.yml | --listen ADDR --server HOST:PORT:WEIGHT [--server ...] [flags]",
 		Setup: func(fs *flag.FlagSet) cli.Runner {
 			cfg := DefaultConfig()
+			cfg.StatsAddr = DefaultStatsAddr // as nutcracker: on unless turned off
 			cfg.RegisterFlags(fs)
 			var nut nutcrackerFlags
 			nut.register(fs)

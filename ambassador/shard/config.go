@@ -552,8 +552,9 @@ type Config struct {
 
 	// StatsPort and StatsAddr are twemproxy's stats listener (nutcracker's
 	// -s and -a): a connection gets the stats as JSON and is closed. Port 0
-	// picks a free port; StatsAddr "off" disables it. With both at their
-	// defaults a port in use only logs a warning.
+	// picks a free port; StatsAddr "off" (DefaultConfig's) disables it;
+	// `podkit shard` defaults to nutcracker's DefaultStatsAddr. With both
+	// at nutcracker's defaults a port in use only logs a warning.
 	StatsPort int    `json:"stats_port"`
 	StatsAddr string `json:"stats_addr"`
 	// StatsInterval (nutcracker's -i, ms) is accepted and has no effect:
@@ -598,7 +599,7 @@ func DefaultConfig() Config {
 		MaxBulk:       64 << 20,
 		EventLoops:    1,
 		StatsPort:     DefaultStatsPort,
-		StatsAddr:     DefaultStatsAddr,
+		StatsAddr:     "off", // the command's default is nutcracker's, DefaultStatsAddr
 	}
 }
 

@@ -51,8 +51,8 @@ func startTuned(t testing.TB, cfg Config, tune func(*Proxy)) *running {
 	if strings.HasPrefix(t.Name(), "TestThreeLoops/") {
 		cfg.EventLoops = 3
 	}
-	if !cfg.statsExplicit() {
-		// Tests run side by side: each its own stats port.
+	if cfg.StatsAddr == "off" {
+		// Tests read the stats; they run side by side, each on its own port.
 		cfg.StatsAddr, cfg.StatsPort = "127.0.0.1", 0
 	}
 	px, err := New(cfg)
