@@ -69,7 +69,7 @@ func (bp *backendPool) get(probe bool) (*backendConn, bool, error) {
 	c, err := bp.p.dialTarget()
 	if err != nil {
 		bp.p.log.Warn("cannot reach target", "target", bp.p.target.String(), "error", err)
-		return nil, false, err
+		return nil, false, &dialError{err}
 	}
 	sock := newBackSock(c)
 	bc := &backendConn{

@@ -28,7 +28,12 @@ func newBackSock(c net.Conn) *backSock {
 }
 
 // deferWrite makes the writes of fn (a flush of the request head) go out
-// with the next Read instead of at once.
+// with the next Read instead of at once. It is for a request none of
+// which has been sent yet: once part of one went out (a body, written as
+// it comes), the target may have answered already, and its readiness,
+// signalled before the Read re-arms the poller, would be missed by a Read
+// that waits before it reads. Such a request is flushed with a plain
+// write, and the Read then reads first.
 func (s *backSock) deferWrite(fn func() error) error {
 	s.deferW = true
 	err := fn()

@@ -243,8 +243,12 @@ func (c *h1conn) headerWait() {
 // reject answers a request the proxy will not forward, and the connection
 // then closes.
 func (c *h1conn) reject(code int, reason, text string) {
+	c.rejectBody(code, reason, text, text+"\n")
+}
+
+// rejectBody is reject with a body of its own.
+func (c *h1conn) rejectBody(code int, reason, text, body string) {
 	c.p.m.rejected.WithLabelValues(reason).Inc()
-	body := text + "\n"
 	c.bw.WriteString("HTTP/1.1 ")
 	c.bw.WriteString(strconv.Itoa(code))
 	c.bw.WriteString(" ")
@@ -288,7 +292,8 @@ func (c *h1conn) handle(head []byte) bool {
 		bc, reused, err = c.backend(hasBody, start)
 		if err != nil {
 			c.br.Discard(len(head))
-			c.reject(502, "backend", "Bad Gateway")
+			code, _, text := p.failure(err)
+			c.rejectBody(code, "backend", statusText(code), text)
 			return false
 		}
 		c.writeRequestHead(bc.bw, r, upgrade)
@@ -315,7 +320,9 @@ func (c *h1conn) handle(head []byte) bool {
 			}
 			err = c.copyRequestBody(bc, r)
 			if err == nil {
-				err = bc.bw.Flush()
+				if err = bc.bw.Flush(); err != nil {
+					err = &backendWriteError{err}
+				}
 			}
 			if err != nil {
 				var we *writeError
@@ -332,18 +339,7 @@ func (c *h1conn) handle(head []byte) bool {
 	}
 	if err != nil {
 		bc.close()
-		kind := "read"
-		code, text := 502, "Bad Gateway"
-		if isTimeout(err) {
-			kind, code, text = "timeout", 504, "Gateway Timeout"
-		} else if errors.Is(err, errBadRequest) || errors.Is(err, errHeadTooLarge) {
-			kind = "protocol"
-		} else if errors.Is(err, errBackendWrite) {
-			kind = "write"
-		}
-		p.m.backendErrs.WithLabelValues(kind).Inc()
-		p.log.Warn("target failed", "target", p.target.String(), "kind", kind, "error", err)
-		c.reject(code, "backend", text)
+		c.targetFailed(err)
 		return false
 	}
 
@@ -366,8 +362,7 @@ func (c *h1conn) handle(head []byte) bool {
 	if resp.status == 101 {
 		if !upgrade {
 			bc.close()
-			p.m.backendErrs.WithLabelValues("protocol").Inc()
-			c.reject(502, "backend", "Bad Gateway")
+			c.targetFailed(errUnaskedUpgrade)
 			return false
 		}
 		c.writeResponseHead(resp, true)
@@ -432,6 +427,15 @@ func (c *h1conn) handle(head []byte) bool {
 		bc.close()
 	}
 	return keepClient
+}
+
+// targetFailed answers 502 or 504 for a target that failed before its
+// answer, saying what failed.
+func (c *h1conn) targetFailed(err error) {
+	code, kind, text := c.p.failure(err)
+	c.p.m.backendErrs.WithLabelValues(kind).Inc()
+	c.p.log.Warn("target failed", "target", c.p.target.String(), "kind", kind, "error", err)
+	c.rejectBody(code, "backend", statusText(code), text)
 }
 
 // backend returns the connection kept from the previous request if it is
@@ -541,7 +545,7 @@ func (c *h1conn) copyRequestBody(bc *backendConn, r *msg) error {
 	}
 	var we *writeError
 	if errors.As(err, &we) {
-		return errBackendWrite
+		return &backendWriteError{we.err}
 	}
 	return err
 }

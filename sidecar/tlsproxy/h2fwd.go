@@ -34,8 +34,9 @@ func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
 	for attempt := 0; ; attempt++ {
 		bc, reused, err = p.pool.get(hasBody)
 		if err != nil {
+			code, _, text := p.failure(err) // counted by the dial
 			p.m.rejected.WithLabelValues("backend").Inc()
-			w.WriteHeader(http.StatusBadGateway)
+			h2Text(w, code, text)
 			return
 		}
 		p.writeH2RequestHead(bc.bw, r, hasBody)
@@ -49,8 +50,17 @@ func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
 				return // the client failed: nothing more to say
 			}
 		}
-		if err = bc.sock.deferWrite(bc.bw.Flush); err == nil {
-			err = bc.readHead(&resp, start) // sends the request first
+		if hasBody {
+			// The target may have answered on the head already: send
+			// the rest, then read (before waiting; see deferWrite).
+			if err = bc.bw.Flush(); err != nil {
+				err = &backendWriteError{err}
+			}
+		} else {
+			err = bc.sock.deferWrite(bc.bw.Flush)
+		}
+		if err == nil {
+			err = bc.readHead(&resp, start) // sends a deferred request first
 		}
 		// Interim responses are not relayed over HTTP/2.
 		for err == nil && resp.status < 200 && resp.status != 101 {
@@ -64,7 +74,7 @@ func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
 		break
 	}
 	if err == nil && resp.status == 101 {
-		err = errBadRequest // no upgrades over HTTP/2
+		err = errUpgradeH2
 	}
 	if err != nil {
 		bc.close()
@@ -124,21 +134,23 @@ func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
 	p.pool.put(bc)
 }
 
-// h2Fail answers 502 or 504 for a target that failed before answering.
+// h2Fail answers 502 or 504 for a target that failed before answering,
+// saying what failed.
 func (p *Proxy) h2Fail(w http.ResponseWriter, r *http.Request, err error) {
-	kind, code := "read", http.StatusBadGateway
-	switch {
-	case isTimeout(err):
-		kind, code = "timeout", http.StatusGatewayTimeout
-	case errors.Is(err, errBackendWrite):
-		kind = "write"
-	case errors.Is(err, errBadRequest) || errors.Is(err, errHeadTooLarge):
-		kind = "protocol"
-	}
+	code, kind, text := p.failure(err)
 	p.m.backendErrs.WithLabelValues(kind).Inc()
 	p.m.rejected.WithLabelValues("backend").Inc()
 	p.log.Warn("target failed", "target", p.target.String(), "kind", kind, "method", r.Method, "path", r.URL.Path, "error", err)
+	h2Text(w, code, text)
+}
+
+// h2Text answers code with a short text body.
+func h2Text(w http.ResponseWriter, code int, text string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(text)))
 	w.WriteHeader(code)
+	io.WriteString(w, text)
 }
 
 // h2Drop lists request headers that do not go to the target: hop-by-hop

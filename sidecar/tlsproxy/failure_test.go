@@ -1,0 +1,152 @@
+package tlsproxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// rawTarget accepts connections and hands each to serve.
+func rawTarget(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				serve(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// resetAfterHead reads a request head, then resets the connection.
+func resetAfterHead(c net.Conn) {
+	br := bufio.NewReader(c)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil || line == "\r\n" {
+			break
+		}
+	}
+	c.(*net.TCPConn).SetLinger(0)
+}
+
+// TestTargetFailureText: what the proxy answers for a target that failed
+// before answering says, in a short text body, what failed and where,
+// over HTTP/1.1 and HTTP/2.
+func TestTargetFailureText(t *testing.T) {
+	ca := newPKI(t, "CA")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	silent := rawTarget(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	closes := rawTarget(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				return
+			}
+		}
+	})
+	garbage := rawTarget(t, func(c net.Conn) {
+		bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, "SMTP ready\r\n\r\n")
+	})
+	missing := "unix:" + filepath.Join(t.TempDir(), "no.sock")
+	tests := []struct {
+		name, target string
+		idle         time.Duration
+		status       int
+		body         string
+	}{
+		{"refused", dead, 0, 502, "tls-proxy: target " + dead + " refused the connection\n"},
+		{"no socket", missing, 0, 502, "tls-proxy: target " + missing + " does not exist\n"},
+		{"closed before answering", closes, 0, 502, "tls-proxy: target " + closes + " closed the connection before answering\n"},
+		{"malformed answer", garbage, 0, 502, "tls-proxy: target " + garbage + " sent a malformed response\n"},
+		{"no answer", silent, 300 * time.Millisecond, 504, "tls-proxy: target " + silent + " did not answer within 300ms\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := serverProxy(t, ca, tt.target, func(c *Config) {
+				if tt.idle > 0 {
+					c.IdleTimeout = tt.idle
+				}
+			})
+			for _, h2 := range []bool{false, true} {
+				resp, err := httpsClient(ca, h2).Get("https://" + r.addr + "/x")
+				if err != nil {
+					t.Fatalf("h2=%v: %v", h2, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tt.status || string(b) != tt.body {
+					t.Errorf("h2=%v: %d %q, want %d %q", h2, resp.StatusCode, b, tt.status, tt.body)
+				}
+				if ct := resp.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" {
+					t.Errorf("h2=%v: Content-Type %q", h2, ct)
+				}
+			}
+		})
+	}
+}
+
+// TestBodyWriteFails: the target resets the connection after the head
+// of a request whose body comes later (Expect: 100-continue), so the
+// last write of the request fails. The client gets a 502 saying so, not
+// a closed connection.
+func TestBodyWriteFails(t *testing.T) {
+	ca := newPKI(t, "CA")
+	reset := make(chan struct{}, 1)
+	target := rawTarget(t, func(c net.Conn) {
+		resetAfterHead(c)
+		c.Close()
+		reset <- struct{}{}
+	})
+	r := serverProxy(t, ca, target, nil)
+	c, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // bounds a hang
+	io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	br := bufio.NewReader(c)
+	cont, err := http.ReadResponse(br, nil)
+	if err != nil || cont.StatusCode != 100 {
+		t.Fatalf("want 100 Continue first: %v %v", cont, err)
+	}
+	<-reset // the target has read the head and reset the connection
+	io.WriteString(c, "hello")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer after the write to the target failed: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := "tls-proxy: target " + target + " closed the connection while the request was sent\n"
+	if resp.StatusCode != 502 || string(b) != want {
+		t.Errorf("%d %q, want 502 %q", resp.StatusCode, b, want)
+	}
+	if v := r.metric(t, `podkit_tlsproxy_backend_errors_total{kind="write"}`); v != 1 {
+		t.Errorf(`backend_errors_total{kind="write"} = %v, want 1`, v)
+	}
+}
