@@ -74,11 +74,14 @@ func newCertStore(cfg *Config, alpn []string) (*certStore, error) {
 		}
 		m = &material{cert: cert, leaf: cert.Leaf}
 		if cfg.ClientCA != "" {
-			pool, _, err := loadCA(cfg.ClientCA)
+			pool, sum, err := loadCA(cfg.ClientCA)
 			if err != nil {
 				return nil, err
 			}
 			m.clientCA = pool
+			// What the watch compares with: an unchanged bundle is
+			// not a reload.
+			s.lastSeen[2] = sum
 		}
 	} else {
 		var err error
@@ -118,8 +121,11 @@ func (s *certStore) install(m *material) {
 		if !s.allow.empty() {
 			allow := s.allow
 			c.VerifyConnection = func(cs tls.ConnectionState) error {
-				if len(cs.PeerCertificates) == 0 || !allow.allows(cs.PeerCertificates[0]) {
+				if len(cs.PeerCertificates) == 0 {
 					return ErrClientNotAllowed
+				}
+				if leaf := cs.PeerCertificates[0]; !allow.allows(leaf) {
+					return fmt.Errorf("%w: %s", ErrClientNotAllowed, leaf.Subject)
 				}
 				return nil
 			}

@@ -153,13 +153,16 @@ type running struct {
 }
 
 // startProxy runs New(cfg) under the container contract until the test
-// ends. cfg.Listen is replaced by a loopback listener.
+// ends. cfg.Listen is replaced by a loopback listener; a nil cfg.Logger
+// by testLogger.
 func startProxy(t testing.TB, cfg Config) *running {
 	t.Helper()
 	if cfg.Listen == "" || cfg.Listen == DefaultConfig().Listen {
 		cfg.Listen = "127.0.0.1:0"
 	}
-	cfg.Logger = testLogger(t)
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
 	p, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)

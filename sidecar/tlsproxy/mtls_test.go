@@ -2,11 +2,18 @@ package tlsproxy
 
 import (
 	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 func TestMutualTLS(t *testing.T) {
@@ -98,5 +105,89 @@ func TestAllowList(t *testing.T) {
 				t.Errorf("allows = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestRejectedClientLogged: rejected client certificates are logged with
+// the reason and the client's address, at most once per reason per
+// interval; the next line says how many were not logged in between.
+func TestRejectedClientLogged(t *testing.T) {
+	serverCA := newPKI(t, "server CA")
+	clientCA := newPKI(t, "client CA")
+	caFile := filepath.Join(t.TempDir(), "clients.pem")
+	if err := os.WriteFile(caFile, clientCA.pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs testdeps.Buffer
+	r := serverProxy(t, serverCA, echoBackend(t), func(c *Config) {
+		c.ClientCA = caFile
+		c.AllowCN = []string{"alice"}
+		c.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	})
+	var now atomic.Int64 // the log's clock
+	now.Store(time.Now().UnixNano())
+	r.p.rejects.setClock(func() time.Time { return time.Unix(0, now.Load()) })
+	_, _, mallory := clientCA.issue(leafOpts{cn: "mallory", client: true})
+	clients := map[string]*http.Client{
+		"not_allowed": httpsClient(serverCA, false, mallory),
+		"client_cert": httpsClient(serverCA, false),
+	}
+	rejected := 0
+	reject := func(n int) {
+		t.Helper()
+		for range n {
+			for reason, c := range clients {
+				if resp, err := c.Get("https://" + r.addr + "/"); err == nil {
+					resp.Body.Close()
+					t.Fatalf("%s: request succeeded", reason)
+				}
+			}
+		}
+		rejected += n
+		for reason := range clients {
+			eventually(t, reason+" rejections counted", func() error {
+				if v := r.metric(t, `podkit_tlsproxy_handshake_errors_total{reason="`+reason+`"}`); v != float64(rejected) {
+					return fmt.Errorf("%v counted, want %d", v, rejected)
+				}
+				return nil
+			})
+		}
+	}
+	type line struct {
+		Msg, Reason, Remote, Error string
+		Suppressed                 int
+	}
+	logged := func(reason string) []line {
+		var out []line
+		for _, s := range strings.Split(logs.String(), "\n") {
+			var l line
+			if json.Unmarshal([]byte(s), &l) == nil && l.Msg == "client certificate rejected" && l.Reason == reason {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+
+	reject(3)
+	for reason := range clients {
+		got := logged(reason)
+		if len(got) != 1 {
+			t.Fatalf("%s: %d lines for 3 rejections in one interval, want 1:\n%s", reason, len(got), logs.String())
+		}
+		if !strings.HasPrefix(got[0].Remote, "127.0.0.1:") || got[0].Error == "" || got[0].Suppressed != 0 {
+			t.Errorf("%s: %+v, want the client's address, the error and suppressed 0", reason, got[0])
+		}
+	}
+	if got := logged("not_allowed"); !strings.Contains(got[0].Error, "CN=mallory") {
+		t.Errorf("not_allowed: error %q does not name the certificate", got[0].Error)
+	}
+
+	now.Add(int64(rejectLogEvery + time.Second))
+	reject(1)
+	for reason := range clients {
+		got := logged(reason)
+		if len(got) != 2 || got[1].Suppressed != 2 {
+			t.Errorf("%s after the interval: %+v, want a second line with suppressed 2", reason, got)
+		}
 	}
 }

@@ -63,9 +63,12 @@ type Proxy struct {
 	conns  map[*trackedConn]struct{}
 	connWG sync.WaitGroup
 
-	hupCount atomic.Int64 // SIGHUP reloads handled, for tests
+	hupCount  atomic.Int64 // SIGHUP reloads handled, for tests
+	pollCount atomic.Int64 // file change checks made, for tests
 
 	gc *gcSettings // applied by Command, for the log
+
+	rejects *rejectLog
 
 	certHeaderLower string
 }
@@ -92,6 +95,8 @@ func New(cfg Config) (*Proxy, error) {
 		log:    cfg.Logger,
 		ready:  make(chan struct{}),
 		conns:  map[*trackedConn]struct{}{},
+
+		rejects: newRejectLog(),
 
 		certHeaderLower: strings.ToLower(cfg.ClientCertHeader),
 	}
@@ -297,7 +302,11 @@ func (p *Proxy) serveConn(raw *trackedConn) {
 	if err := tc.Handshake(); err != nil {
 		reason := handshakeReason(err)
 		p.m.handshakeErrs.WithLabelValues(reason).Inc()
-		p.log.Debug("handshake failed", "remote", raw.RemoteAddr().String(), "reason", reason, "error", err)
+		if reason == "client_cert" || reason == "not_allowed" {
+			p.rejects.log(p.log, reason, raw.RemoteAddr().String(), err)
+		} else {
+			p.log.Debug("handshake failed", "remote", raw.RemoteAddr().String(), "reason", reason, "error", err)
+		}
 		return
 	}
 	p.m.handshakeDur.Observe(time.Since(start).Seconds())
@@ -568,6 +577,7 @@ func (p *Proxy) watch(ctx context.Context, hup <-chan struct{}) {
 			p.hupCount.Add(1)
 		case <-tick:
 			p.reload(false, "file change")
+			p.pollCount.Add(1)
 		}
 	}
 }

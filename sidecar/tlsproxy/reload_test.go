@@ -5,15 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // servedSerial dials a new connection and returns the serial number of
@@ -281,5 +285,53 @@ func TestSessionResumption(t *testing.T) {
 				t.Error("connection after a certificate reload did not resume")
 			}
 		})
+	}
+}
+
+// TestSelfSignedClientCAWatch: with --self-signed --client-ca only the CA
+// bundle is watched. Polls that find it unchanged reload nothing and log
+// nothing; a changed bundle is reloaded and logged once.
+func TestSelfSignedClientCAWatch(t *testing.T) {
+	clientCA := newPKI(t, "client CA")
+	caFile := filepath.Join(t.TempDir(), "clients.pem")
+	writeAtomic(t, caFile, clientCA.pem)
+	var logs testdeps.Buffer
+	cfg := DefaultConfig()
+	cfg.Target = echoBackend(t)
+	cfg.SelfSigned = true
+	cfg.ClientCA = caFile
+	cfg.WatchInterval = 5 * time.Millisecond
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	r := startProxy(t, cfg)
+	eventually(t, "five polls of the unchanged bundle", func() error {
+		if n := r.p.pollCount.Load(); n < 5 {
+			return fmt.Errorf("%d polls", n)
+		}
+		return nil
+	})
+	if v := r.metric(t, `podkit_tlsproxy_cert_reloads_total{result="ok"}`); v != 0 {
+		t.Errorf(`cert_reloads_total{result="ok"} = %v with nothing changed, want 0`, v)
+	}
+	if n := strings.Count(logs.String(), "certificate reloaded"); n != 0 {
+		t.Errorf("%d reloads logged with nothing changed:\n%s", n, logs.String())
+	}
+
+	// A new bundle is picked up, and said so once.
+	writeAtomic(t, caFile, newPKI(t, "new client CA").pem)
+	eventually(t, "the new bundle reloaded", func() error {
+		if v := r.metric(t, `podkit_tlsproxy_cert_reloads_total{result="ok"}`); v != 1 {
+			return fmt.Errorf(`cert_reloads_total{result="ok"} = %v`, v)
+		}
+		return nil
+	})
+	polls := r.p.pollCount.Load()
+	eventually(t, "five more polls", func() error {
+		if n := r.p.pollCount.Load(); n < polls+5 {
+			return fmt.Errorf("%d polls", n-polls)
+		}
+		return nil
+	})
+	if n := strings.Count(logs.String(), "certificate reloaded"); n != 1 {
+		t.Errorf("%d reloads logged for one change, want 1:\n%s", n, logs.String())
 	}
 }
