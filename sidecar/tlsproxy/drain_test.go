@@ -24,7 +24,21 @@ var update = flag.Bool("update", false, "rewrite testdata golden files")
 // the idle connection is closed, and the listener refuses new clients.
 func TestDrain(t *testing.T) {
 	ca := newPKI(t, "CA")
-	r := serverProxy(t, ca, echoBackend(t), nil)
+	// The target answers /slow once the proxy is stopping, so the
+	// request is in flight across the stop however slow the machine.
+	arrived, stopping := make(chan struct{}), make(chan struct{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		close(arrived)
+		<-stopping
+		io.WriteString(w, "slow done")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	r := serverProxy(t, ca, ln.Addr().String(), nil)
 	cfg := &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}}
 	idle, err := tls.Dial("tcp", r.addr, cfg)
 	if err != nil {
@@ -37,13 +51,21 @@ func TestDrain(t *testing.T) {
 	}
 	defer busy.Close()
 	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
-	eventually(t, "request in flight", func() error {
+	<-arrived
+	eventually(t, "both connections open", func() error {
 		if v := r.metric(t, "podkit_tlsproxy_connections_open"); v != 2 {
 			return io.ErrNoProgress
 		}
 		return nil
 	})
 	r.cancel()
+	eventually(t, "the proxy stopping", func() error {
+		if !r.p.stopped.Load() {
+			return io.ErrNoProgress
+		}
+		return nil
+	})
+	close(stopping)
 	resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
 	if err != nil {
 		t.Fatalf("in-flight request: %v", err)
