@@ -293,7 +293,7 @@ func (c *checker) grantHint() string {
 	case dbwire.MySQL:
 		return "grant the account SLAVE MONITOR (MariaDB 10.5.9 and later) or REPLICATION CLIENT (MySQL, older MariaDB) ON *.*"
 	case dbwire.Postgres:
-		return "the account needs to run pg_is_in_recovery() and pg_last_wal_*(): see docs/health.md"
+		return "grant the account EXECUTE on pg_is_in_recovery() and the pg_last_wal_*() functions (every role has it unless revoked)"
 	}
 	return "allow INFO in the account's ACL (+info)"
 }

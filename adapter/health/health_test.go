@@ -373,6 +373,9 @@ func TestRedisReplica(t *testing.T) {
 	if code, _ := get(t, r.base+"/readyz"); code != 200 {
 		t.Fatalf("/readyz without a lag limit: %d", code)
 	}
+	if v := metric(t, r.admin, "podkit_health_replication_lag_seconds"); v != "+Inf" {
+		t.Fatalf("podkit_health_replication_lag_seconds = %q with replication stopped, want +Inf", v)
+	}
 }
 
 func splitDSN(t *testing.T, dsn, password string) (string, string) {
