@@ -364,6 +364,9 @@ func TestMultilineCheckpoint(t *testing.T) {
 	args := []string{"--files", logPath, "--state-dir", filepath.Join(dir, "state"), "--multiline", "java", "--multiline-timeout", "1h", "--admin-addr", "off", "--poll-interval", "10ms"}
 	out1, out2 := filepath.Join(dir, "out1.json"), filepath.Join(dir, "out2.json")
 	p1 := startLogs(t, out1, nil, args...)
+	// SIGTERM only once the process handles it (it logs "following file"
+	// after installing its signal handler) and has read the file.
+	waitFor(t, "the file to be followed", func() bool { return strings.Contains(p1.stderr.String(), "following file") })
 	time.Sleep(300 * time.Millisecond) // the trace is open: nothing says it ended
 	if evs := readEvents(t, out1); len(evs) != 0 {
 		t.Fatalf("open event emitted early: %v", evs)
@@ -378,6 +381,7 @@ func TestMultilineCheckpoint(t *testing.T) {
 	f.Close()
 	p2 := startLogs(t, out2, nil, args...)
 	waitFor(t, "the next line", func() bool { return len(readEvents(t, out2)) >= 1 })
+	waitFor(t, "the file to be followed", func() bool { return strings.Contains(p2.stderr.String(), "following file") })
 	p2.stop(t)
 	evs = readEvents(t, out2)
 	if len(evs) != 2 || evs[0].Body != "next" || evs[1].Body != "last" {
