@@ -36,7 +36,7 @@ const MaxPercent = 100000
 // PercentUsage is the help text of a --gc-percent flag whose component
 // collects at defaultPercent unless told otherwise.
 func PercentUsage(defaultPercent int) string {
-	return fmt.Sprintf("garbage collection target percentage, as GOGC: a number, or off (no collection until near the memory limit); 0: GOGC if set, else %d", defaultPercent)
+	return fmt.Sprintf("garbage collection target percentage `N|off`, as GOGC (off: no collection until near the memory limit); 0: GOGC if set, else %d", defaultPercent)
 }
 
 // PercentFlag returns the flag.Value of --gc-percent, stored in p: a
