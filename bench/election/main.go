@@ -47,19 +47,27 @@ type proc struct {
 	id, api string
 	args    []string
 	cmd     *exec.Cmd
+	log     string // stderr goes here (appended) if set, else to ours
 }
 
 var (
 	podkit    = flag.String("podkit", "bin/podkit", "the podkit binary")
 	trials    = flag.Int("trials", 20, "trials per backend and mode")
+	stopTrial = flag.Int("stop-trials", 0, "also this many trials where the leader is SIGSTOPped (alive to the kernel, silent to raft: a host lost without a reset) and then killed")
 	slowTrial = flag.Int("slow-trials", 0, "trials for kubernetes at 15s/10s/2s (default: -trials)")
 	backends  = flag.String("backends", "raft,etcd,kubernetes,kubernetes-15-10-2", "configurations to run")
 	apiserver = flag.String("kube-apiserver", "", "kube-apiserver binary (kubernetes configurations)")
 	verbose   = flag.Bool("v", false, "log every trial")
+	soakSecs  = flag.Bool("print-soak-seconds", false, "print how many seconds the soaks take in all, and exit")
+	soakFor   = flag.Duration("soak", 0, "instead of failover trials, run each raft configuration this long and count leadership changes (start the CPU load outside)")
 )
 
 func main() {
 	flag.Parse()
+	if *soakSecs {
+		fmt.Println(int(soakFor.Seconds()) * len(strings.Split(*backends, ",")))
+		return
+	}
 	if *slowTrial == 0 {
 		*slowTrial = *trials
 	}
@@ -77,6 +85,20 @@ func main() {
 	if need("kubernetes") {
 		kubeconfig = startAPIServer(filepath.Join(work, "kube"), etcdURL)
 	}
+	if *soakFor > 0 {
+		var line []string
+		for _, b := range strings.Split(*backends, ",") {
+			args, err := raftArgs(b)
+			if err != nil {
+				fatal(err)
+			}
+			res := soak(filepath.Join(work, "soak-"+b), args, *soakFor)
+			fmt.Printf("%-20s soak %s: %s\n", b, *soakFor, res)
+			line = append(line, fmt.Sprintf("%s changes=%d leaderless=%d self_lost=%d", b, res.changes, res.leaderless, res.selfLost))
+		}
+		fmt.Printf("soak podkit elect (%s, load %s): %s\n", *soakFor, loadavg(), strings.Join(line, "; "))
+		return
+	}
 	type result struct {
 		name           string
 		crash, gracefl []time.Duration
@@ -85,24 +107,30 @@ func main() {
 	for _, b := range strings.Split(*backends, ",") {
 		var args []string
 		n := *trials
-		switch b {
-		case "raft":
-			args = nil
-		case "etcd":
+		switch {
+		case strings.HasPrefix(b, "raft"):
+			args, err = raftArgs(b)
+			if err != nil {
+				fatal(err)
+			}
+		case b == "etcd":
 			args = []string{"--backend", "etcd", "--etcd-endpoints", etcdURL, "--election", "bench"}
-		case "kubernetes":
+		case b == "kubernetes":
 			args = []string{"--backend", "kubernetes", "--kubeconfig", kubeconfig, "--namespace", "default", "--election", "bench-default"}
-		case "kubernetes-15-10-2":
+		case b == "kubernetes-15-10-2":
 			args = []string{"--backend", "kubernetes", "--kubeconfig", kubeconfig, "--namespace", "default", "--election", "bench-slow",
 				"--lease-duration", "15s", "--renew-deadline", "10s", "--retry-period", "2s"}
 			n = *slowTrial
 		default:
 			fatal(fmt.Errorf("unknown configuration %q", b))
 		}
-		crash, graceful := runBackend(filepath.Join(work, b), args, n)
+		crash, graceful, stopped := runBackend(filepath.Join(work, b), args, n, *stopTrial)
 		results = append(results, result{b, crash, graceful})
 		fmt.Printf("%-20s crash    %s\n", b, summary(crash))
 		fmt.Printf("%-20s graceful %s\n", b, summary(graceful))
+		if len(stopped) > 0 {
+			fmt.Printf("%-20s stopped  %s\n", b, summary(stopped))
+		}
 	}
 	// Targets from the issue, against the peers measured on this machine.
 	targets := map[string][2]time.Duration{
@@ -178,8 +206,8 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
-// runBackend runs n crash and n graceful trials, alternating.
-func runBackend(dir string, backendArgs []string, n int) (crash, graceful []time.Duration) {
+// startCluster starts three replicas; raft ones keep their state in dir.
+func startCluster(dir string, backendArgs []string, logs bool) []*proc {
 	ids := []string{"n1", "n2", "n3"}
 	var peers []string
 	ps := make([]*proc, len(ids))
@@ -189,19 +217,33 @@ func runBackend(dir string, backendArgs []string, n int) (crash, graceful []time
 	}
 	for _, p := range ps {
 		args := backendArgs
-		if args == nil {
-			args = []string{"--peers", strings.Join(peers, ","), "--data-dir", filepath.Join(dir, p.id)}
+		if len(args) == 0 || args[0] != "--backend" {
+			args = append([]string{"--peers", strings.Join(peers, ","), "--data-dir", filepath.Join(dir, p.id)}, args...)
+		}
+		if logs {
+			os.MkdirAll(dir, 0o700)
+			p.log = filepath.Join(dir, p.id+".log")
 		}
 		p.args = append([]string{"elect", "--id", p.id, "--listen", p.api, "--admin-addr", "off", "--drain-delay", "0s", "--log-level", "warn"}, args...)
 		p.start()
 	}
+	return ps
+}
+
+// runBackend runs n crash and n graceful trials, alternating, and
+// stops trials of SIGSTOP after them.
+func runBackend(dir string, backendArgs []string, n, stops int) (crash, graceful, stopped []time.Duration) {
+	ps := startCluster(dir, backendArgs, false)
 	defer func() {
 		for _, p := range ps {
 			p.kill()
 		}
 	}()
-	for t := 0; t < 2*n; t++ {
+	for t := 0; t < 2*n+stops; t++ {
 		mode := []string{"crash", "graceful"}[t%2]
+		if t >= 2*n {
+			mode = "stopped"
+		}
 		leader, epoch := agree(ps)
 		var rest []*proc
 		for _, p := range ps {
@@ -219,10 +261,13 @@ func runBackend(dir string, backendArgs []string, n int) (crash, graceful []time
 			<-ready
 		}
 		t0 := time.Now()
-		if mode == "crash" {
+		switch mode {
+		case "crash":
 			leader.cmd.Process.Signal(syscall.SIGKILL)
-		} else {
+		case "graceful":
 			leader.cmd.Process.Signal(syscall.SIGTERM)
+		case "stopped":
+			leader.cmd.Process.Signal(syscall.SIGSTOP)
 		}
 		var t1 time.Time
 		select {
@@ -232,10 +277,14 @@ func runBackend(dir string, backendArgs []string, n int) (crash, graceful []time
 		}
 		cancel()
 		d := t1.Sub(t0)
-		if mode == "crash" {
+		switch mode {
+		case "crash":
 			crash = append(crash, d)
-		} else {
+		case "graceful":
 			graceful = append(graceful, d)
+		case "stopped":
+			stopped = append(stopped, d)
+			leader.cmd.Process.Signal(syscall.SIGKILL)
 		}
 		if *verbose {
 			fmt.Fprintf(os.Stderr, "%s trial %d: %s -> %s\n", mode, t, leader.id, d)
@@ -243,12 +292,20 @@ func runBackend(dir string, backendArgs []string, n int) (crash, graceful []time
 		leader.cmd.Wait()
 		leader.start()
 	}
-	return crash, graceful
+	return crash, graceful, stopped
 }
 
 func (p *proc) start() {
 	p.cmd = exec.Command(*podkit, p.args...)
 	p.cmd.Stderr = os.Stderr
+	if p.log != "" {
+		f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			fatal(err)
+		}
+		defer f.Close() // the child keeps its own descriptor
+		p.cmd.Stdout, p.cmd.Stderr = f, f
+	}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		fatal(err)
