@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/cli"
 )
 
@@ -165,5 +167,38 @@ func TestSIGHUPSyncsNow(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, logs)
+	}
+}
+
+// TestOnceWithoutAdminPort: `--once` (an init container: no probes, done in
+// a moment) opens no admin listener unless --admin-addr is given, so it
+// works while the default 127.0.0.1:9901 is taken (by a sidecar started
+// before it, or another podkit on a workstation).
+func TestOnceWithoutAdminPort(t *testing.T) {
+	ln, err := net.Listen("tcp", container.DefaultAdminAddr)
+	if err == nil {
+		defer ln.Close()
+	} else if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("cannot take %s: %v", container.DefaultAdminAddr, err)
+	} // else someone else holds it: taken either way
+	dir := t.TempDir()
+	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
+	writeAtomic(t, src, []byte("v1"))
+	if out, err := podkitCmd("--source", src, "--dest", dest, "--once").CombinedOutput(); err != nil {
+		t.Fatalf("--once with the default admin port taken: %v\n%s", err, out)
+	}
+	if readFile(t, dest) != "v1" {
+		t.Fatal("not published")
+	}
+	// An explicit --admin-addr is honoured: a taken one fails.
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	out, err := podkitCmd("--source", src, "--dest", dest, "--once", "--admin-addr", held.Addr().String()).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !strings.Contains(string(out), "--admin-addr") {
+		t.Fatalf("--once with an explicit, taken --admin-addr: %v, want a failure naming it\n%s", err, out)
 	}
 }
