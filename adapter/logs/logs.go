@@ -120,7 +120,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RotateWait, "rotate-wait", c.RotateWait, "keep a rotated or deleted file open this long after it stopped growing")
 	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", c.CheckpointInterval, "at most one checkpoint write per interval (and one at exit)")
 	fs.IntVar(&c.MaxLineBytes, "max-line-bytes", c.MaxLineBytes, "cut longer lines; the rest continues as a new line")
-	fs.BoolVar(&c.ExitOnEOF, "exit-on-eof", c.ExitOnEOF, "exit once every --files file has been read to its end (a batch run)")
+	fs.BoolVar(&c.ExitOnEOF, "exit-on-eof", c.ExitOnEOF, "exit once every --files file has been read to its end (a batch run; a glob matching no file is an error)")
 	fs.Var((*cli.StringList)(&c.RedisSlowlog), "redis-slowlog", "poll the SLOWLOG of the Redis server at `host:port` (repeatable)")
 	fs.DurationVar(&c.Every, "every", c.Every, "how often --redis-slowlog servers are polled")
 	fs.StringVar(&c.RedisPasswordFile, "redis-password-file", c.RedisPasswordFile, "read the Redis password from this `file`")
