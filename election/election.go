@@ -411,11 +411,14 @@ func (e *Elector) Resign(ctx context.Context) error { return e.backend.Resign(ct
 
 // Run implements container.Component.
 func (e *Elector) Run(ctx context.Context, h *container.Host) error {
+	// Every line names this replica: several electors often share one log
+	// stream (the demo, tests, a node's journal).
+	log := h.Logger().With("id", e.cfg.ID)
 	e.mu.Lock()
-	e.h, e.log = h, h.Logger()
+	e.h, e.log = h, log
 	e.mu.Unlock()
 	if ls, ok := e.backend.(interface{ SetLogger(*slog.Logger) }); ok {
-		ls.SetLogger(h.Logger())
+		ls.SetLogger(log)
 	}
 	e.m.register(h.Registerer(), e)
 	e.notifier = newNotifier(e.cfg.Notify, e.cfg.NotifyTimeout, e.log, e.m)
@@ -431,7 +434,7 @@ func (e *Elector) Run(ctx context.Context, h *container.Host) error {
 			return fmt.Errorf("--proxy-listen: %w", err)
 		}
 	}
-	e.log.Info("electing", "election", e.cfg.Election, "id", e.cfg.ID, "backend", e.backendName(),
+	e.log.Info("electing", "election", e.cfg.Election, "backend", e.backendName(),
 		"listen", apiLn.Addr().String(), "advertise", e.cfg.Advertise)
 
 	servers := []*http.Server{{Handler: e.Handler(), ReadHeaderTimeout: 10 * time.Second}}

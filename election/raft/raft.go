@@ -59,7 +59,13 @@ type Config struct {
 	// DataDir keeps raft's term, vote and log; "" keeps them in memory.
 	DataDir string `json:"data_dir"`
 	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout are raft's
-	// timings (defaults 200ms, 200ms, 100ms: tuned for fast failover).
+	// timings (defaults 1s each). A follower starts an election after
+	// HeartbeatTimeout without word from the leader (raft sends a heartbeat
+	// every tenth of it), a leader steps down after LeaderLeaseTimeout
+	// without a quorum, and a claim lasts LeaderLeaseTimeout past its last
+	// confirmation. They are sized to ride out a leader starved of CPU for
+	// up to a second; a leader whose process is gone is replaced sooner,
+	// see crashDetector.
 	HeartbeatTimeout   time.Duration `json:"heartbeat_timeout"`
 	ElectionTimeout    time.Duration `json:"election_timeout"`
 	LeaderLeaseTimeout time.Duration `json:"leader_lease_timeout"`
@@ -67,12 +73,12 @@ type Config struct {
 	Logger *slog.Logger `json:"-"`
 }
 
-// DefaultConfig returns the tuned timings and a single replica.
+// DefaultConfig returns the default timings and a single replica.
 func DefaultConfig() Config {
 	return Config{
-		HeartbeatTimeout:   200 * time.Millisecond,
-		ElectionTimeout:    200 * time.Millisecond,
-		LeaderLeaseTimeout: 100 * time.Millisecond,
+		HeartbeatTimeout:   time.Second,
+		ElectionTimeout:    time.Second,
+		LeaderLeaseTimeout: time.Second,
 	}
 }
 
@@ -329,6 +335,7 @@ func (b *Backend) Campaign(ctx context.Context, c backend.Candidate, observe fun
 
 	var trans hraft.Transport
 	var servers []hraft.Server
+	var crash *crashDetector // nil for a single replica
 	if len(cfg.Peers) == 0 {
 		addr, t := hraft.NewInmemTransport(hraft.ServerAddress("local-" + c.ID))
 		trans = t
@@ -352,6 +359,7 @@ func (b *Backend) Campaign(ctx context.Context, c backend.Candidate, observe fun
 		nt := hraft.NewNetworkTransport(&streamLayer{Listener: ln, adv: tcpName(self.Addr)}, 3, time.Second, io.Discard)
 		defer nt.Close()
 		trans = nt
+		crash = newCrashDetector(conf.LocalID, hraft.ServerAddress(dialAddr(ln)), cfg.Peers, nt, cfg.HeartbeatTimeout, cfg.ElectionTimeout, log)
 		for _, p := range cfg.Peers {
 			servers = append(servers, hraft.Server{ID: hraft.ServerID(p.ID), Address: hraft.ServerAddress(p.Addr)})
 		}
@@ -395,7 +403,10 @@ func (b *Backend) Campaign(ctx context.Context, c backend.Candidate, observe fun
 
 	claimData, _ := json.Marshal(claim{ID: c.ID, Address: c.Address})
 	var claimed uint64 // the term in which our claim committed
-	tick := cfg.LeaderLeaseTimeout / 4
+	// The leader renews its claim four times per lease; a follower looks
+	// at raft's state once per heartbeat raft sends (a tenth of the
+	// heartbeat timeout), so a crashed leader is noticed soon.
+	leaderTick, followerTick := cfg.LeaderLeaseTimeout/4, cfg.HeartbeatTimeout/10
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var last backend.Observation
@@ -408,7 +419,9 @@ func (b *Backend) Campaign(ctx context.Context, c backend.Candidate, observe fun
 		case <-r.LeaderCh():
 		}
 		var o backend.Observation
+		tick := followerTick
 		if r.State() == hraft.Leader {
+			tick = leaderTick
 			term := r.CurrentTerm()
 			if claimed != term {
 				if err := r.Apply(claimData, cfg.ElectionTimeout).Error(); err == nil {
@@ -426,6 +439,9 @@ func (b *Backend) Campaign(ctx context.Context, c backend.Candidate, observe fun
 			cur := f.get()
 			if id != "" && string(id) == cur.ID && cur.Term == r.CurrentTerm() && cur.ID != c.ID {
 				o = backend.Observation{Leader: cur.ID, Address: cur.Address, Epoch: cur.Term, Expires: r.LastContact().Add(cfg.HeartbeatTimeout)}
+			}
+			if crash != nil {
+				crash.step(r)
 			}
 		}
 		if o != last || o.Leader != "" {

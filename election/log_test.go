@@ -1,0 +1,74 @@
+package election
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podkit/podkit/container"
+)
+
+// containerLines are the contract's own lines (container.Run logs them
+// with the component's logger, which the elector does not own).
+var containerLines = map[string]bool{"started": true, "ready": true, "readiness changed": true, "draining": true, "stopped": true, "stop requested": true}
+
+// TestLogLinesNameTheReplica: every line an elector logs, its backend's
+// (raft's) included, carries the replica's --id, so electors sharing one
+// log stream can be told apart.
+func TestLogLinesNameTheReplica(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ID = "replica-7"
+	cfg.Listen = "127.0.0.1:0"
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf syncBuffer
+	opts := container.DefaultOptions()
+	opts.AdminAddr = "off"
+	opts.DrainDelay = 0
+	opts.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- container.Run(ctx, e, opts) }()
+	deadline := time.After(time.Minute)
+	for !e.Leader().Self {
+		select {
+		case <-e.Changed():
+		case <-deadline:
+			stop()
+			t.Fatal("the single replica did not elect itself within a minute")
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	var leading, fromRaft int
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec["component"] != "elect" || containerLines[rec["msg"].(string)] {
+			continue
+		}
+		if rec["id"] != "replica-7" {
+			t.Errorf("log line without id=replica-7: %s", line)
+		}
+		msg, _ := rec["msg"].(string)
+		if msg == "leading" {
+			leading++
+		}
+		if strings.Contains(msg, "entering leader state") {
+			fromRaft++
+		}
+	}
+	if leading == 0 || fromRaft == 0 {
+		t.Errorf("want the elector's \"leading\" line and raft's \"entering leader state\" line; got %d and %d in:\n%s", leading, fromRaft, buf.String())
+	}
+}
