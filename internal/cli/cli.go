@@ -129,6 +129,13 @@ var ownEnv = map[string]bool{
 	"PODKIT_ITEM_FILE":      true,
 	"PODKIT_QUEUE":          true,
 	"PODKIT_ITEM_DEADLINE":  true,
+	// switches of podkit's own tests and benchmarks, set around a podkit
+	// command they run
+	"PODKIT_SHARD_AS_COMMAND": true,
+	"PODKIT_SHARD_CPUPROFILE": true,
+	"PODKIT_LONG":             true,
+	"PODKIT_ELECT_SCHEDULES":  true,
+	"PODKIT_BIN":              true,
 }
 
 // warnUnknownEnv writes one line to w for each PODKIT_ variable in environ
