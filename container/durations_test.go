@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -144,13 +145,21 @@ func TestLogDurations(t *testing.T) {
 				t.Fatal(err)
 			}
 			l.With("base", time.Minute).Info("x", "drain_delay", 5*time.Second, slog.Group("g", "period", 250*time.Millisecond))
+			if format == "json" {
+				// encoding/json writes other values: a struct with a duration.
+				l.Info("y", "cfg", durInner{Period: 90 * time.Second}, "err", errors.New("e"))
+			}
 			out := buf.String()
-			for _, want := range []string{"1m0s", "drain_delay", "5s", "250ms"} {
+			wants := []string{"1m0s", "drain_delay", "5s", "250ms"}
+			if format == "json" {
+				wants = append(wants, `"cfg":{"period":"1m30s"}`, `"err":"e"`)
+			}
+			for _, want := range wants {
 				if !strings.Contains(out, want) {
 					t.Errorf("log lacks %q: %s", want, out)
 				}
 			}
-			if strings.Contains(out, "5000000000") || strings.Contains(out, "250000000") {
+			if strings.Contains(out, "5000000000") || strings.Contains(out, "250000000") || strings.Contains(out, "90000000000") {
 				t.Errorf("log has nanoseconds: %s", out)
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 )
 
@@ -23,6 +24,9 @@ func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		}
 	}
 	o := &slog.HandlerOptions{Level: lvl, ReplaceAttr: durationString}
+	if format == "json" {
+		o.ReplaceAttr = jsonDurations
+	}
 	switch format {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, o)), nil
@@ -62,4 +66,19 @@ func durationString(_ []string, a slog.Attr) slog.Attr {
 		a.Value = slog.StringValue(a.Value.Duration().String())
 	}
 	return a
+}
+
+// jsonDurations is durationString for the JSON handler, which also writes
+// any other value (a struct, a slice) with encoding/json: durations inside
+// it are strings too, as on /info.
+func jsonDurations(groups []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindAny {
+		if v := a.Value.Any(); v != nil {
+			if _, isErr := v.(error); !isErr && holdsDuration(reflect.TypeOf(v)) {
+				a.Value = slog.AnyValue(humanDurations(v))
+			}
+		}
+		return a
+	}
+	return durationString(groups, a)
 }
