@@ -129,6 +129,7 @@ var ownEnv = map[string]bool{
 	"PODKIT_ITEM_FILE":      true,
 	"PODKIT_QUEUE":          true,
 	"PODKIT_ITEM_DEADLINE":  true,
+	"PODKIT_WORKER_ID":      true,
 	// switches of podkit's own tests and benchmarks, set around a podkit
 	// command they run
 	"PODKIT_SHARD_AS_COMMAND": true,

@@ -164,6 +164,7 @@ func TestMain_unknownEnv(t *testing.T) {
 	t.Setenv("PODKIT_COUNT", "4")         // a flag: no warning
 	t.Setenv("PODKIT_REQUIRE_DEPS", "1")  // podkit's own, not a flag
 	t.Setenv("PODKITTEN", "1")            // not PODKIT_
+	t.Setenv("PODKIT_WORKER_ID", "w-1")   // set by a worker for a podkit command it runs
 	var out, errb bytes.Buffer
 	if code := Main(context.Background(), cmds, []string{"thing"}, IO{Stdout: &out, Stderr: &errb}); code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
@@ -175,7 +176,7 @@ func TestMain_unknownEnv(t *testing.T) {
 	// environment may carry others.
 	var got []string
 	for _, line := range strings.SplitAfter(errb.String(), "\n") {
-		for _, v := range []string{"PODKIT_DRAIN_DELAI", "PODKIT_FROBNICATE", "PODKIT_COUNT", "PODKIT_REQUIRE_DEPS", "PODKITTEN", "PODKIT_SERVER"} {
+		for _, v := range []string{"PODKIT_DRAIN_DELAI", "PODKIT_FROBNICATE", "PODKIT_COUNT", "PODKIT_REQUIRE_DEPS", "PODKITTEN", "PODKIT_SERVER", "PODKIT_WORKER_ID"} {
 			if strings.Contains(line, v+" ") {
 				got = append(got, line)
 			}
