@@ -75,12 +75,13 @@ func startQueue(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 		// One item in ten fails (and is retried, then dead-lettered).
 		wcfg.Command = []string{sh, "-c", `payload=$(cat); case "$payload" in *'"fail":true'*) echo "item $PODKIT_ITEM_ID: refusing on purpose" >&2; exit 1;; esac; sleep 0.3`}
 		wcfg.Stdout, wcfg.Stderr = devNull{}, devNull{}
+		instance := fmt.Sprintf("worker-%d", i+1)
+		wcfg.ID = instance
 		w, err := worker.New(wcfg)
 		if err != nil {
 			stopAll()
 			return nil, nil, err
 		}
-		instance := fmt.Sprintf("worker-%d", i+1)
 		wadmin, werr, err := d.run(workerCtx, w, "instance", instance)
 		if err != nil {
 			stopAll()
