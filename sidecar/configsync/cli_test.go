@@ -46,6 +46,8 @@ func TestBadFlags(t *testing.T) {
 		{"same path", []string{"--source", src, "--dest", src}, "--dest"},
 		{"unknown scheme", []string{"--source", "ftp://h/x", "--dest", "/tmp/x"}, "--source"},
 		{"url without host", []string{"--source", "http:///x", "--dest", "/tmp/x"}, "missing host"},
+		{"url with an empty port", []string{"--source", "http://127.0.0.1:/x", "--dest", "/tmp/x"}, `--source "http://127.0.0.1:/x": empty port`},
+		{"reload url with an empty port", append(base, "--reload-url", "http://127.0.0.1:/-/reload"), `--reload-url "http://127.0.0.1:/-/reload": empty port`},
 		{"unknown flag", append(base, "--bogus"), "--bogus"},
 		{"signal", append(base, "--signal", "BOGUS"), "--signal"},
 		{"process and pid file", append(base, "--process-name", "nginx", "--pid-file", "/run/x.pid"), "--process-name and --pid-file"},

@@ -187,6 +187,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--source %q: %v", container.RedactURL(c.Source), err))
 		} else if u.Host == "" {
 			errs = append(errs, fmt.Errorf("--source %q: missing host", container.RedactURL(c.Source)))
+		} else if strings.HasSuffix(u.Host, ":") {
+			errs = append(errs, fmt.Errorf("--source %q: empty port", container.RedactURL(c.Source)))
 		}
 	case strings.Contains(c.Source, "://"):
 		errs = append(errs, fmt.Errorf("--source %q: unknown scheme (want a path, http:// or https://)", container.RedactURL(c.Source)))
@@ -239,6 +241,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--reload-url %q: unknown scheme %q (want http or https)", container.RedactURL(c.ReloadURL), u.Scheme))
 		case u.Host == "":
 			errs = append(errs, fmt.Errorf("--reload-url %q: missing host", container.RedactURL(c.ReloadURL)))
+		case strings.HasSuffix(u.Host, ":"):
+			errs = append(errs, fmt.Errorf("--reload-url %q: empty port", container.RedactURL(c.ReloadURL)))
 		}
 	}
 	if !validMethod(c.ReloadMethod) {
