@@ -35,7 +35,7 @@ func TestBadInput(t *testing.T) {
 		{"bad advertise", []string{"--advertise", "nohost"}, `--advertise: "nohost" is not host:port`},
 		{"bad listen", []string{"--listen", "x"}, `--listen:`},
 		{"bad notify", []string{"--notify", "ftp://x"}, `--notify "ftp://x": unknown scheme`},
-		{"raft lease above heartbeat", []string{"--raft-lease-timeout", "2s"}, `leader lease timeout 2s`},
+		{"raft lease above heartbeat", []string{"--raft-lease-timeout", "3s"}, `leader lease timeout 3s`},
 		{"etcd without endpoints", []string{"--backend", "etcd"}, `--etcd-endpoints: required`},
 		{"etcd bad endpoint", []string{"--backend", "etcd", "--etcd-endpoints", "localhost:2379"}, `--etcd-endpoints: "localhost:2379" is not an http(s)://host:port URL`},
 		{"etcd second endpoint bad", []string{"--backend", "etcd", "--etcd-endpoints", "http://a:2379,b:2379"}, `--etcd-endpoints: "b:2379" is not`},

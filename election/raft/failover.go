@@ -52,8 +52,9 @@ func newCrashDetector(self hraft.ServerID, selfAddr hraft.ServerAddress, peers [
 	sort.Strings(ids)
 	return &crashDetector{
 		self: self, selfAddr: selfAddr, ids: ids, trans: trans,
-		// raft sends a heartbeat every tenth of the heartbeat timeout.
-		silentFor: heartbeat / 4,
+		// raft sends a heartbeat every tenth of the heartbeat timeout; a
+		// probe costs a connection on loopback or the LAN.
+		silentFor: min(heartbeat/4, 250*time.Millisecond),
 		turn:      election / 2,
 		log:       log,
 		dial: func(addr string, timeout time.Duration) (net.Conn, error) {

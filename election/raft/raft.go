@@ -59,13 +59,13 @@ type Config struct {
 	// DataDir keeps raft's term, vote and log; "" keeps them in memory.
 	DataDir string `json:"data_dir"`
 	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout are raft's
-	// timings (defaults 1s each). A follower starts an election after
+	// timings (defaults 2s each). A follower starts an election after
 	// HeartbeatTimeout without word from the leader (raft sends a heartbeat
 	// every tenth of it), a leader steps down after LeaderLeaseTimeout
 	// without a quorum, and a claim lasts LeaderLeaseTimeout past its last
-	// confirmation. They are sized to ride out a leader starved of CPU for
-	// up to a second; a leader whose process is gone is replaced sooner,
-	// see crashDetector.
+	// confirmation. They are sized to ride out replicas starved of CPU for
+	// up to two seconds; a leader whose process is gone is replaced within
+	// a fraction of a second, see crashDetector.
 	HeartbeatTimeout   time.Duration `json:"heartbeat_timeout"`
 	ElectionTimeout    time.Duration `json:"election_timeout"`
 	LeaderLeaseTimeout time.Duration `json:"leader_lease_timeout"`
@@ -76,9 +76,9 @@ type Config struct {
 // DefaultConfig returns the default timings and a single replica.
 func DefaultConfig() Config {
 	return Config{
-		HeartbeatTimeout:   time.Second,
-		ElectionTimeout:    time.Second,
-		LeaderLeaseTimeout: time.Second,
+		HeartbeatTimeout:   2 * time.Second,
+		ElectionTimeout:    2 * time.Second,
+		LeaderLeaseTimeout: 2 * time.Second,
 	}
 }
 
@@ -405,8 +405,9 @@ func (b *Backend) Campaign(ctx context.Context, c backend.Candidate, observe fun
 	var claimed uint64 // the term in which our claim committed
 	// The leader renews its claim four times per lease; a follower looks
 	// at raft's state once per heartbeat raft sends (a tenth of the
-	// heartbeat timeout), so a crashed leader is noticed soon.
-	leaderTick, followerTick := cfg.LeaderLeaseTimeout/4, cfg.HeartbeatTimeout/10
+	// heartbeat timeout), and at least every 100ms, so that a crashed
+	// leader is noticed soon.
+	leaderTick, followerTick := cfg.LeaderLeaseTimeout/4, min(cfg.HeartbeatTimeout/10, 100*time.Millisecond)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var last backend.Observation
