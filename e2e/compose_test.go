@@ -487,7 +487,12 @@ func TestComposeMariaDBHealth(t *testing.T) {
 
 		// Freeze the database: readiness fails, liveness stays.
 		dockerOut(t, "pause", db[0])
-		defer dockerOut(t, "unpause", db[0])
+		paused := true
+		defer func() {
+			if paused {
+				exec.Command("docker", "unpause", db[0]).Run()
+			}
+		}()
 		composeWait(t, "/readyz to fail with the database frozen", func() error {
 			code, _, err := get(health + "/readyz")
 			if err != nil {
@@ -502,6 +507,7 @@ func TestComposeMariaDBHealth(t *testing.T) {
 			t.Errorf("/livez with the database frozen: %d %v %s", code, err, body)
 		}
 		dockerOut(t, "unpause", db[0])
+		paused = false
 		want200(t, health+"/readyz")
 	})
 }
