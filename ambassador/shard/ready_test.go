@@ -33,14 +33,14 @@ func scrapeUp(t *testing.T, r *running) (map[string]string, int) {
 	return up, resp.StatusCode
 }
 
-// TestReadinessWithDeadServer kills one redis of two under
-// auto_eject_hosts and samples /readyz and podkit_shard_server_up many
-// times across several retry cycles, with traffic: the proxy stays ready
-// (it can serve the pool) and the dead server reads 0 in every sample.
-// With both dead the proxy is not ready, in every sample; with one back
-// it is ready again.
+// TestReadinessWithDeadServer kills one redis of two (under
+// auto_eject_hosts, fail_closed, or neither) and samples /readyz and
+// podkit_shard_server_up many times across several retry cycles, with
+// traffic: the proxy stays ready (it can serve the pool) and the dead
+// server reads 0 in every sample. With both dead the proxy is not ready,
+// in every sample; with one back it is ready again.
 func TestReadinessWithDeadServer(t *testing.T) {
-	for _, mode := range []string{"auto_eject_hosts", "fail_closed"} {
+	for _, mode := range []string{"auto_eject_hosts", "fail_closed", "neither"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			live, victim := newRedisProc(t), newRedisProc(t)
@@ -97,14 +97,18 @@ func TestReadinessWithDeadServer(t *testing.T) {
 			// ejections counts the retry cycles that have passed.
 			ej := r.px.pools()[0].servers[1].ejections.Load
 			first := ej()
-			for i := 0; i < 300 && (i < 60 || ej() < first+5); i++ {
+			cycles := uint64(5)
+			if mode == "neither" {
+				cycles = 0 // every request tries the dead server; no retry cycle
+			}
+			for i := 0; i < 300 && (i < 60 || ej() < first+cycles); i++ {
 				up, code := scrapeUp(t, r)
 				if code != 200 || up["shard0"] != "1" || up["shard1"] != "0" {
 					t.Fatalf("sample %d (%d retry cycles in): /readyz %d, server_up %v; want 200, shard0 1, shard1 0", i, ej()-first, code, up)
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
-			if ej() < first+3 {
+			if ej() < first+min(cycles, 3) {
 				t.Fatalf("only %d retry cycles while sampling", ej()-first)
 			}
 
