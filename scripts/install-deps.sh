@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # install-deps.sh installs, from Debian's packages, the servers and tools that
 # podkit's test tiers need: the real peers (redis, memcached, nginx,
-# nutcracker, MariaDB, PostgreSQL), debootstrap for the peer image, and the
-# load generator used by bench/.
+# nutcracker, MariaDB, PostgreSQL), debootstrap for the peer image,
+# docker-compose (1.29, Debian's) for the deploy/compose examples' tests, and
+# the load generator used by bench/.
 #
 # Run as root. Safe to run again: apt-get skips what is installed. The
 # packaged services are left stopped and disabled, because tests start their
@@ -23,6 +24,7 @@ packages=(
   git
   make
   debootstrap
+  docker-compose
   redis-server
   redis-tools
   memcached
