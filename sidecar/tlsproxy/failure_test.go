@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,16 +35,21 @@ func rawTarget(t *testing.T, serve func(net.Conn)) string {
 	return ln.Addr().String()
 }
 
-// resetAfterHead reads a request head, then resets the connection.
-func resetAfterHead(c net.Conn) {
+// resetAfterHead reads a request head and makes the connection's close
+// a reset. It reports whether there was a head (the proxy's readiness
+// checks connect and close).
+func resetAfterHead(c net.Conn) bool {
 	br := bufio.NewReader(c)
 	for {
 		line, err := br.ReadString('\n')
-		if err != nil || line == "\r\n" {
-			break
+		if err != nil {
+			return false
+		}
+		if line == "\r\n" {
+			c.(*net.TCPConn).SetLinger(0)
+			return true
 		}
 	}
-	c.(*net.TCPConn).SetLinger(0)
 }
 
 // TestTargetFailureText: what the proxy answers for a target that failed
@@ -82,7 +88,7 @@ func TestTargetFailureText(t *testing.T) {
 		{"no socket", missing, 0, 502, "tls-proxy: target " + missing + " does not exist\n"},
 		{"closed before answering", closes, 0, 502, "tls-proxy: target " + closes + " closed the connection before answering\n"},
 		{"malformed answer", garbage, 0, 502, "tls-proxy: target " + garbage + " sent a malformed response\n"},
-		{"no answer", silent, 300 * time.Millisecond, 504, "tls-proxy: target " + silent + " did not answer within 300ms\n"},
+		{"no answer", silent, time.Second, 504, "tls-proxy: target " + silent + " did not answer within 1s\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,9 +123,10 @@ func TestBodyWriteFails(t *testing.T) {
 	ca := newPKI(t, "CA")
 	reset := make(chan struct{}, 1)
 	target := rawTarget(t, func(c net.Conn) {
-		resetAfterHead(c)
-		c.Close()
-		reset <- struct{}{}
+		if resetAfterHead(c) {
+			c.Close()
+			reset <- struct{}{}
+		}
 	})
 	r := serverProxy(t, ca, target, nil)
 	c, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
@@ -148,5 +155,37 @@ func TestBodyWriteFails(t *testing.T) {
 	}
 	if v := r.metric(t, `podkit_tlsproxy_backend_errors_total{kind="write"}`); v != 1 {
 		t.Errorf(`backend_errors_total{kind="write"} = %v, want 1`, v)
+	}
+}
+
+// TestAnswerBeforeResetRelayed: a target that refuses a large upload on
+// its head (413) and resets the connection without reading the body.
+// Writing the body then fails, but the target's answer is there to be
+// read: the client gets it, not a 502.
+func TestAnswerBeforeResetRelayed(t *testing.T) {
+	ca := newPKI(t, "CA")
+	target := rawTarget(t, func(c net.Conn) {
+		if !resetAfterHead(c) {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 10\r\nConnection: close\r\n\r\ntoo large\n")
+	})
+	r := serverProxy(t, ca, target, nil)
+	body := strings.Repeat("u", 32<<20) // far more than the socket buffers hold
+	for _, h2 := range []bool{false, true} {
+		c := httpsClient(ca, h2)
+		c.Timeout = 60 * time.Second // bounds a hang
+		resp, err := c.Post("https://"+r.addr+"/upload", "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("h2=%v: %v", h2, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 413 || string(b) != "too large\n" {
+			t.Errorf("h2=%v: %d %q, want the target's 413", h2, resp.StatusCode, b)
+		}
+	}
+	if v := r.metric(t, `podkit_tlsproxy_backend_errors_total{kind="write"}`); v != 0 {
+		t.Errorf(`backend_errors_total{kind="write"} = %v, want 0: the target answered`, v)
 	}
 }

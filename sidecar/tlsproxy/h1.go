@@ -287,6 +287,7 @@ func (c *h1conn) handle(head []byte) bool {
 		bc     *backendConn
 		reused bool
 		err    error
+		early  bool // answered before the whole body was sent
 	)
 	for attempt := 0; ; attempt++ {
 		bc, reused, err = c.backend(hasBody, start)
@@ -324,15 +325,20 @@ func (c *h1conn) handle(head []byte) bool {
 					err = &backendWriteError{err}
 				}
 			}
-			if err != nil {
-				var we *writeError
-				if !errors.As(err, &we) && !errors.Is(err, errBackendWrite) {
-					// The client failed: it gets nothing more.
-					bc.close()
-					return false
-				}
-			} else {
+			switch {
+			case err == nil:
 				err = bc.readHead(&c.resp, start)
+			case !errors.Is(err, errBackendWrite):
+				// The client failed: it gets nothing more.
+				bc.close()
+				return false
+			case !isTimeout(err):
+				// The target stopped reading: it may have answered
+				// first (413 on the head, say). The rest of the body
+				// is not read, so the client connection closes after.
+				if bc.readHead(&c.resp, start) == nil {
+					err, early = nil, true
+				}
 			}
 		}
 		break
@@ -381,8 +387,8 @@ func (c *h1conn) handle(head []byte) bool {
 
 	noBody := resp.status == 204 || resp.status == 304 || foldEq(r.method, "head")
 	untilClose := !noBody && !resp.chunked && resp.contentLength < 0
-	keepBackend := !resp.connClose && !resp.http10 && !untilClose && !r.http10
-	if untilClose || p.stopped.Load() {
+	keepBackend := !resp.connClose && !resp.http10 && !untilClose && !r.http10 && !early
+	if untilClose || early || p.stopped.Load() {
 		keepClient = false
 	}
 	c.writeResponseHead(resp, keepClient)

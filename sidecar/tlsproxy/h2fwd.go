@@ -30,6 +30,7 @@ func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
 		reused bool
 		err    error
 		resp   msg
+		early  bool // answered before the whole body was sent
 	)
 	for attempt := 0; ; attempt++ {
 		bc, reused, err = p.pool.get(hasBody)
@@ -42,25 +43,31 @@ func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
 		p.writeH2RequestHead(bc.bw, r, hasBody)
 		if hasBody {
 			bc.refreshWrite(time.Now(), p.cfg.IdleTimeout)
-			if err = copyH2Body(bc, r); err != nil {
-				bc.close()
-				if errors.Is(err, errBackendWrite) {
-					p.h2Fail(w, r, err)
+			err = copyH2Body(bc, r)
+			if err == nil {
+				// The target may have answered on the head already:
+				// send the rest, then read (before waiting; see
+				// deferWrite).
+				if err = bc.bw.Flush(); err != nil {
+					err = &backendWriteError{err}
 				}
-				return // the client failed: nothing more to say
 			}
-		}
-		if hasBody {
-			// The target may have answered on the head already: send
-			// the rest, then read (before waiting; see deferWrite).
-			if err = bc.bw.Flush(); err != nil {
-				err = &backendWriteError{err}
+			if err != nil && !errors.Is(err, errBackendWrite) {
+				bc.close()
+				return // the client failed: nothing more to say
 			}
 		} else {
 			err = bc.sock.deferWrite(bc.bw.Flush)
 		}
-		if err == nil {
+		switch {
+		case err == nil:
 			err = bc.readHead(&resp, start) // sends a deferred request first
+		case !isTimeout(err):
+			// The target stopped reading: it may have answered first
+			// (413 on the head, say).
+			if bc.readHead(&resp, start) == nil {
+				err, early = nil, true
+			}
 		}
 		// Interim responses are not relayed over HTTP/2.
 		for err == nil && resp.status < 200 && resp.status != 101 {
@@ -95,7 +102,7 @@ func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
 	}
 	noBody := resp.status == 204 || resp.status == 304 || r.Method == http.MethodHead
 	untilClose := !noBody && !resp.chunked && resp.contentLength < 0
-	keep := !resp.connClose && !resp.http10 && !untilClose
+	keep := !resp.connClose && !resp.http10 && !untilClose && !early
 	w.WriteHeader(resp.status)
 	bc.br.Discard(len(resp.head))
 	var (
@@ -249,7 +256,7 @@ func copyH2Body(bc *backendConn, r *http.Request) error {
 				_, werr = bc.bw.Write(buf[:n])
 			}
 			if werr != nil {
-				return errBackendWrite
+				return &backendWriteError{werr}
 			}
 		}
 		if errors.Is(err, io.EOF) {
@@ -261,7 +268,7 @@ func copyH2Body(bc *backendConn, r *http.Request) error {
 	}
 	if chunked {
 		if _, err := bc.bw.WriteString("0\r\n\r\n"); err != nil {
-			return errBackendWrite
+			return &backendWriteError{err}
 		}
 	}
 	return nil
