@@ -97,7 +97,11 @@ func composeDir(t *testing.T, example string) string {
 // forEachCompose runs f as a subtest per Compose tool, each with the
 // example in dir (deploy/compose/<example> or a copy of it) brought up
 // with `up -d` and taken down with `down -v` after.
+//
+// The compose tests run in parallel with each other (-parallel bounds
+// how many): their projects, networks and ports never collide.
 func forEachCompose(t *testing.T, example string, dir func(t *testing.T) string, extraEnv func(t *testing.T) []string, f func(t *testing.T, p *composeProject)) {
+	t.Parallel()
 	for _, tool := range composeTools(t) {
 		t.Run(strings.ReplaceAll(tool.name, " ", "-"), func(t *testing.T) {
 			testdeps.DockerImage(t, containertest.Image())
