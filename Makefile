@@ -42,9 +42,10 @@ test: kube-apiserver
 
 KUBE_APISERVER_TIMEOUT ?= 40m
 
+# -race, as make test builds: the packages compiled here are reused there.
 kube-apiserver:
 	@echo "building kube-apiserver for the tests (first time: several minutes; cached after)"
-	$(GO) test -count=1 -timeout $(KUBE_APISERVER_TIMEOUT) -v -run '^TestBinary$$' ./internal/kubetest
+	$(GO) test -race -count=1 -timeout $(KUBE_APISERVER_TIMEOUT) -v -run '^TestBinary$$' ./internal/kubetest
 
 # The container tier: the podkit image, the image of third-party servers,
 # then the tests behind the "container" build tag.
