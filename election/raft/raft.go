@@ -11,6 +11,13 @@
 // that lease, and raft's election safety guarantees no other leader holds
 // the same term.
 //
+// The timeouts (2s by default) are long enough that replicas starved of
+// CPU keep their leader; pre-vote keeps a replica that missed heartbeats
+// from disturbing it. A leader whose process is gone is replaced at once
+// all the same: a follower that hears nothing for a moment dials the
+// leader's raft port, and a refused connection starts an election without
+// waiting out the heartbeat timeout (see crashDetector).
+//
 // State (term, vote, log) lives in a journal file in DataDir, fsync'd. With
 // no DataDir it is kept in memory, and a fresh start begins its term at the
 // current Unix time in milliseconds, so that epochs still increase across
