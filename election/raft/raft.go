@@ -80,6 +80,10 @@ type Config struct {
 	Logger *slog.Logger `json:"-"`
 }
 
+// singleTimeout bounds raft's timeouts for a single replica, which elects
+// itself after one heartbeat timeout.
+const singleTimeout = 100 * time.Millisecond
+
 // DefaultConfig returns the default timings and a single replica.
 func DefaultConfig() Config {
 	return Config{
@@ -344,6 +348,12 @@ func (b *Backend) Campaign(ctx context.Context, c backend.Candidate, observe fun
 	var servers []hraft.Server
 	var crash *crashDetector // nil for a single replica
 	if len(cfg.Peers) == 0 {
+		// Alone, nobody can compete or be starved with it: raft need not
+		// wait out the long timeouts to elect this replica at start. (The
+		// claim still lasts LeaderLeaseTimeout past each confirmation.)
+		conf.HeartbeatTimeout = min(conf.HeartbeatTimeout, singleTimeout)
+		conf.ElectionTimeout = min(conf.ElectionTimeout, singleTimeout)
+		conf.LeaderLeaseTimeout = min(conf.LeaderLeaseTimeout, conf.HeartbeatTimeout)
 		addr, t := hraft.NewInmemTransport(hraft.ServerAddress("local-" + c.ID))
 		trans = t
 		servers = []hraft.Server{{ID: conf.LocalID, Address: addr}}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	hraft "github.com/hashicorp/raft"
 
@@ -59,6 +60,22 @@ func cluster(t *testing.T, ids []string, durable bool) []backend.Backend {
 
 func TestSingleReplica(t *testing.T) {
 	electiontestSingle(t)
+}
+
+// TestSingleReplicaElectsAtOnce: a lone replica does not wait out a long
+// heartbeat timeout (here an hour) before it elects itself.
+func TestSingleReplicaElectsAtOnce(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Hour, time.Hour, time.Hour
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist := &electiontest.History{}
+	n := electiontest.Start(t, hist, "solo", b)
+	if leader, _ := electiontest.Agree(t, []*electiontest.Node{n}, 0); leader != n {
+		t.Fatalf("leader %v", leader)
+	}
 }
 
 func electiontestSingle(t *testing.T) {
