@@ -12,11 +12,51 @@ import (
 // flags are parsed.
 type BuildFunc func(args []string) (Component, error)
 
+// Invocation is what a command's build step sees once the flags are
+// parsed: the positional arguments, the standard streams and the
+// contract's options, which the build may adjust before the component
+// runs (no admin listener for a run that serves no probes, attributes on
+// every log line, logs on standard error).
+type Invocation struct {
+	Args  []string
+	Stdio cli.IO
+	Opts  *Options
+	fs    *flag.FlagSet
+}
+
+// Given reports whether the flag name was set, on the command line or
+// from its PODKIT_ variable, rather than left at its default.
+func (in *Invocation) Given(name string) bool {
+	given := false
+	in.fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
+// AdminOnlyIfGiven turns the admin listener off unless --admin-addr (or
+// PODKIT_ADMIN_ADDR) was given: for a run that serves no probes (a
+// filter, a batch, an init container), which must not fail because the
+// default admin port is taken.
+func (in *Invocation) AdminOnlyIfGiven() {
+	if !in.Given("admin-addr") {
+		in.Opts.AdminAddr = "off"
+	}
+}
+
 // Command turns a component into a podkit subcommand: setup registers the
 // component's own flags; the contract's common flags are added after them.
 // A build error is a usage error (exit 2); the component then runs under
 // Run with signal handling.
 func Command(name, summary, synopsis string, setup func(fs *flag.FlagSet) BuildFunc) cli.Command {
+	return InvocationCommand(name, summary, synopsis, func(fs *flag.FlagSet) func(*Invocation) (Component, error) {
+		build := setup(fs)
+		return func(in *Invocation) (Component, error) { return build(in.Args) }
+	})
+}
+
+// InvocationCommand is Command for a component whose build also adjusts
+// the contract's options (see Invocation). The options are checked after
+// the build, so what it sets is checked too.
+func InvocationCommand(name, summary, synopsis string, setup func(fs *flag.FlagSet) func(*Invocation) (Component, error)) cli.Command {
 	return cli.Command{
 		Name:     name,
 		Summary:  summary,
@@ -26,10 +66,11 @@ func Command(name, summary, synopsis string, setup func(fs *flag.FlagSet) BuildF
 			opts := DefaultOptions()
 			opts.RegisterFlags(fs)
 			return func(ctx context.Context, args []string, stdio cli.IO) error {
-				if err := opts.Validate(); err != nil {
-					return err
+				in := &Invocation{Args: args, Stdio: stdio, Opts: &opts, fs: fs}
+				c, err := build(in)
+				if verr := opts.Validate(); verr != nil {
+					return verr
 				}
-				c, err := build(args)
 				if err != nil {
 					var ue *cli.UsageError
 					if errors.As(err, &ue) {

@@ -60,12 +60,16 @@ func Run(ctx context.Context, c Component, opts Options) error {
 	targets, _ := probe.ParseAll(opts.WaitFor) // validated above
 	logger := opts.Logger
 	if logger == nil {
+		out := opts.LogOutput
+		if out == nil {
+			out = os.Stdout
+		}
 		var err error
-		if logger, err = NewLogger(os.Stdout, opts.LogFormat, opts.LogLevel); err != nil {
+		if logger, err = NewLogger(out, opts.LogFormat, opts.LogLevel); err != nil {
 			return err
 		}
 	}
-	logger = logger.With("component", c.Name())
+	logger = logger.With("component", c.Name()).With(opts.LogAttrs...)
 	h := newHost(c, opts, logger)
 
 	admin, err := h.startAdmin(opts)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -27,6 +28,8 @@ type Options struct {
 
 	// Set by programs, not flags.
 	Logger        *slog.Logger `json:"-"` // if set, LogFormat and LogLevel are ignored
+	LogOutput     io.Writer    `json:"-"` // where the logger made from LogFormat and LogLevel writes; nil: stdout
+	LogAttrs      []any        `json:"-"` // attributes on every log line, the contract's own included (which instance this is)
 	HandleSignals bool         `json:"-"` // react to SIGTERM and SIGINT (the CLI sets it)
 	AdminListener net.Listener `json:"-"` // if set, used instead of listening on AdminAddr
 }

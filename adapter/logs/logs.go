@@ -281,44 +281,28 @@ func (l *Logs) EffectiveConfig() any {
 
 // Command is the `podkit logs` subcommand. Unlike most components it
 // sends podkit's own logs to standard error: standard output is the data.
+// A filter (podkit logs < file) or a batch run serves no probes: it opens
+// the admin listener only when --admin-addr is given, so a taken default
+// admin port cannot fail it.
 func Command() cli.Command {
-	return cli.Command{
-		Name:     "logs",
-		Summary:  "normalize logs (stdin or files, with rotation and checkpoints; multiline; JSON/logfmt/CLF/log4j/syslog) into JSON lines; poll Redis SLOWLOG",
-		Synopsis: "[--files GLOB ...] [--state-dir DIR] [--multiline java|python|go|node|auto] [--parse auto] [--redis-slowlog HOST:PORT --every 10s] [flags]",
-		Setup: func(fs *flag.FlagSet) cli.Runner {
+	return container.InvocationCommand("logs",
+		"normalize logs (stdin or files, with rotation and checkpoints; multiline; JSON/logfmt/CLF/log4j/syslog) into JSON lines; poll Redis SLOWLOG",
+		"[--files GLOB ...] [--state-dir DIR] [--multiline java|python|go|node|auto] [--parse auto] [--redis-slowlog HOST:PORT --every 10s] [flags]",
+		func(fs *flag.FlagSet) func(*container.Invocation) (container.Component, error) {
 			cfg := DefaultConfig()
 			cfg.RegisterFlags(fs)
-			opts := container.DefaultOptions()
-			opts.RegisterFlags(fs)
-			return func(ctx context.Context, args []string, stdio cli.IO) error {
-				if err := container.NoArgs(args); err != nil {
-					return err
+			return func(in *container.Invocation) (container.Component, error) {
+				if err := container.NoArgs(in.Args); err != nil {
+					return nil, err
 				}
-				if cfg.endsAtEOF() && !flagSet(fs, "admin-addr") {
-					// A filter (podkit logs < file) or a batch run serves
-					// no probes and must not fail because the default
-					// admin port is taken: it listens only when asked to.
-					opts.AdminAddr = "off"
+				if cfg.endsAtEOF() {
+					in.AdminOnlyIfGiven()
 				}
-				if err := opts.Validate(); err != nil {
-					return err
-				}
-				logger, err := container.NewLogger(stdio.Stderr, opts.LogFormat, opts.LogLevel)
-				if err != nil {
-					return &cli.UsageError{Msg: err.Error()}
-				}
-				opts.Logger = logger
-				cfg.Stdin, cfg.Stdout = stdio.Stdin, stdio.Stdout
-				l, err := New(cfg)
-				if err != nil {
-					return &cli.UsageError{Msg: err.Error()}
-				}
-				opts.HandleSignals = true
-				return container.Run(ctx, l, opts)
+				in.Opts.LogOutput = in.Stdio.Stderr
+				cfg.Stdin, cfg.Stdout = in.Stdio.Stdin, in.Stdio.Stdout
+				return New(cfg)
 			}
-		},
-	}
+		})
 }
 
 // stdinFilter reports whether the adapter reads standard input and exits
@@ -328,14 +312,6 @@ func (c Config) stdinFilter() bool { return len(c.Files) == 0 && len(c.RedisSlow
 // endsAtEOF reports whether the run ends by itself at the end of its
 // input: a stdin filter, or --files with --exit-on-eof (a batch run).
 func (c Config) endsAtEOF() bool { return c.stdinFilter() || len(c.Files) > 0 && c.ExitOnEOF }
-
-// flagSet reports whether the flag name was given, on the command line or
-// by its PODKIT_ variable.
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
-}
 
 // Run implements container.Component.
 func (l *Logs) Run(ctx context.Context, h *container.Host) error {

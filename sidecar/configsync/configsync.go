@@ -29,7 +29,6 @@
 package configsync
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -408,42 +407,22 @@ func New(cfg Config) (*Syncer, error) {
 // an init container serves no probes and is done in a moment, and must not
 // fail because the default admin port is taken.
 func Command() cli.Command {
-	return cli.Command{
-		Name:     "config-sync",
-		Summary:  "keep a config file in step with a file, directory or URL: validate, publish atomically, reload the app (signal or HTTP)",
-		Synopsis: "--source PATH|URL --dest PATH [--template FILE] [--validate-cmd CMD] [--process-name NAME|--pid-file FILE] [--reload-url URL] [--once] [flags]",
-		Setup: func(fs *flag.FlagSet) cli.Runner {
+	return container.InvocationCommand("config-sync",
+		"keep a config file in step with a file, directory or URL: validate, publish atomically, reload the app (signal or HTTP)",
+		"--source PATH|URL --dest PATH [--template FILE] [--validate-cmd CMD] [--process-name NAME|--pid-file FILE] [--reload-url URL] [--once] [flags]",
+		func(fs *flag.FlagSet) func(*container.Invocation) (container.Component, error) {
 			cfg := DefaultConfig()
 			cfg.RegisterFlags(fs)
-			opts := container.DefaultOptions()
-			opts.RegisterFlags(fs)
-			return func(ctx context.Context, args []string, stdio cli.IO) error {
-				if err := container.NoArgs(args); err != nil {
-					return err
+			return func(in *container.Invocation) (container.Component, error) {
+				if err := container.NoArgs(in.Args); err != nil {
+					return nil, err
 				}
-				if cfg.Once && !flagGiven(fs, "admin-addr") {
-					opts.AdminAddr = "off"
+				if cfg.Once {
+					in.AdminOnlyIfGiven()
 				}
-				if err := opts.Validate(); err != nil {
-					return err
-				}
-				s, err := New(cfg)
-				if err != nil {
-					return &cli.UsageError{Msg: err.Error()}
-				}
-				opts.HandleSignals = true
-				return container.Run(ctx, s, opts)
+				return New(cfg)
 			}
-		},
-	}
-}
-
-// flagGiven reports whether the flag name was set, on the command line or
-// by its PODKIT_ variable.
-func flagGiven(fs *flag.FlagSet, name string) bool {
-	given := false
-	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
-	return given
+		})
 }
 
 // Name implements container.Component.

@@ -183,40 +183,27 @@ func New(cfg Config) (*Worker, error) {
 	}, nil
 }
 
-// Command is the `podkit worker` subcommand. It runs the worker under
-// container.Run like container.Command does, with one difference: its
-// logger (on the command's stdout) names the worker, so every line,
-// the contract's own included, says which worker it came from.
+// Command is the `podkit worker` subcommand. Every log line, the
+// contract's own included, names the worker it came from.
 func Command() cli.Command {
-	return cli.Command{
-		Name:     "worker",
-		Summary:  "lease items from a podkit queue and run a command (or POST to a URL) for each; ack on success, nack with stderr otherwise",
-		Synopsis: "--queue URL/queues/NAME [--concurrency N] [flags] -- CMD ARGS...   |   --queue URL/queues/NAME --http URL [flags]",
-		Setup: func(fs *flag.FlagSet) cli.Runner {
+	return container.InvocationCommand("worker",
+		"lease items from a podkit queue and run a command (or POST to a URL) for each; ack on success, nack with stderr otherwise",
+		"--queue URL/queues/NAME [--concurrency N] [flags] -- CMD ARGS...   |   --queue URL/queues/NAME --http URL [flags]",
+		func(fs *flag.FlagSet) func(*container.Invocation) (container.Component, error) {
 			cfg := DefaultConfig()
 			cfg.RegisterFlags(fs)
-			opts := container.DefaultOptions()
-			opts.RegisterFlags(fs)
-			return func(ctx context.Context, args []string, stdio cli.IO) error {
-				if err := opts.Validate(); err != nil {
-					return err
-				}
-				cfg.Command = args
+			return func(in *container.Invocation) (container.Component, error) {
+				cfg.Command = in.Args
 				w, err := New(cfg)
 				if err != nil {
-					return &cli.UsageError{Msg: err.Error()}
+					return nil, err
 				}
-				logger, err := container.NewLogger(orWriter(stdio.Stdout, os.Stdout), opts.LogFormat, opts.LogLevel)
-				if err != nil {
-					return &cli.UsageError{Msg: err.Error()}
-				}
-				opts.Logger = logger.With("worker", w.cfg.ID)
+				in.Opts.LogOutput = orWriter(in.Stdio.Stdout, os.Stdout)
+				in.Opts.LogAttrs = []any{"worker", w.cfg.ID}
 				w.logTagged = true
-				opts.HandleSignals = true
-				return container.Run(ctx, w, opts)
+				return w, nil
 			}
-		},
-	}
+		})
 }
 
 // DefaultID is the worker's name when Config.ID is empty:
