@@ -411,7 +411,7 @@ func TestExitWhenDone(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
-	base := demoPortBase(t)
+	base := testdeps.FreePortRange(t, 40)
 	p := startPodkit(t, nil, "demo", "--port-base", fmt.Sprint(base))
 	waitFor(t, "the demo table", func() bool { return strings.Contains(p.stdout.String(), "SERVICE") })
 	// Every URL the demo prints answers.
@@ -440,27 +440,6 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(p.stdout.String(), "podkit demo: stopped") {
 		t.Errorf("demo did not say it stopped")
 	}
-}
-
-// demoPortBase finds a run of 40 free ports.
-func demoPortBase(t *testing.T) int {
-	for try := 0; try < 50; try++ {
-		base := 20000 + (os.Getpid()*7+try*97)%30000
-		ok := true
-		for i := 0; i < 40 && ok; i++ {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				continue
-			}
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free port range for the demo")
-	return 0
 }
 
 func newServer(t *testing.T, h http.Handler) string {

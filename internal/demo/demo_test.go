@@ -1,39 +1,17 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
-
-// syncBuffer is a bytes.Buffer safe for the demo's concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRunStopsCleanly runs the whole demo in-process and stops it as Ctrl-C
 // would. It checks what an operator sees after a stop: no temporary
@@ -41,13 +19,14 @@ func (s *syncBuffer) String() string {
 // something it depends on stopped first, and log lines that say which of
 // several instances of a component they come from.
 func TestRunStopsCleanly(t *testing.T) {
+	exe := testdeps.BuildPodkit(t) // the demo runs it as a child (the sample app under await)
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	var logBuf, out syncBuffer
+	var logBuf, out testdeps.Buffer
 	cfg := Config{
 		Host:     "127.0.0.1",
-		PortBase: freePortRange(t, 40),
-		Exe:      podkitBinary(t),
+		PortBase: testdeps.FreePortRange(t, 40),
+		Exe:      exe,
 		Log:      slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -103,40 +82,6 @@ func TestRunStopsCleanly(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("the demo left temporary directories behind: %v", left)
 	}
-}
-
-// podkitBinary builds cmd/podkit, which the demo runs as a child (the
-// sample app under await).
-func podkitBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "podkit")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/podkit/podkit/cmd/podkit")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// freePortRange finds n consecutive free loopback ports.
-func freePortRange(t *testing.T, n int) int {
-	t.Helper()
-	for try := 0; try < 50; try++ {
-		base := 20000 + (os.Getpid()*13+try*131)%30000
-		ok := true
-		for i := 0; i < n && ok; i++ {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				continue
-			}
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free port range for the demo")
-	return 0
 }
 
 func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"strconv"
 	"testing"
 )
 
@@ -55,4 +57,27 @@ func TCPPair(t testing.TB) (a, b net.Conn) {
 	}
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
+}
+
+// FreePortRange finds n consecutive loopback ports that are free now, for
+// a program (the demo) that takes its ports from a base upward.
+func FreePortRange(t testing.TB, n int) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		base := 20000 + (os.Getpid()*13+try*131)%30000
+		ok := true
+		for i := 0; i < n && ok; i++ {
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatalf("no %d consecutive free loopback ports found", n)
+	return 0
 }
