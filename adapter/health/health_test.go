@@ -624,19 +624,7 @@ func TestRedisNoPerm(t *testing.T) {
 	if addr == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tg, _ := dbwire.ParseRedisTarget(addr)
-	c, err := dbwire.DialRedis(ctx, tg, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Do(ctx, "ACL", "SETUSER", "health", "on", ">pw", "+ping"); err != nil {
-		t.Fatal(err)
-	}
-	pwFile := filepath.Join(t.TempDir(), "pw")
-	os.WriteFile(pwFile, []byte("pw\n"), 0o600)
+	pwFile := testdeps.RedisUser(t, addr, "health", "pw", "+ping")
 	r := start(t, fast(Config{Redis: "redis://health@" + addr, PasswordFile: pwFile, MaxLag: time.Minute}))
 	waitFor(t, "/readyz 503 naming the permission", func() bool {
 		code, body := get(t, r.base+"/readyz")
@@ -647,8 +635,6 @@ func TestRedisNoPerm(t *testing.T) {
 	if v := metric(t, r.admin, `podkit_health_check_failures_total{reason="permission"}`); v == "" || v == "0" {
 		t.Fatalf(`podkit_health_check_failures_total{reason="permission"} = %q`, v)
 	}
-	if _, err := c.Do(ctx, "ACL", "SETUSER", "health", "+info"); err != nil {
-		t.Fatal(err)
-	}
+	testdeps.RedisUser(t, addr, "health", "pw", "+info") // grant what was missing
 	waitStatus(t, r.base+"/readyz", 200)
 }

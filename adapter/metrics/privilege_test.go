@@ -169,19 +169,7 @@ func TestRedisCollectorFailsAlone(t *testing.T) {
 	if addr == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tg, _ := dbwire.ParseRedisTarget(addr)
-	c, err := dbwire.DialRedis(ctx, tg, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Do(ctx, "ACL", "SETUSER", "exporter", "on", ">pw", "+info"); err != nil {
-		t.Fatal(err)
-	}
-	pwFile := filepath.Join(t.TempDir(), "pw")
-	os.WriteFile(pwFile, []byte("pw\n"), 0o600)
+	pwFile := testdeps.RedisUser(t, addr, "exporter", "pw", "+info")
 	base, _ := startAdapter(t, Config{Listen: "127.0.0.1:0", Redis: []string{fmt.Sprintf("redis://exporter@%s", addr)}, RedisPasswordFile: pwFile, Timeout: 5 * time.Second})
 	fams := parseText(t, scrape(t, base))
 	l := map[string]string{"addr": addr}
@@ -199,9 +187,7 @@ func TestRedisCollectorFailsAlone(t *testing.T) {
 	if got := value(t, fams, "podkit_metrics_scrape_errors_total", map[string]string{"target": addr, "reason": "permission"}); got != 1 {
 		t.Errorf(`podkit_metrics_scrape_errors_total{reason="permission"} = %v, want 1`, got)
 	}
-	if _, err := c.Do(ctx, "ACL", "SETUSER", "exporter", "+slowlog"); err != nil {
-		t.Fatal(err)
-	}
+	testdeps.RedisUser(t, addr, "exporter", "pw", "+slowlog") // grant what was missing
 	fams = parseText(t, scrape(t, base))
 	if got := value(t, fams, "podkit_metrics_collector_success", map[string]string{"source": "redis", "target": addr, "collector": "slowlog"}); got != 1 {
 		t.Errorf("after +slowlog: slowlog collector = %v", got)

@@ -85,6 +85,41 @@ func probeRedis(c net.Conn) error {
 	return nil
 }
 
+// RedisUser adds an ACL user with password and rules (e.g. "+ping") to
+// the redis-server at addr (one StartRedis started, no password), or adds
+// rules to an existing one, and returns a file holding the password as a
+// --password-file flag reads it.
+func RedisUser(t testing.TB, addr, user, password string, rules ...string) (passwordFile string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	args := append([]string{"ACL", "SETUSER", user, "on", ">" + password}, rules...)
+	var req bytes.Buffer
+	fmt.Fprintf(&req, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&req, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write(req.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("ACL SETUSER %s: %v", user, err)
+	}
+	if !strings.HasPrefix(line, "+OK") {
+		t.Fatalf("ACL SETUSER %s: %s", user, strings.TrimSpace(line))
+	}
+	passwordFile = filepath.Join(t.TempDir(), user+".password")
+	if err := os.WriteFile(passwordFile, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return passwordFile
+}
+
 // StartMemcached runs memcached on a free loopback port (TCP only) and
 // returns its address. Extra args are appended to the command line, for
 // example "-m", "8". The server is stopped when the test ends.
