@@ -99,6 +99,18 @@ func newHost(c Component, opts Options, logger *slog.Logger) *Host {
 // Logger returns the component's logger, tagged with its name.
 func (h *Host) Logger() *slog.Logger { return h.log }
 
+// HasLogAttr reports whether Logger's lines already carry the attribute
+// key from Options.LogAttrs (set by the command or the program hosting the
+// component), so that the component does not add it a second time.
+func (h *Host) HasLogAttr(key string) bool {
+	for i := 0; i+1 < len(h.opts.LogAttrs); i += 2 {
+		if k, ok := h.opts.LogAttrs[i].(string); ok && k == key {
+			return true
+		}
+	}
+	return false
+}
+
 // Registerer is where the component registers its metrics
 // (podkit_<component>_<name>_<unit>); they are served on /metrics.
 func (h *Host) Registerer() prometheus.Registerer { return h.reg }

@@ -371,10 +371,25 @@ func New(cfg Config) (*Elector, error) {
 
 // Command is the `podkit elect` subcommand.
 func Command() cli.Command {
-	return container.FlagCommand("elect",
+	return container.InvocationCommand("elect",
 		"leader election as a container: who leads over HTTP, a leader proxy, fencing epochs; raft, etcd or kubernetes",
 		"--id ID [--backend raft|etcd|kubernetes] [--peers id=host:port,...] [--advertise ADDR] [--proxy-listen ADDR] [flags]",
-		DefaultConfig, New)
+		func(fs *flag.FlagSet) func(*container.Invocation) (container.Component, error) {
+			cfg := DefaultConfig()
+			cfg.RegisterFlags(fs)
+			return func(in *container.Invocation) (container.Component, error) {
+				if err := container.NoArgs(in.Args); err != nil {
+					return nil, err
+				}
+				e, err := New(cfg)
+				if err != nil {
+					return nil, err
+				}
+				// Every line names the replica, the contract's own included.
+				in.Opts.LogAttrs = []any{"id", e.cfg.ID}
+				return e, nil
+			}
+		})
 }
 
 // Name implements container.Component.
@@ -413,7 +428,10 @@ func (e *Elector) Resign(ctx context.Context) error { return e.backend.Resign(ct
 func (e *Elector) Run(ctx context.Context, h *container.Host) error {
 	// Every line names this replica: several electors often share one log
 	// stream (the demo, tests, a node's journal).
-	log := h.Logger().With("id", e.cfg.ID)
+	log := h.Logger()
+	if !h.HasLogAttr("id") {
+		log = log.With("id", e.cfg.ID)
+	}
 	e.mu.Lock()
 	e.h, e.log = h, log
 	e.mu.Unlock()

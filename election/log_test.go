@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,5 +73,50 @@ func TestLogLinesNameTheReplica(t *testing.T) {
 	}
 	if leading == 0 || fromRaft == 0 {
 		t.Errorf("want the elector's \"leading\" line and raft's \"entering leader state\" line; got %d and %d in:\n%s", leading, fromRaft, buf.String())
+	}
+}
+
+// TestCommandLinesNameTheReplica: run as `podkit elect`, the contract's own
+// lines (started, ready, draining, stopped) carry the --id too, and the
+// elector's lines carry it once.
+func TestCommandLinesNameTheReplica(t *testing.T) {
+	var out syncBuffer
+	cmd := exec.Command(os.Args[0], "elect", "--id", "solo-3", "--listen", "127.0.0.1:0", "--admin-addr", "off",
+		"--data-dir", t.TempDir(), "--drain-delay", "0s", "--log-format", "json")
+	cmd.Env = append(os.Environ(), roleEnv+"=podkit")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(out.String(), `"msg":"leading"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the single replica did not lead within a minute:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, out.String())
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec["id"] != "solo-3" {
+			t.Errorf("log line without id=solo-3: %s", line)
+		}
+		if strings.Count(line, `"id":`) != 1 {
+			t.Errorf("log line with the id more than once: %s", line)
+		}
+		seen[rec["msg"].(string)] = true
+	}
+	for _, msg := range []string{"started", "leading", "stopped"} {
+		if !seen[msg] {
+			t.Errorf("no %q line in:\n%s", msg, out.String())
+		}
 	}
 }

@@ -145,7 +145,8 @@ func (e *env) run(ctx context.Context, c container.Component, attrs ...any) (adm
 	o.AdminAddr = ln.Addr().String()
 	o.DrainDelay = 0
 	o.DrainTimeout = 5 * time.Second
-	o.Logger = e.cfg.Log.With(attrs...)
+	o.Logger = e.cfg.Log
+	o.LogAttrs = attrs
 	ch := make(chan error, 1)
 	go func() { ch <- container.Run(ctx, c, o) }()
 	return "http://" + ln.Addr().String(), ch, nil

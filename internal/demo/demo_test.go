@@ -57,8 +57,8 @@ func TestRunStopsCleanly(t *testing.T) {
 		}
 		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.Acked > 0
 	})
-	waitUntil(t, "a log line from elector n1", time.Minute, func() bool { return strings.Contains(logBuf.String(), "instance=n1") })
-	waitUntil(t, "a log line from worker-1", time.Minute, func() bool { return strings.Contains(logBuf.String(), "instance=worker-1") })
+	waitUntil(t, "a log line from elector n1", time.Minute, func() bool { return strings.Contains(logBuf.String(), "id=n1") })
+	waitUntil(t, "a log line from worker-1", time.Minute, func() bool { return strings.Contains(logBuf.String(), "worker=worker-1") })
 
 	cancel()
 	select {

@@ -64,7 +64,7 @@ func startElect(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 			return err
 		}
 		rctx, cancel := context.WithCancel(ctx)
-		_, errc, err := d.run(rctx, e, "instance", r.id)
+		_, errc, err := d.run(rctx, e, "id", r.id)
 		if err != nil {
 			cancel()
 			return err

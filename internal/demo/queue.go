@@ -82,7 +82,7 @@ func startQueue(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 			stopAll()
 			return nil, nil, err
 		}
-		wadmin, werr, err := d.run(workerCtx, w, "instance", instance)
+		wadmin, werr, err := d.run(workerCtx, w, "worker", instance)
 		if err != nil {
 			stopAll()
 			return nil, nil, err

@@ -143,8 +143,7 @@ type Worker struct {
 	staleMu sync.Mutex
 	nStale  int
 
-	health    *queueHealth // set by Run
-	logTagged bool         // the logger Run gets already names the worker (Command)
+	health *queueHealth // set by Run
 }
 
 var (
@@ -200,7 +199,6 @@ func Command() cli.Command {
 				}
 				in.Opts.LogOutput = orWriter(in.Stdio.Stdout, os.Stdout)
 				in.Opts.LogAttrs = []any{"worker", w.cfg.ID}
-				w.logTagged = true
 				return w, nil
 			}
 		})
@@ -239,7 +237,7 @@ func (w *Worker) StaleCompletions() int {
 func (w *Worker) Run(ctx context.Context, h *container.Host) error {
 	h.Registerer().MustRegister(w.items, w.busy, w.stale, w.dur, w.errs)
 	log := h.Logger()
-	if !w.logTagged {
+	if !h.HasLogAttr("worker") {
 		log = log.With("worker", w.cfg.ID)
 	}
 	log = log.With("queue", container.RedactURL(w.cfg.Queue))
