@@ -159,18 +159,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 func printVerbUsage(w io.Writer, name string, fs *flag.FlagSet) {
 	v := verbs[name]
 	fmt.Fprintf(w, "Usage: podkit queue %s %s\n\n%s\n\nFlags:\n", name, v.synopsis, v.summary+". Flags may come before or after the arguments; -- ends them.")
-	fs.VisitAll(func(f *flag.Flag) {
-		kind, usage := flag.UnquoteUsage(f)
-		line := "  --" + f.Name
-		if kind != "" {
-			line += " " + kind
-		}
-		def := f.DefValue
-		if def == "" {
-			def = `""`
-		}
-		fmt.Fprintf(w, "%s\n      %s (env %s, default %s)\n", line, usage, cli.EnvName(f.Name), def)
-	})
+	cli.PrintFlags(w, fs)
 }
 
 func cliStat(ctx context.Context, c *client.Client, names []string, asJSON bool, out io.Writer) error {

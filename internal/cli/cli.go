@@ -349,6 +349,12 @@ func printUsage(w io.Writer, c Command, fs *flag.FlagSet) {
 		syn = "[flags]"
 	}
 	fmt.Fprintf(w, "Usage: podkit %s %s\n\n%s\n\nFlags:\n", c.Name, syn, c.Summary)
+	PrintFlags(w, fs)
+}
+
+// PrintFlags writes each flag of fs as every podkit command's help shows
+// it: the flag and its value's name, then its usage, variable and default.
+func PrintFlags(w io.Writer, fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
 		kind, usage := flag.UnquoteUsage(f)
 		line := "  --" + f.Name
