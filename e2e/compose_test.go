@@ -536,9 +536,12 @@ func TestComposeNginxMetrics(t *testing.T) {
 func TestComposeQueue(t *testing.T) {
 	const items = 30
 	var bin string
+	parent := t
 	binEnv := func(t *testing.T) []string {
 		if bin == "" {
-			bin = imageBinary(t)
+			// Removed when the whole test ends, not with the first
+			// tool's subtest: the next tool's run mounts it too.
+			bin = imageBinary(t, parent)
 		}
 		return []string{"PODKIT_BIN=" + bin}
 	}
@@ -592,8 +595,9 @@ func TestComposeQueue(t *testing.T) {
 }
 
 // imageBinary copies the podkit binary out of the image under test, for
-// the queue example's workers (bind-mounted) and for pushing items.
-func imageBinary(t *testing.T) string {
+// the queue example's workers (bind-mounted) and for pushing items; it
+// is removed when owner ends.
+func imageBinary(t, owner *testing.T) string {
 	t.Helper()
 	id := strings.TrimSpace(dockerOut(t, "create", containertest.Image()))
 	defer dockerOut(t, "rm", id)
@@ -601,7 +605,7 @@ func imageBinary(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	owner.Cleanup(func() { os.RemoveAll(dir) })
 	bin := filepath.Join(dir, "podkit")
 	dockerOut(t, "cp", id+":/podkit", bin)
 	if err := os.Chmod(bin, 0o755); err != nil {
