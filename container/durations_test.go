@@ -259,3 +259,31 @@ func TestHumanDurationsUnexportedEmbedded(t *testing.T) {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }
+
+// cyclic holds a duration and can point back at itself.
+type cyclic struct {
+	Every time.Duration `json:"every"`
+	Next  *cyclic       `json:"next"`
+}
+
+// TestHumanDurationsCycle: a value that points back at itself is left to
+// encoding/json, which reports the cycle as an error, instead of the
+// rewrite recursing until the stack overflows and the process dies.
+func TestHumanDurationsCycle(t *testing.T) {
+	c := &cyclic{Every: time.Second}
+	c.Next = c
+	_, err := json.Marshal(humanDurations(c))
+	var ue *json.UnsupportedValueError
+	if !errors.As(err, &ue) {
+		t.Fatalf("json.Marshal(humanDurations(cycle)) = %v, want encoding/json's cycle error", err)
+	}
+	// A finite chain keeps its durations readable at every level.
+	d := &cyclic{Every: time.Second, Next: &cyclic{Every: 2 * time.Minute}}
+	got, err := json.Marshal(humanDurations(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"every":"1s","next":{"every":"2m0s","next":null}}`; string(got) != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}

@@ -31,13 +31,22 @@ func humanDurations(v any) any {
 	if v == nil {
 		return nil
 	}
-	return humanValue(reflect.ValueOf(v))
+	return humanValue(reflect.ValueOf(v), 0)
 }
 
-func humanValue(v reflect.Value) any {
+// maxHumanDepth bounds the rewrite: a value deeper than this (a pointer
+// cycle) is left to encoding/json, which reports the cycle as an error
+// instead of the rewrite overflowing the stack.
+const maxHumanDepth = 100
+
+func humanValue(v reflect.Value, depth int) any {
 	if !v.IsValid() {
 		return nil
 	}
+	if depth > maxHumanDepth {
+		return v.Interface()
+	}
+	depth++
 	t := v.Type()
 	if t == durationType {
 		return time.Duration(v.Int()).String()
@@ -56,14 +65,14 @@ func humanValue(v reflect.Value) any {
 		if v.IsNil() {
 			return nil
 		}
-		return humanValue(v.Elem())
+		return humanValue(v.Elem(), depth)
 	case reflect.Slice, reflect.Array:
 		if t.Kind() == reflect.Slice && v.IsNil() {
 			return nil
 		}
 		out := make([]any, v.Len())
 		for i := range out {
-			out[i] = humanValue(v.Index(i))
+			out[i] = humanValue(v.Index(i), depth)
 		}
 		return out
 	case reflect.Map:
@@ -73,7 +82,7 @@ func humanValue(v reflect.Value) any {
 		// Same key type, so the encoder keeps its rules for keys.
 		out := reflect.MakeMapWithSize(reflect.MapOf(t.Key(), reflect.TypeFor[any]()), v.Len())
 		for it := v.MapRange(); it.Next(); {
-			val := humanValue(it.Value())
+			val := humanValue(it.Value(), depth)
 			rv := reflect.New(reflect.TypeFor[any]()).Elem()
 			if val != nil {
 				rv.Set(reflect.ValueOf(val))
@@ -83,7 +92,7 @@ func humanValue(v reflect.Value) any {
 		return out.Interface()
 	case reflect.Struct:
 		var obj object
-		addFields(&obj, v)
+		addFields(&obj, v, depth)
 		return obj
 	}
 	return v.Interface()
@@ -147,7 +156,7 @@ func collectFields(v reflect.Value, depth int, out []jsonField) []jsonField {
 // addFields appends v's fields to obj under encoding/json's rules: of the
 // fields sharing a name the shallowest wins (then the tagged one); a tie
 // leaves the name out.
-func addFields(obj *object, v reflect.Value) {
+func addFields(obj *object, v reflect.Value, depth int) {
 	all := collectFields(v, 0, nil)
 	byName := map[string][]int{}
 	for i, f := range all {
@@ -178,7 +187,7 @@ func addFields(obj *object, v reflect.Value) {
 			obj.fields = append(obj.fields, field{f.name, stringOpt{f.v.Interface()}})
 			continue
 		}
-		obj.fields = append(obj.fields, field{f.name, humanValue(f.v)})
+		obj.fields = append(obj.fields, field{f.name, humanValue(f.v, depth)})
 	}
 }
 
