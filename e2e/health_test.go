@@ -31,24 +31,7 @@ exec mariadbd --user=mysql --datadir=/var/lib/mysql --bind-address=127.0.0.1 --p
 // network namespace, so that the database can be killed while the
 // adapter keeps answering.
 func TestPodMariaDBHealth(t *testing.T) {
-	pod := containertest.Run(t, containertest.Options{
-		Name:    "db-pod",
-		Image:   containertest.PeerImage(),
-		Cmd:     []string{"sleep", "infinity"},
-		Publish: []string{"8008", "9901"},
-	})
-	secrets := containertest.NewVolume(t, "health-secrets")
-	db := containertest.Run(t, containertest.Options{
-		Name:      "mariadb",
-		Image:     containertest.PeerImage(),
-		Cmd:       []string{"sh", "-c", mariadbScript},
-		Volumes:   []string{secrets.Name + ":/secrets"},
-		NetworkOf: pod,
-	})
-	eventually(t, "the password file", func() bool {
-		_, err := db.Exec(t, "test", "-s", "/secrets/password")
-		return err == nil
-	})
+	pod, db, secrets := mariadbPod(t, "health-secrets", mariadbScript, "8008", "9901")
 	containertest.Run(t, containertest.Options{
 		Name:  "health",
 		Image: containertest.Image(),
@@ -106,4 +89,31 @@ func TestPodMariaDBHealth(t *testing.T) {
 	if code, _, _ := get(health + "/livez"); code != 200 {
 		t.Fatalf("/livez after the kill: %d", code)
 	}
+}
+
+// mariadbPod starts a pod whose network namespace a pause container owns
+// (publishing ports), and in it MariaDB running script, which writes the
+// adapter's password to /secrets/password on the returned volume; it
+// returns once that file exists.
+func mariadbPod(t *testing.T, secretsName, script string, ports ...string) (pod, db *containertest.Container, secrets *containertest.Volume) {
+	t.Helper()
+	pod = containertest.Run(t, containertest.Options{
+		Name:    "db-pod",
+		Image:   containertest.PeerImage(),
+		Cmd:     []string{"sleep", "infinity"},
+		Publish: ports,
+	})
+	secrets = containertest.NewVolume(t, secretsName)
+	db = containertest.Run(t, containertest.Options{
+		Name:      "mariadb",
+		Image:     containertest.PeerImage(),
+		Cmd:       []string{"sh", "-c", script},
+		Volumes:   []string{secrets.Name + ":/secrets"},
+		NetworkOf: pod,
+	})
+	eventually(t, "the password file", func() bool {
+		_, err := db.Exec(t, "test", "-s", "/secrets/password")
+		return err == nil
+	})
+	return pod, db, secrets
 }

@@ -95,24 +95,7 @@ exec mariadbd --user=mysql --datadir=/var/lib/mysql --bind-address=127.0.0.1 --p
 // fails (mysql_up 1, status still exported, reason permission); a GRANT
 // on the running server makes it succeed without restarting the adapter.
 func TestPodMariaDBMetrics(t *testing.T) {
-	pod := containertest.Run(t, containertest.Options{
-		Name:    "db-pod",
-		Image:   containertest.PeerImage(),
-		Cmd:     []string{"sleep", "infinity"},
-		Publish: []string{"9104"},
-	})
-	secrets := containertest.NewVolume(t, "exporter-secrets")
-	db := containertest.Run(t, containertest.Options{
-		Name:      "mariadb",
-		Image:     containertest.PeerImage(),
-		Cmd:       []string{"sh", "-c", mariadbExporterScript},
-		Volumes:   []string{secrets.Name + ":/secrets"},
-		NetworkOf: pod,
-	})
-	eventually(t, "the password file", func() bool {
-		_, err := db.Exec(t, "test", "-s", "/secrets/password")
-		return err == nil
-	})
+	pod, db, secrets := mariadbPod(t, "exporter-secrets", mariadbExporterScript, "9104")
 	containertest.Run(t, containertest.Options{
 		Name:  "metrics",
 		Image: containertest.Image(),
