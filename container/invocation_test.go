@@ -78,6 +78,9 @@ func TestInvocationCommand(t *testing.T) {
 		if stdout != "" {
 			t.Errorf("logs went to stdout: %q", stdout)
 		}
+		if !strings.Contains(stderr, "admin_addr=off") {
+			t.Errorf("a batch run without --admin-addr opened the admin listener:\n%s", stderr)
+		}
 		for _, want := range []string{"did the work", "instance=i-1"} {
 			if !strings.Contains(stderr, want) {
 				t.Errorf("stderr lacks %q:\n%s", want, stderr)
@@ -98,8 +101,8 @@ func TestInvocationCommand(t *testing.T) {
 	})
 	t.Run("not a batch: the admin listener is opened", func(t *testing.T) {
 		code, _, stderr := runOneShot(t, "--admin-addr", "127.0.0.1:0", "--drain-delay", "0s", "--log-format", "text")
-		if code != 0 || !strings.Contains(stderr, "admin") {
-			t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+		if code != 0 || !strings.Contains(stderr, "admin_addr=127.0.0.1:") {
+			t.Fatalf("exit %d; want the admin listener on a loopback port, stderr:\n%s", code, stderr)
 		}
 	})
 	t.Run("options are checked after the build", func(t *testing.T) {
