@@ -57,8 +57,8 @@ func TestRunStopsCleanly(t *testing.T) {
 		}
 		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.Acked > 0
 	})
-	waitUntil(t, "a log line from elector n1", time.Minute, func() bool { return strings.Contains(logBuf.String(), "id=n1") })
-	waitUntil(t, "a log line from worker-1", time.Minute, func() bool { return strings.Contains(logBuf.String(), "worker=worker-1") })
+	waitUntil(t, "a log line from elector n1", time.Minute, func() bool { return strings.Contains(logBuf.String(), " id=n1") })
+	waitUntil(t, "a log line from worker-1", time.Minute, func() bool { return strings.Contains(logBuf.String(), " worker=worker-1") })
 
 	cancel()
 	select {
@@ -74,6 +74,16 @@ func TestRunStopsCleanly(t *testing.T) {
 	}
 	if s := logBuf.String(); strings.Contains(s, "did not stop within") {
 		t.Errorf("a component ran out of drain time at the demo's stop:\n%s", s)
+	}
+	// Every line of an elector or a worker, the contract's own included,
+	// says which instance it is.
+	for _, line := range strings.Split(logBuf.String(), "\n") {
+		if strings.Contains(line, " component=elect") && !strings.Contains(line, " id=n") {
+			t.Errorf("an elector's line without its id: %s", line)
+		}
+		if strings.Contains(line, " component=worker") && !strings.Contains(line, " worker=worker-") {
+			t.Errorf("a worker's line without its name: %s", line)
+		}
 	}
 	left, err := filepath.Glob(filepath.Join(tmp, "podkit-demo-*"))
 	if err != nil {
