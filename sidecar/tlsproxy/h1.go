@@ -57,6 +57,7 @@ type h1conn struct {
 	lastDone      time.Time // when the last response was sent
 	writeDeadline time.Time
 	custom        bool // readDeadline is not the idle deadline
+	linger        bool // answered without reading the request's body: lingerClose
 }
 
 func (p *Proxy) serveH1(tc *tls.Conn, raw *trackedConn, st *tls.ConnectionState) {
@@ -92,6 +93,44 @@ func (p *Proxy) serveH1(tc *tls.Conn, raw *trackedConn, st *tls.ConnectionState)
 	}
 	c.fwd = fwd
 	c.serve()
+	if c.linger {
+		c.lingerClose()
+	}
+}
+
+// Lingering close (nginx's lingering_close): the proxy answered a request
+// whose body it did not read, and the client may still be sending it.
+// Closing at once would make the kernel answer the unread bytes with a
+// reset, which can discard the answer before the client reads it. So the
+// proxy stops writing (close_notify, then FIN) and reads and discards what
+// the client still sends, until it stops, lingerIdle passes without a
+// byte, or lingerTime in all.
+const (
+	lingerTime = 30 * time.Second
+	lingerIdle = 5 * time.Second
+)
+
+func (c *h1conn) lingerClose() {
+	c.tc.CloseWrite()
+	if hc, ok := c.raw.Conn.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite()
+	}
+	end := time.Now().Add(lingerTime)
+	buf := make([]byte, 32<<10)
+	for {
+		now := time.Now()
+		if !now.Before(end) {
+			return
+		}
+		d := now.Add(lingerIdle)
+		if d.After(end) {
+			d = end
+		}
+		c.raw.Conn.SetReadDeadline(d)
+		if _, err := c.raw.Conn.Read(buf); err != nil {
+			return
+		}
+	}
 }
 
 // refreshRead sets the client's idle read deadline if the last one is
@@ -391,6 +430,7 @@ func (c *h1conn) handle(head []byte) bool {
 	if untilClose || early || p.stopped.Load() {
 		keepClient = false
 	}
+	c.linger = early
 	c.writeResponseHead(resp, keepClient)
 	bc.br.Discard(len(resp.head))
 	block := func() {
