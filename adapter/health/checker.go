@@ -17,7 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/podkit/podkit/internal/dbwire"
+	"github.com/podkit/podkit/adapter/internal/dbwire"
 )
 
 // Failure reasons, the reason label of podkit_health_check_failures_total.

@@ -28,9 +28,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podkit/podkit/adapter/internal/dbwire"
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/cli"
-	"github.com/podkit/podkit/internal/dbwire"
 )
 
 // DefaultListen is the default --listen address (Patroni's REST API port).

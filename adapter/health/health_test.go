@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podkit/podkit/adapter/internal/dbwire"
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/cli"
-	"github.com/podkit/podkit/internal/dbwire"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 

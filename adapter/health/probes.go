@@ -8,7 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/podkit/podkit/internal/dbwire"
+	"github.com/podkit/podkit/adapter/internal/dbwire"
 )
 
 // errNotReplicating is a replica whose replication is not running.

@@ -35,9 +35,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/podkit/podkit/adapter/internal/dbwire"
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/cli"
-	"github.com/podkit/podkit/internal/dbwire"
 )
 
 // DefaultListen is the default --listen address (nginx-prometheus-exporter's port).

@@ -26,8 +26,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/podkit/podkit/adapter/internal/dbwire"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/dbwire"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 

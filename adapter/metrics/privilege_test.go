@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podkit/podkit/internal/dbwire"
+	"github.com/podkit/podkit/adapter/internal/dbwire"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 

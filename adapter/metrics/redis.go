@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/podkit/podkit/internal/dbwire"
+	"github.com/podkit/podkit/adapter/internal/dbwire"
 )
 
 // InfoField is one key:value line of Redis INFO, with its section.

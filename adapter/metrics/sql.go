@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podkit/podkit/internal/dbwire"
+	"github.com/podkit/podkit/adapter/internal/dbwire"
 )
 
 // mysqlStatusGroups are the SHOW GLOBAL STATUS variables mysqld_exporter

@@ -14,9 +14,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/podkit/podkit/ambassador/shard/internal/ketama"
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/cli"
-	"github.com/podkit/podkit/internal/ketama"
 )
 
 // Protocols a pool speaks.

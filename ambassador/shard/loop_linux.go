@@ -11,7 +11,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/podkit/podkit/internal/memcache"
+	"github.com/podkit/podkit/ambassador/shard/internal/memcache"
 	"github.com/podkit/podkit/internal/rawsock"
 	"github.com/podkit/podkit/internal/resp"
 )

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/podkit/podkit/internal/memcache"
+	"github.com/podkit/podkit/ambassador/shard/internal/memcache"
 	"github.com/podkit/podkit/internal/rawsock"
 )
 

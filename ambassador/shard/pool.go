@@ -13,7 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/podkit/podkit/internal/ketama"
+	"github.com/podkit/podkit/ambassador/shard/internal/ketama"
 )
 
 // Error kinds counted by podkit_shard_server_errors_total.
