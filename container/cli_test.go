@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/internal/testdeps"
 	"github.com/podkit/podkit/sidecar/await"
 	"github.com/podkit/podkit/sidecar/topz"

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"flag"
 
-	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/cli"
 )
 
 // BuildFunc builds a component from its positional arguments once its

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/internal/probe"
 )
 

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/election/electiontest"
-	"github.com/podkit/podkit/internal/cli"
 	"github.com/podkit/podkit/internal/kubetest"
 )
 

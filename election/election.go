@@ -38,10 +38,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/election/backend"
 	"github.com/podkit/podkit/election/raft"
-	"github.com/podkit/podkit/internal/cli"
 )
 
 // Backend, Candidate and Observation are election/backend's, for callers of

@@ -5,7 +5,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/cli"
 )
 
 // roleEnv switches the test binary into `podkit elect` itself (cli.Main

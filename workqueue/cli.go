@@ -16,7 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/workqueue/client"
 	"github.com/podkit/podkit/workqueue/store"
 )

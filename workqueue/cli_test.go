@@ -15,7 +15,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/workqueue"
 	"github.com/podkit/podkit/workqueue/client"
 	"github.com/podkit/podkit/workqueue/store/wal"

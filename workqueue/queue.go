@@ -25,8 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 	"github.com/podkit/podkit/internal/gctune"
 	"github.com/podkit/podkit/workqueue/store"
 	"github.com/podkit/podkit/workqueue/store/wal"

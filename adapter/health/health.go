@@ -29,8 +29,8 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/adapter/internal/dbwire"
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 )
 
 // DefaultListen is the default --listen address (Patroni's REST API port).

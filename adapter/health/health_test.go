@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/adapter/internal/dbwire"
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 

@@ -31,8 +31,8 @@ import (
 	"github.com/podkit/podkit/adapter/logs/parse"
 	"github.com/podkit/podkit/adapter/logs/tail"
 	"github.com/podkit/podkit/adapter/logs/timestamp"
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 )
 
 // Config configures the adapter.

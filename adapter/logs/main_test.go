@@ -5,7 +5,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/cli"
 )
 
 // mainEnv makes the test binary run `podkit logs` itself: the end-to-end

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 

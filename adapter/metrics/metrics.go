@@ -36,8 +36,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/podkit/podkit/adapter/internal/dbwire"
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 )
 
 // DefaultListen is the default --listen address (nginx-prometheus-exporter's port).

@@ -9,9 +9,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/buildinfo"
-	"github.com/podkit/podkit/internal/cli"
 )
 
 // nutcrackerFlags are nutcracker's command-line options that act on the

@@ -15,8 +15,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/podkit/podkit/ambassador/shard/internal/ketama"
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 )
 
 // Protocols a pool speaks.

@@ -6,7 +6,7 @@ import (
 	"runtime/pprof"
 	"testing"
 
-	"github.com/podkit/podkit/internal/cli"
+	"github.com/podkit/podkit/cli"
 )
 
 // TestMain lets the test binary act as `podkit shard` when

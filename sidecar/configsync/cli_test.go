@@ -18,8 +18,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 )
 
 // TestBadFlags: every bad command line exits 2 with a message naming the

@@ -45,8 +45,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 )
 
 // Sentinel errors: every error Sync returns wraps exactly one of these, so

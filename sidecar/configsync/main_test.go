@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 )
 
 // roleEnv switches the test binary into another program, so tests can run

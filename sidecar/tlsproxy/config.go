@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 	"github.com/podkit/podkit/internal/gctune"
 )
 

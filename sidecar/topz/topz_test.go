@@ -25,8 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 
 	"github.com/podkit/podkit/internal/testdeps"
 )

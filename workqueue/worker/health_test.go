@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 	"github.com/podkit/podkit/internal/testdeps"
 	"github.com/podkit/podkit/workqueue"
 	"github.com/podkit/podkit/workqueue/client"

@@ -19,8 +19,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/cli"
 	"github.com/podkit/podkit/sidecar/await"
 )
 
