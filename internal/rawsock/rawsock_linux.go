@@ -99,20 +99,39 @@ func (s *rawSock) Write(b []byte) (int, error) {
 }
 
 func (s *rawSock) write(fd uintptr) bool {
-	for s.wn < len(s.wb) {
-		n, e := Send(fd, s.wb[s.wn:])
+	n, e := SendAll(fd, s.wb[s.wn:])
+	s.wn += n
+	switch e {
+	case 0:
+		return true
+	case syscall.EAGAIN:
+		return false
+	default:
+		s.werr = e
+		return true
+	}
+}
+
+// SendAll sends p on the non-blocking socket fd with raw send(2) calls
+// (MSG_NOSIGNAL, retried on EINTR) until all of p is sent or the socket
+// buffer is full: for use inside a syscall.RawConn callback or by an
+// event loop that owns fd. It returns how much of p was sent and 0 (all
+// of it), syscall.EAGAIN (the buffer filled first: wait until the socket
+// is writable and send the rest) or the error that ended the sending.
+// An empty p sends nothing and returns 0, 0.
+func SendAll(fd uintptr, p []byte) (int, syscall.Errno) {
+	sent := 0
+	for sent < len(p) {
+		n, e := Send(fd, p[sent:])
 		switch e {
 		case 0:
-			s.wn += int(n)
+			sent += n
 		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
 		default:
-			s.werr = e
-			return true
+			return sent, e
 		}
 	}
-	return true
+	return sent, 0
 }
 
 // Send is one send(2) of p (not empty) on the non-blocking socket fd, with

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -91,6 +92,77 @@ func TestRawSock(t *testing.T) {
 		defer a.Close()
 		if s := New(a); s != io.ReadWriter(a) {
 			t.Errorf("New(net.Pipe) = %T, want the conn itself", s)
+		}
+	})
+}
+
+func TestSendAll(t *testing.T) {
+	fdOf := func(t *testing.T, c net.Conn) uintptr {
+		t.Helper()
+		rc, err := c.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fd uintptr
+		rc.Control(func(s uintptr) { fd = s })
+		return fd
+	}
+	t.Run("empty", func(t *testing.T) {
+		a, _ := testdeps.TCPPair(t)
+		if n, e := SendAll(fdOf(t, a), nil); n != 0 || e != 0 {
+			t.Errorf("SendAll(nil) = %d, %v; want 0, 0", n, e)
+		}
+	})
+	t.Run("all of a small write", func(t *testing.T) {
+		a, b := testdeps.TCPPair(t)
+		if n, e := SendAll(fdOf(t, a), []byte("hello")); n != 5 || e != 0 {
+			t.Fatalf("SendAll = %d, %v; want 5, 0", n, e)
+		}
+		got := make([]byte, 5)
+		if _, err := io.ReadFull(b, got); err != nil || string(got) != "hello" {
+			t.Fatalf("read %q, %v", got, err)
+		}
+	})
+	t.Run("a full buffer stops it with EAGAIN and the rest follows", func(t *testing.T) {
+		a, b := testdeps.TCPPair(t)
+		fd := fdOf(t, a)
+		want := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB: more than the buffers hold
+		n, e := SendAll(fd, want)
+		if e != syscall.EAGAIN || n == 0 || n >= len(want) {
+			t.Fatalf("SendAll = %d, %v; want part of %d and EAGAIN", n, e, len(want))
+		}
+		done := make(chan []byte, 1)
+		go func() {
+			got, _ := io.ReadAll(b)
+			done <- got
+		}()
+		for rest := want[n:]; len(rest) > 0; {
+			n, e := SendAll(fd, rest)
+			rest = rest[n:]
+			switch e {
+			case 0, syscall.EAGAIN:
+				time.Sleep(time.Millisecond)
+			default:
+				t.Fatal(e)
+			}
+		}
+		a.Close()
+		if got := <-done; !bytes.Equal(got, want) {
+			t.Fatalf("read %d bytes, want %d in order", len(got), len(want))
+		}
+	})
+	t.Run("peer gone", func(t *testing.T) {
+		a, b := testdeps.TCPPair(t)
+		b.(*net.TCPConn).SetLinger(0)
+		b.Close() // RST
+		fd := fdOf(t, a)
+		var e syscall.Errno
+		for i := 0; i < 100 && (e == 0 || e == syscall.EAGAIN); i++ {
+			_, e = SendAll(fd, make([]byte, 1024))
+			time.Sleep(time.Millisecond)
+		}
+		if e != syscall.EPIPE && e != syscall.ECONNRESET {
+			t.Fatalf("SendAll to a reset connection: %v, want EPIPE or ECONNRESET", e)
 		}
 	})
 }
