@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podkit/podkit/adapter/internal/dbwire"
+	"github.com/podkit/podkit/internal/secretfile"
 )
 
 // Failure reasons, the reason label of podkit_health_check_failures_total.
@@ -94,7 +95,7 @@ func newChecker(cfg Config, log *slog.Logger) (*checker, error) {
 	pw := ""
 	if cfg.PasswordFile != "" {
 		var err error
-		if pw, err = readPasswordFile(cfg.PasswordFile); err != nil {
+		if pw, err = secretfile.Read(cfg.PasswordFile); err != nil {
 			return nil, fmt.Errorf("--password-file: %w", err)
 		}
 	}

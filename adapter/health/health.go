@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -31,6 +30,7 @@ import (
 	"github.com/podkit/podkit/adapter/internal/dbwire"
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/secretfile"
 )
 
 // DefaultListen is the default --listen address (Patroni's REST API port).
@@ -133,7 +133,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.PasswordFile != "" {
-		if _, err := readPasswordFile(c.PasswordFile); err != nil {
+		if _, err := secretfile.Read(c.PasswordFile); err != nil {
 			errs = append(errs, fmt.Errorf("--password-file: %w", err))
 		}
 	}
@@ -194,18 +194,6 @@ func (e expectation) String() string {
 		return "/" + e.re.String() + "/"
 	}
 	return fmt.Sprintf("%q", e.literal)
-}
-
-func readPasswordFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	pw := strings.TrimRight(string(b), "\r\n")
-	if pw == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return pw, nil
 }
 
 // Adapter is the health adapter.

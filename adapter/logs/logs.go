@@ -33,6 +33,7 @@ import (
 	"github.com/podkit/podkit/adapter/logs/timestamp"
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/secretfile"
 )
 
 // Config configures the adapter.
@@ -226,11 +227,11 @@ func (c Config) compile() (*compiled, error) {
 		}
 	}
 	if c.RedisPasswordFile != "" {
-		b, err := os.ReadFile(c.RedisPasswordFile)
+		pw, err := secretfile.Read(c.RedisPasswordFile)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("--redis-password-file: %w", err))
 		}
-		out.password = strings.TrimRight(string(b), "\r\n")
+		out.password = pw
 	}
 	if c.StateDir != "" {
 		if fi, err := os.Stat(c.StateDir); err == nil && !fi.IsDir() {

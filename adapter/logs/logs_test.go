@@ -159,6 +159,8 @@ func TestValidate(t *testing.T) {
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "rules.yaml")
 	os.WriteFile(rules, []byte("rules:\n  - detector: java\n    colour: red\n"), 0o644)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
 	tests := []struct {
 		name string
 		mod  func(*Config)
@@ -177,6 +179,8 @@ func TestValidate(t *testing.T) {
 		{"bad every", func(c *Config) { c.Every = 0 }, "--every: 0s must be positive"},
 		{"bad limits", func(c *Config) { c.MultilineMaxLines = 0 }, "--multiline-max-lines: 0 must be at least 1"},
 		{"state dir is a file", func(c *Config) { c.StateDir = rules }, "not a directory"},
+		{"password file empty", func(c *Config) { c.RedisPasswordFile = empty }, "--redis-password-file: " + empty + " is empty"},
+		{"password file missing", func(c *Config) { c.RedisPasswordFile = filepath.Join(dir, "nope") }, "--redis-password-file: open"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

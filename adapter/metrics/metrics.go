@@ -28,7 +28,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -38,6 +37,7 @@ import (
 	"github.com/podkit/podkit/adapter/internal/dbwire"
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/secretfile"
 )
 
 // DefaultListen is the default --listen address (nginx-prometheus-exporter's port).
@@ -138,7 +138,7 @@ func (c Config) Validate() error {
 		if f == "" {
 			continue
 		}
-		if _, err := ReadPasswordFile(f); err != nil {
+		if _, err := secretfile.Read(f); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", flag, err))
 		}
 	}
@@ -151,7 +151,7 @@ func (c Config) Validate() error {
 // redactDSN quotes a DSN for an error message without its password.
 func redactDSN(d string) string {
 	if strings.Contains(d, "://") {
-		return fmt.Sprintf("%q", dbwire.RedactURL(d))
+		return fmt.Sprintf("%q", container.RedactURL(d))
 	}
 	if at := strings.LastIndex(d, "@"); at >= 0 {
 		if colon := strings.Index(d[:at], ":"); colon >= 0 {
@@ -188,20 +188,6 @@ func parseNginxURL(s string) (*url.URL, error) {
 		return nil, errors.New("user info in the URL is not supported")
 	}
 	return u, nil
-}
-
-// ReadPasswordFile reads a password file: its content without the trailing
-// newline. An empty file is an error.
-func ReadPasswordFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	pw := strings.TrimRight(string(b), "\r\n")
-	if pw == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return pw, nil
 }
 
 // Adapter is the metrics adapter.
@@ -280,7 +266,7 @@ func (a *Adapter) Collectors(reg prometheus.Registerer, h *container.Host) error
 		if file == "" {
 			return ""
 		}
-		pw, _ := ReadPasswordFile(file) // validated
+		pw, _ := secretfile.Read(file) // validated
 		return pw
 	}
 	client := a.cfg.HTTPClient

@@ -28,6 +28,7 @@ import (
 
 	"github.com/podkit/podkit/adapter/internal/dbwire"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/secretfile"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -713,7 +714,7 @@ func TestRealMariaDB(t *testing.T) {
 	lint(t, text)
 
 	// Stop the server: mysql_up 0, /metrics still 200.
-	pw, _ := ReadPasswordFile(pwFile)
+	pw, _ := secretfile.Read(pwFile)
 	db, err := dbwire.Open(st, pw, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/podkit/podkit/ambassador/shard/internal/ketama"
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/secretfile"
 )
 
 // Protocols a pool speaks.
@@ -502,17 +503,8 @@ func checkListens(pools []Pool) []error {
 	return errs
 }
 
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return s, nil
-}
+// readSecret reads a password file by the rule every component follows.
+func readSecret(path string) (string, error) { return secretfile.Read(path) }
 
 // Config configures the shard proxy: either a nutcracker.yml file
 // (--config) or a single pool from flags.

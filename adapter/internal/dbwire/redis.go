@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/podkit/podkit/container"
 )
 
 // RedisTarget is a parsed --redis address.
@@ -52,7 +54,7 @@ func ParseRedisTarget(s string) (RedisTarget, error) {
 		return RedisTarget{}, fmt.Errorf("%q: %v", s, unwrapURLErr(err))
 	}
 	if _, has := u.User.Password(); has {
-		return RedisTarget{}, fmt.Errorf("%q carries a password; put it in the password file instead", RedactURL(s))
+		return RedisTarget{}, fmt.Errorf("%q carries a password; put it in the password file instead", container.RedactURL(s))
 	}
 	t := RedisTarget{Username: u.User.Username()}
 	switch u.Scheme {
@@ -115,16 +117,6 @@ func unwrapURLErr(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-// RedactURL hides the password of a URL, or the whole string when it does
-// not parse.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "[redacted]"
-	}
-	return u.Redacted()
 }
 
 // RedisConn is one connection to a Redis server, used by one goroutine at
