@@ -1,0 +1,7 @@
+package child
+
+import "syscall"
+
+const pdeathsig = true
+
+func setPdeathsig(a *syscall.SysProcAttr) { a.Pdeathsig = syscall.SIGKILL }
