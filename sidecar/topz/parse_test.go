@@ -4,93 +4,10 @@ import (
 	"errors"
 	"net/url"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
 )
-
-// statLine builds a /proc/PID/stat line with the given comm and the
-// fields topz reads.
-func statLine(pid int, comm string) string {
-	return strconv.Itoa(pid) + " (" + comm + ") S 1 1 1 0 -1 4194560 100 0 0 0 12 3 0 0 20 0 4 0 12345 10000000 256 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
-}
-
-func TestParseStat(t *testing.T) {
-	tests := []struct {
-		name, in string
-		comm     string
-		wantErr  string
-	}{
-		{"plain", statLine(42, "sleep"), "sleep", ""},
-		{"space and parens in comm", statLine(42, "a) b (c"), "a) b (c", ""},
-		{"comm ending in paren", statLine(42, "x)"), "x)", ""},
-		{"comm that looks like fields", statLine(42, ") S 1 2 3"), ") S 1 2 3", ""},
-		{"empty comm", statLine(42, ""), "", ""},
-		{"newline in comm", statLine(42, "a\nb"), "a\nb", ""},
-		{"no parens", "42 sleep S 1", "", "no (comm)"},
-		{"close before open", "42 )sleep( S 1", "", "no (comm)"},
-		{"short", "42 (sleep) S 1 2 3", "", "fields after comm"},
-		{"bad pid", strings.Replace(statLine(42, "x"), "42", "4x2", 1), "", "pid"},
-		{"bad state", strings.Replace(statLine(42, "x"), ") S ", ") SS ", 1), "", "state"},
-		{"bad ppid", strings.Replace(statLine(42, "x"), ") S 1 ", ") S one ", 1), "", "ppid"},
-		{"bad utime", strings.Replace(statLine(42, "x"), " 12 3 ", " -12 3 ", 1), "", "utime"},
-		{"empty", "", "", "no (comm)"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, err := parseStat([]byte(tt.in))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrMalformed) {
-					t.Fatalf("parseStat error = %v, want one containing %q wrapping ErrMalformed", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("parseStat: %v", err)
-			}
-			want := statInfo{PID: 42, Comm: tt.comm, State: 'S', PPID: 1, UTime: 12, STime: 3, Threads: 4, StartTime: 12345, RSSPages: 256}
-			if s != want {
-				t.Fatalf("parseStat = %+v, want %+v", s, want)
-			}
-		})
-	}
-}
-
-func TestParseStatus(t *testing.T) {
-	full := "Name:\tnginx\nUmask:\t0022\nState:\tS (sleeping)\nPPid:\t7\nUid:\t101\t102\t101\t101\nVmRSS:\t    4300 kB\nThreads:\t3\n"
-	tests := []struct {
-		name, in string
-		want     statusInfo
-		wantErr  string
-	}{
-		{"full", full, statusInfo{Name: "nginx", UID: 102, RSSBytes: 4300 * 1024, Threads: 3}, ""},
-		{"kernel thread without VmRSS", "Name:\tkthreadd\nUid:\t0\t0\t0\t0\nThreads:\t1\n", statusInfo{Name: "kthreadd", UID: 0, RSSBytes: -1, Threads: 1}, ""},
-		{"escaped name", "Name:\ta\\nb\\\\c\nUid:\t0\t0\t0\t0\n", statusInfo{Name: "a\nb\\c", UID: 0, RSSBytes: -1, Threads: -1}, ""},
-		{"no uid", "Name:\tx\n", statusInfo{}, "no Uid"},
-		{"bad uid", "Uid:\tzero\tzero\n", statusInfo{}, "Uid"},
-		{"one uid field", "Uid:\t0\n", statusInfo{}, "Uid"},
-		{"bad rss unit", "Uid:\t0\t0\t0\t0\nVmRSS:\t12 MB\n", statusInfo{}, "VmRSS"},
-		{"negative threads", "Uid:\t0\t0\t0\t0\nThreads:\t-1\n", statusInfo{}, "Threads"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			st, err := parseStatus([]byte(tt.in))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("parseStatus error = %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("parseStatus: %v", err)
-			}
-			if st != tt.want {
-				t.Fatalf("parseStatus = %+v, want %+v", st, tt.want)
-			}
-		})
-	}
-}
 
 const (
 	id1 = "3f1c2b9d7e6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa00112233"
@@ -159,44 +76,6 @@ func TestParsePasswd(t *testing.T) {
 	want := map[int]string{0: "root", 101: "nginx", 65534: "nobody"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("parsePasswd = %v, want %v", got, want)
-	}
-}
-
-func TestParseBootTimeAndUptime(t *testing.T) {
-	if b, err := parseBootTime([]byte("cpu 1 2\nbtime 1700000000\nprocesses 3\n")); err != nil || b != 1700000000 {
-		t.Fatalf("parseBootTime = %d, %v", b, err)
-	}
-	for _, in := range []string{"cpu 1\n", "btime x\n", "btime -5\n"} {
-		if _, err := parseBootTime([]byte(in)); err == nil {
-			t.Errorf("parseBootTime(%q) succeeded", in)
-		}
-	}
-	if u, err := parseUptime([]byte("123.45 99.0\n")); err != nil || u != 123.45 {
-		t.Fatalf("parseUptime = %v, %v", u, err)
-	}
-	for _, in := range []string{"", "NaN 1", "-1 2", "x"} {
-		if _, err := parseUptime([]byte(in)); err == nil {
-			t.Errorf("parseUptime(%q) succeeded", in)
-		}
-	}
-}
-
-func TestParseCmdline(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []string
-	}{
-		{"", nil},
-		{"\x00", nil},
-		{"sleep\x003600\x00", []string{"sleep", "3600"}},
-		{"sh\x00-c\x00a b\x00", []string{"sh", "-c", "a b"}},
-		{"nginx: master process /usr/sbin/nginx", []string{"nginx: master process /usr/sbin/nginx"}},
-		{"a\x00\x00b\x00", []string{"a", "", "b"}},
-	}
-	for _, tt := range tests {
-		if got := parseCmdline([]byte(tt.in)); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("parseCmdline(%q) = %q, want %q", tt.in, got, tt.want)
-		}
 	}
 }
 
@@ -294,58 +173,6 @@ func TestHumanBytes(t *testing.T) {
 			t.Errorf("humanBytes(%d) = %q, want %q", in, got, want)
 		}
 	}
-}
-
-func FuzzParseStat(f *testing.F) {
-	f.Add([]byte(statLine(1, "init")))
-	f.Add([]byte(statLine(52, "a) b (c")))
-	f.Add([]byte("62 (no closing paren S 1\n"))
-	f.Add([]byte("1 () R 0"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := parseStat(b)
-		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("error %v does not wrap ErrMalformed", err)
-			}
-			return
-		}
-		if s.PID < 0 {
-			t.Fatalf("negative pid %d accepted", s.PID)
-		}
-	})
-}
-
-func FuzzParseStatComm(f *testing.F) {
-	f.Add("sleep")
-	f.Add("a) b (c")
-	f.Add(") S 1 2")
-	f.Fuzz(func(t *testing.T, comm string) {
-		s, err := parseStat([]byte(statLine(7, comm)))
-		if err != nil {
-			t.Fatalf("parseStat of a well-formed line with comm %q: %v", comm, err)
-		}
-		if s.Comm != comm || s.PPID != 1 || s.StartTime != 12345 {
-			t.Fatalf("comm %q: parsed %+v", comm, s)
-		}
-	})
-}
-
-func FuzzParseStatus(f *testing.F) {
-	f.Add([]byte("Name:\tnginx\nUid:\t101\t101\t101\t101\nVmRSS:\t 4300 kB\nThreads:\t3\n"))
-	f.Add([]byte("Name:\tkthreadd\nUid:\t0\t0\t0\t0\n"))
-	f.Add([]byte("Uid:\t-1\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		st, err := parseStatus(b)
-		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("error %v does not wrap ErrMalformed", err)
-			}
-			return
-		}
-		if st.UID < 0 || st.RSSBytes < -1 || st.Threads < -1 {
-			t.Fatalf("accepted out-of-range values: %+v", st)
-		}
-	})
 }
 
 func FuzzParseCgroup(f *testing.F) {

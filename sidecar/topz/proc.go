@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/podkit/podkit/internal/procfs"
 )
 
 // userHZ is the unit of the clock-tick fields in /proc/PID/stat. It is part
@@ -130,7 +132,7 @@ func (s *scanner) scan() (*Snapshot, map[string]int, error) {
 		if err != nil {
 			return nil, parseErrs, fmt.Errorf("--proc %s: %w", s.root, err)
 		}
-		if s.bootTime, err = parseBootTime(b); err != nil {
+		if s.bootTime, err = procfs.ParseBootTime(b); err != nil {
 			parseErrs["stat"]++
 			return nil, parseErrs, fmt.Errorf("--proc %s: %w", s.root, err)
 		}
@@ -139,7 +141,7 @@ func (s *scanner) scan() (*Snapshot, map[string]int, error) {
 	if err != nil {
 		return nil, parseErrs, fmt.Errorf("--proc %s: %w", s.root, err)
 	}
-	uptime, err := parseUptime(upB)
+	uptime, err := procfs.ParseUptime(upB)
 	if err != nil {
 		parseErrs["uptime"]++
 		return nil, parseErrs, fmt.Errorf("--proc %s: %w", s.root, err)
@@ -216,7 +218,7 @@ func (s *scanner) readProcess(pid int, parseErrs map[string]int) (Process, error
 	if err != nil {
 		return p, errVanished
 	}
-	st, err := parseStat(b)
+	st, err := procfs.ParseStat(b)
 	if err != nil {
 		parseErrs["stat"]++
 		return p, err
@@ -235,7 +237,7 @@ func (s *scanner) readProcess(pid int, parseErrs map[string]int) (Process, error
 		return p, errVanished
 	} else if err != nil {
 		p.Notes = append(p.Notes, "status: "+errText(err))
-	} else if ss, err := parseStatus(b); err != nil {
+	} else if ss, err := procfs.ParseStatus(b); err != nil {
 		parseErrs["status"]++
 		p.Notes = append(p.Notes, err.Error())
 	} else {
@@ -261,7 +263,7 @@ func (s *scanner) readProcess(pid int, parseErrs map[string]int) (Process, error
 	} else if err != nil {
 		p.Notes = append(p.Notes, "cmdline: "+errText(err))
 	} else {
-		p.Cmdline = parseCmdline(b)
+		p.Cmdline = procfs.ParseCmdline(b)
 	}
 	p.Command = strings.Join(p.Cmdline, " ")
 	if p.Command == "" {

@@ -28,6 +28,7 @@ import (
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
 
+	"github.com/podkit/podkit/internal/child"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -73,7 +74,7 @@ func startCmd(t *testing.T, env []string, files []*os.File, name string, args ..
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.ExtraFiles = files
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	child.Prepare(cmd, child.Options{Group: true})
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
@@ -256,7 +257,7 @@ func TestRealProcesses(t *testing.T) {
 	const lockedThreads = 6
 	threads := startChild(t, []string{"TOPZ_TEST_ROLE=threads", "TOPZ_TEST_THREADS=" + strconv.Itoa(lockedThreads)}, os.Args[0], "-test.run=^$", "threads-"+tag)
 	zombie := exec.Command(lookPath(t, "true"))
-	zombie.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	child.Prepare(zombie, child.Options{})
 	if err := zombie.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -612,7 +613,8 @@ func runPodkit(t *testing.T, wrap []string, cred *syscall.Credential, args ...st
 	argv := append(append(append([]string{}, wrap...), bin, "topz", "--listen", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json", "--drain-delay", "0s"), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "TOPZ_TEST_ROLE=podkit")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	child.Prepare(cmd, child.Options{})
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
