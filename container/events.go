@@ -13,6 +13,9 @@ const (
 	EventResumed  = "resumed"
 	EventDraining = "draining"
 	EventStopping = "stopping"
+	// EventReload is sent once per reload (see Reloader), whatever its
+	// result; What, Trigger, Result and Error say which, why and how.
+	EventReload = "reload"
 )
 
 // Event is one lifecycle event.
@@ -20,6 +23,12 @@ type Event struct {
 	Type     string    `json:"type"`
 	Time     time.Time `json:"time"`
 	Deadline time.Time `json:"deadline,omitzero"` // draining: when the process will be gone at the latest
+
+	// reload only:
+	What    string `json:"what,omitempty"`    // what was reloaded: "configuration", "certificate"
+	Trigger string `json:"trigger,omitempty"` // why: "SIGHUP", "file change", "poll", "requested"
+	Result  string `json:"result,omitempty"`  // ok, error or unchanged, as in podkit_<component>_reloads_total
+	Error   string `json:"error,omitempty"`   // result error: why the new version was refused
 }
 
 const maxHistory = 64
