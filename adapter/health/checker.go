@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podkit/podkit/adapter/internal/dbwire"
+	"github.com/podkit/podkit/internal/resp"
 	"github.com/podkit/podkit/internal/secretfile"
 )
 
@@ -301,7 +302,7 @@ func (c *checker) grantHint() string {
 
 // classify names why a check failed.
 func classify(ctx context.Context, err error) string {
-	var re dbwire.RedisError
+	var re resp.Error
 	var ne net.Error
 	var oe *net.OpError
 	msg := err.Error()

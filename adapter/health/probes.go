@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/podkit/podkit/adapter/internal/dbwire"
+	"github.com/podkit/podkit/internal/resp"
 )
 
 // errNotReplicating is a replica whose replication is not running.
@@ -102,21 +103,21 @@ type redisProbe struct {
 	cmd      []string
 
 	mu   sync.Mutex
-	conn *dbwire.RedisConn
+	conn *resp.Client
 }
 
-func (p *redisProbe) do(ctx context.Context, args ...string) (dbwire.Value, error) {
+func (p *redisProbe) do(ctx context.Context, args ...string) (resp.Value, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.conn == nil {
 		c, err := dbwire.DialRedis(ctx, p.target, p.password)
 		if err != nil {
-			return dbwire.Value{}, err
+			return resp.Value{}, err
 		}
 		p.conn = c
 	}
 	v, err := p.conn.Do(ctx, args...)
-	var re dbwire.RedisError
+	var re resp.Error
 	if err != nil && !errors.As(err, &re) {
 		p.conn.Close()
 		p.conn = nil
@@ -129,7 +130,7 @@ func (p *redisProbe) check(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if v.Kind == dbwire.KindArray {
+	if v.Kind == resp.KindArray {
 		if v.Nil || len(v.Array) == 0 {
 			return "", nil
 		}

@@ -21,8 +21,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/podkit/podkit/adapter/logs/slowlog"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/resp"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -464,13 +464,13 @@ func freeAddr(t *testing.T) string {
 
 func redisDo(t *testing.T, addr string, cmds ...[]string) {
 	t.Helper()
-	c, err := slowlog.Dial(context.Background(), addr, "", 5*time.Second)
+	c, err := resp.Dial(context.Background(), "tcp", addr, resp.DialOptions{Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	for _, cmd := range cmds {
-		if _, err := c.Do(cmd...); err != nil && !(cmd[0] == "DEBUG") {
+		if _, err := c.Do(context.Background(), cmd...); err != nil && !(cmd[0] == "DEBUG") {
 			t.Fatalf("%v: %v", cmd, err)
 		}
 	}
@@ -547,12 +547,12 @@ func TestSlowlog(t *testing.T) {
 	// Restart: the server re-executes itself.
 	redisDo(t, addr, []string{"DEBUG", "RESTART"})
 	waitFor(t, "redis back", func() bool {
-		c, err := slowlog.Dial(context.Background(), addr, "", time.Second)
+		c, err := resp.Dial(context.Background(), "tcp", addr, resp.DialOptions{Timeout: time.Second})
 		if err != nil {
 			return false
 		}
 		defer c.Close()
-		_, err = c.Do("PING")
+		_, err = c.Do(context.Background(), "PING")
 		return err == nil
 	})
 	redisDo(t, addr, []string{"SET", "after", "restart"})

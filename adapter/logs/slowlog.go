@@ -17,6 +17,7 @@ import (
 	"github.com/podkit/podkit/adapter/logs/parse"
 	"github.com/podkit/podkit/adapter/logs/slowlog"
 	"github.com/podkit/podkit/adapter/logs/tail"
+	"github.com/podkit/podkit/internal/resp"
 )
 
 // clientName names the poller's connection (CLIENT SETNAME), so that its
@@ -35,7 +36,7 @@ type slowlogPoller struct {
 	log      *slog.Logger
 	m        *metrics
 
-	client  *slowlog.Client
+	client  *resp.Client
 	tracker slowlog.Tracker
 	enc     encoder
 	rec     parse.Record
@@ -124,11 +125,11 @@ func (sp *slowlogPoller) check(context.Context) error {
 
 func (sp *slowlogPoller) poll(ctx context.Context) error {
 	if sp.client == nil {
-		c, err := slowlog.Dial(ctx, sp.addr, sp.password, sp.timeout)
+		c, err := resp.Dial(ctx, "tcp", sp.addr, resp.DialOptions{Password: sp.password, Timeout: sp.timeout})
 		if err != nil {
 			return err
 		}
-		if _, err := c.Do("CLIENT", "SETNAME", clientName); err != nil {
+		if _, err := c.Do(ctx, "CLIENT", "SETNAME", clientName); err != nil {
 			c.Close()
 			return fmt.Errorf("CLIENT SETNAME: %w", err)
 		}
@@ -136,18 +137,18 @@ func (sp *slowlogPoller) poll(ctx context.Context) error {
 	}
 	c := sp.client
 	maxLen := 0
-	if v, err := c.Do("CONFIG", "GET", "slowlog-max-len"); err == nil && len(v.Array) == 2 {
-		maxLen, _ = strconv.Atoi(string(v.Array[1].Str))
+	if v, err := c.Do(ctx, "CONFIG", "GET", "slowlog-max-len"); err == nil && len(v.Array) == 2 {
+		maxLen, _ = strconv.Atoi(v.Array[1].Str)
 	}
-	info, err := c.Do("INFO", "server")
+	info, err := c.Do(ctx, "INFO", "server")
 	if err != nil {
 		return fmt.Errorf("INFO server: %w", err)
 	}
 	runID := slowlog.ParseInfoField(info.Str, "run_id")
-	v, err := c.Do("SLOWLOG", "GET", "-1")
-	var se *slowlog.ServerError
+	v, err := c.Do(ctx, "SLOWLOG", "GET", "-1")
+	var se resp.Error
 	if errors.As(err, &se) { // before Redis 7, -1 is not "all"
-		v, err = c.Do("SLOWLOG", "GET", strconv.Itoa(max(maxLen, 1024)))
+		v, err = c.Do(ctx, "SLOWLOG", "GET", strconv.Itoa(max(maxLen, 1024)))
 	}
 	if err != nil {
 		return fmt.Errorf("SLOWLOG GET: %w", err)
@@ -174,7 +175,7 @@ func (sp *slowlogPoller) poll(ctx context.Context) error {
 			"slowlog_max_len", strconv.Itoa(maxLen))
 	}
 	written := 0
-	self := c.LocalAddr()
+	self := c.LocalAddr().String()
 	for _, e := range res.New {
 		if e.ClientName == clientName || e.Client == self {
 			continue // the poll's own commands, with slowlog-log-slower-than 0 (AUTH comes before CLIENT SETNAME)

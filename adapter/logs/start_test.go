@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podkit/podkit/adapter/logs/slowlog"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/resp"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -179,12 +179,12 @@ func TestSlowlogPasswordNotOwnAuth(t *testing.T) {
 	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
 	out := filepath.Join(dir, "out")
 	p := startLogs(t, out, nil, "--redis-slowlog", addr, "--every", "100ms", "--redis-password-file", pw, "--admin-addr", "off")
-	c, err := slowlog.Dial(context.Background(), addr, "s3cret", 5*time.Second)
+	c, err := resp.Dial(context.Background(), "tcp", addr, resp.DialOptions{Password: "s3cret", Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Do("SET", "k", "v"); err != nil {
+	if _, err := c.Do(context.Background(), "SET", "k", "v"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the SET entry", func() bool {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podkit/podkit/adapter/internal/dbwire"
+	"github.com/podkit/podkit/internal/resp"
 )
 
 // ErrParse is wrapped by every error caused by a status page or reply that
@@ -182,12 +183,12 @@ func (t *target) Collect(ch chan<- prometheus.Metric) {
 
 // classify names why a scrape failed, for the errors counter.
 func classify(ctx context.Context, err error) string {
-	var re dbwire.RedisError
+	var re resp.Error
 	var ne net.Error
 	var oe *net.OpError
 	var hs *httpStatusError
 	switch {
-	case errors.Is(err, ErrParse), errors.Is(err, dbwire.ErrProtocol):
+	case errors.Is(err, ErrParse), errors.Is(err, resp.ErrProtocol), errors.Is(err, resp.ErrTooLarge):
 		return "parse"
 	case errors.As(err, &hs):
 		return "http_status"

@@ -28,6 +28,7 @@ import (
 
 	"github.com/podkit/podkit/adapter/internal/dbwire"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/resp"
 	"github.com/podkit/podkit/internal/secretfile"
 	"github.com/podkit/podkit/internal/testdeps"
 )
@@ -426,12 +427,12 @@ func TestGoldenFixtures(t *testing.T) {
 			if err := redisInfoMetrics(e, fields); err != nil {
 				return err
 			}
-			entry := dbwire.Value{Kind: dbwire.KindArray, Array: []dbwire.Value{
-				{Kind: dbwire.KindInteger, Int: 41}, {Kind: dbwire.KindInteger, Int: 1700000000},
-				{Kind: dbwire.KindInteger, Int: 12500},
+			entry := resp.Value{Kind: resp.KindArray, Array: []resp.Value{
+				{Kind: resp.KindInteger, Int: 41}, {Kind: resp.KindInteger, Int: 1700000000},
+				{Kind: resp.KindInteger, Int: 12500},
 			}}
-			return redisSlowlogMetrics(e, dbwire.Value{Kind: dbwire.KindInteger, Int: 7},
-				dbwire.Value{Kind: dbwire.KindArray, Array: []dbwire.Value{entry}})
+			return redisSlowlogMetrics(e, resp.Value{Kind: resp.KindInteger, Int: 7},
+				resp.Value{Kind: resp.KindArray, Array: []resp.Value{entry}})
 		}), sh)
 		reg := prometheus.NewPedanticRegistry()
 		reg.MustRegister(tg)

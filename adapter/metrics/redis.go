@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/podkit/podkit/adapter/internal/dbwire"
+	"github.com/podkit/podkit/internal/resp"
 )
 
 // InfoField is one key:value line of Redis INFO, with its section.
@@ -158,7 +159,7 @@ type redisScraper struct {
 	password string
 
 	mu   sync.Mutex
-	conn *dbwire.RedisConn // kept between scrapes
+	conn *resp.Client // kept between scrapes
 }
 
 func (r *redisScraper) scrape(ctx context.Context, e *emitter) error {
@@ -184,8 +185,8 @@ func (r *redisScraper) scrape(ctx context.Context, e *emitter) error {
 	// INFO is what redis_up means (as for redis_exporter); SLOWLOG fails
 	// alone.
 	if err := e.collect(ctx, "info", true, func() error {
-		if replies[0].Kind == dbwire.KindError {
-			return fmt.Errorf("INFO ALL: %w", dbwire.RedisError(replies[0].Str))
+		if replies[0].Kind == resp.KindError {
+			return fmt.Errorf("INFO ALL: %w", resp.Error(replies[0].Str))
 		}
 		info, err := replies[0].Text()
 		if err != nil {
@@ -347,22 +348,22 @@ func redisReplication(e *emitter, f InfoField, masterHost, masterPort string) bo
 }
 
 // redisSlowlogMetrics reads the replies to SLOWLOG LEN and SLOWLOG GET 1.
-func redisSlowlogMetrics(e *emitter, lenReply, getReply dbwire.Value) error {
-	if lenReply.Kind == dbwire.KindError {
-		return fmt.Errorf("SLOWLOG LEN: %w", dbwire.RedisError(lenReply.Str))
+func redisSlowlogMetrics(e *emitter, lenReply, getReply resp.Value) error {
+	if lenReply.Kind == resp.KindError {
+		return fmt.Errorf("SLOWLOG LEN: %w", resp.Error(lenReply.Str))
 	}
 	n, err := lenReply.Integer()
 	if err != nil {
 		return fmt.Errorf("SLOWLOG LEN: %w", err)
 	}
 	e.gauge("redis_slowlog_length", "Total slowlog", float64(n))
-	if getReply.Kind == dbwire.KindError {
-		return fmt.Errorf("SLOWLOG GET: %w", dbwire.RedisError(getReply.Str))
+	if getReply.Kind == resp.KindError {
+		return fmt.Errorf("SLOWLOG GET: %w", resp.Error(getReply.Str))
 	}
 	var lastID, lastDur float64
 	if len(getReply.Array) > 0 {
 		entry := getReply.Array[0]
-		if len(entry.Array) < 3 || entry.Array[0].Kind != dbwire.KindInteger || entry.Array[2].Kind != dbwire.KindInteger {
+		if len(entry.Array) < 3 || entry.Array[0].Kind != resp.KindInteger || entry.Array[2].Kind != resp.KindInteger {
 			return &ParseError{What: "SLOWLOG GET", Msg: "entry is not [id, time, duration, ...]"}
 		}
 		lastID = float64(entry.Array[0].Int)

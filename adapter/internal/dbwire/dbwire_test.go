@@ -1,81 +1,15 @@
 package dbwire
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/podkit/podkit/internal/resp"
 	"github.com/podkit/podkit/internal/testdeps"
 )
-
-func TestReadValue(t *testing.T) {
-	for _, tc := range []struct {
-		name, in string
-		want     Value
-		err      bool
-	}{
-		{"simple", "+OK\r\n", Value{Kind: KindSimple, Str: "OK"}, false},
-		{"error", "-ERR bad\r\n", Value{Kind: KindError, Str: "ERR bad"}, false},
-		{"int", ":-42\r\n", Value{Kind: KindInteger, Int: -42}, false},
-		{"bulk", "$5\r\nhello\r\n", Value{Kind: KindBulk, Str: "hello"}, false},
-		{"nil bulk", "$-1\r\n", Value{Kind: KindBulk, Nil: true}, false},
-		{"array", "*2\r\n:1\r\n$1\r\na\r\n", Value{Kind: KindArray, Array: []Value{{Kind: KindInteger, Int: 1}, {Kind: KindBulk, Str: "a"}}}, false},
-		{"bad type", "?x\r\n", Value{}, true},
-		{"bad int", ":x\r\n", Value{}, true},
-		{"huge bulk", "$999999999999\r\n", Value{}, true},
-		{"bulk without CRLF", "$1\r\nab", Value{}, true},
-		{"LF only", "+OK\n", Value{}, true},
-		{"deep", strings.Repeat("*1\r\n", MaxDepth+2) + ":1\r\n", Value{}, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ReadValue(bufio.NewReader(strings.NewReader(tc.in)))
-			if tc.err {
-				if err == nil {
-					t.Fatalf("got %+v, want an error", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !equal(got, tc.want) {
-				t.Fatalf("got %+v, want %+v", got, tc.want)
-			}
-		})
-	}
-}
-
-func equal(a, b Value) bool {
-	if a.Kind != b.Kind || a.Str != b.Str || a.Int != b.Int || a.Nil != b.Nil || len(a.Array) != len(b.Array) {
-		return false
-	}
-	for i := range a.Array {
-		if !equal(a.Array[i], b.Array[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func FuzzReadValue(f *testing.F) {
-	for _, s := range []string{"+OK\r\n", "$5\r\nhello\r\n", "*2\r\n:1\r\n$-1\r\n", "-ERR x\r\n", "*-1\r\n", "$-2\r\n"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		v, err := ReadValue(bufio.NewReader(strings.NewReader(string(b))))
-		if err != nil {
-			return
-		}
-		// What was read must encode back to a prefix of the input for
-		// bulk and simple values.
-		if v.Kind == KindBulk && !v.Nil && len(v.Str) > len(b) {
-			t.Fatalf("bulk longer than input")
-		}
-	})
-}
 
 func TestParseRedisTarget(t *testing.T) {
 	for _, tc := range []struct {
@@ -138,7 +72,7 @@ func TestRedisReal(t *testing.T) {
 	if !strings.Contains(v.Str, "db=3") {
 		t.Fatalf("not on db 3: %q", v.Str)
 	}
-	var re RedisError
+	var re resp.Error
 	if _, err := c.Do(ctx, "NOSUCHCOMMAND"); !errors.As(err, &re) {
 		t.Fatalf("error reply: %v", err)
 	}

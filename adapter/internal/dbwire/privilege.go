@@ -6,6 +6,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/podkit/podkit/internal/resp"
 )
 
 // MySQL/MariaDB error numbers that mean the credentials were refused, and
@@ -31,7 +33,7 @@ var (
 func IsAuthFailed(err error) bool {
 	var me *mysql.MySQLError
 	var pe *pgconn.PgError
-	var re RedisError
+	var re resp.Error
 	switch {
 	case err == nil:
 		return false
@@ -54,7 +56,7 @@ func IsAuthFailed(err error) bool {
 func IsPermissionDenied(err error) bool {
 	var me *mysql.MySQLError
 	var pe *pgconn.PgError
-	var re RedisError
+	var re resp.Error
 	switch {
 	case err == nil:
 		return false

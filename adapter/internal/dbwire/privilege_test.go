@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podkit/podkit/internal/resp"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -148,7 +149,7 @@ func TestRedisPrivileges(t *testing.T) {
 	}
 	defer mon.Close()
 	_, err = mon.Do(ctx, "INFO", "replication")
-	var re RedisError
+	var re resp.Error
 	if !errors.As(err, &re) || !IsPermissionDenied(err) || IsAuthFailed(err) {
 		t.Fatalf("INFO without +info: %v", err)
 	}

@@ -1,7 +1,11 @@
+// Package dbwire is the database-client plumbing shared by podkit's
+// adapters: Redis targets (spoken to with internal/resp's client), and one
+// text-result query interface over MySQL/MariaDB (go-sql-driver/mysql)
+// and PostgreSQL (pgx), with target parsing that keeps passwords out of
+// command lines (they come from files).
 package dbwire
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +13,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/resp"
 )
 
 // RedisTarget is a parsed --redis address.
@@ -119,101 +123,8 @@ func unwrapURLErr(err error) error {
 	return err
 }
 
-// RedisConn is one connection to a Redis server, used by one goroutine at
-// a time.
-type RedisConn struct {
-	c   net.Conn
-	r   *bufio.Reader
-	buf []byte
-}
-
-// DialRedis connects to t, authenticates with password (when not empty) and
-// selects t.DB.
-func DialRedis(ctx context.Context, t RedisTarget, password string) (*RedisConn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, t.Network, t.Addr)
-	if err != nil {
-		return nil, err
-	}
-	rc := &RedisConn{c: c, r: bufio.NewReaderSize(c, 16<<10)}
-	var cmds [][]string
-	if password != "" {
-		if t.Username != "" {
-			cmds = append(cmds, []string{"AUTH", t.Username, password})
-		} else {
-			cmds = append(cmds, []string{"AUTH", password})
-		}
-	}
-	if t.DB != 0 {
-		cmds = append(cmds, []string{"SELECT", strconv.Itoa(t.DB)})
-	}
-	if len(cmds) > 0 {
-		replies, err := rc.Pipeline(ctx, cmds...)
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		for i, v := range replies {
-			if v.Kind == KindError {
-				c.Close()
-				return nil, fmt.Errorf("%s: %w", cmds[i][0], RedisError(v.Str))
-			}
-		}
-	}
-	return rc, nil
-}
-
-// Close closes the connection.
-func (c *RedisConn) Close() error { return c.c.Close() }
-
-// Do sends one command and reads its reply. An error reply is returned as
-// a RedisError.
-func (c *RedisConn) Do(ctx context.Context, args ...string) (Value, error) {
-	vs, err := c.Pipeline(ctx, args)
-	if err != nil {
-		return Value{}, err
-	}
-	if vs[0].Kind == KindError {
-		return vs[0], RedisError(vs[0].Str)
-	}
-	return vs[0], nil
-}
-
-// Pipeline sends every command in one write and reads one reply for each.
-// Error replies are returned as values of KindError; the error is only for
-// I/O and protocol failures, after which the connection must be closed.
-func (c *RedisConn) Pipeline(ctx context.Context, cmds ...[]string) ([]Value, error) {
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Time{}
-	}
-	if err := c.c.SetDeadline(deadline); err != nil {
-		return nil, err
-	}
-	stop := context.AfterFunc(ctx, func() { c.c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	c.buf = c.buf[:0]
-	for _, args := range cmds {
-		c.buf = AppendCommand(c.buf, args...)
-	}
-	if _, err := c.c.Write(c.buf); err != nil {
-		return nil, ctxErr(ctx, err)
-	}
-	out := make([]Value, 0, len(cmds))
-	for range cmds {
-		v, err := ReadValue(c.r)
-		if err != nil {
-			return nil, ctxErr(ctx, err)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
-// ctxErr prefers the context's error when it caused err.
-func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%v)", ctx.Err(), err)
-	}
-	return err
+// DialRedis connects to t, authenticates with password (when not empty,
+// as t.Username when set) and selects t.DB.
+func DialRedis(ctx context.Context, t RedisTarget, password string) (*resp.Client, error) {
+	return resp.Dial(ctx, t.Network, t.Addr, resp.DialOptions{Username: t.Username, Password: password, DB: t.DB})
 }

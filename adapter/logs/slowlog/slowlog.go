@@ -1,200 +1,26 @@
-// Package slowlog reads a Redis server's SLOWLOG over a plain RESP
-// connection and tracks which entries are new between polls: it notices a
-// restart of the server (its run_id changed, or the entry ids went
-// backwards) and entries lost between two polls (the first new id is not
-// the last seen + 1: the log overflowed slowlog-max-len, or was reset).
+// Package slowlog decodes a Redis server's SLOWLOG GET reply (read with
+// internal/resp's client) and tracks which entries are new between polls:
+// it notices a restart of the server (its run_id changed, or the entry ids
+// went backwards) and entries lost between two polls (the first new id is
+// not the last seen + 1: the log overflowed slowlog-max-len, or was reset).
 package slowlog
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sort"
-	"strconv"
+	"strings"
 	"time"
+
+	"github.com/podkit/podkit/internal/resp"
 )
 
-// Value is a decoded RESP value.
-type Value struct {
-	Kind  byte // '+', '-', ':', '$', '*'; 0 for a null bulk string or array
-	Str   []byte
-	Int   int64
-	Array []Value
-}
-
-// Limits on what the reader accepts.
-const (
-	maxBulk  = 64 << 20
-	maxArray = 1 << 20
-	maxDepth = 8
-)
-
-// ErrProtocol is wrapped by errors about malformed replies.
-var ErrProtocol = errors.New("malformed RESP reply")
+// ErrProtocol is wrapped by errors about replies that are valid RESP but
+// not the shape SLOWLOG GET answers with.
+var ErrProtocol = errors.New("malformed SLOWLOG reply")
 
 func protoErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
-}
-
-// ReadValue reads one RESP2 value.
-func ReadValue(r *bufio.Reader) (Value, error) { return readValue(r, 0) }
-
-func readValue(r *bufio.Reader, depth int) (Value, error) {
-	if depth > maxDepth {
-		return Value{}, protoErr("nesting deeper than %d", maxDepth)
-	}
-	line, err := readLine(r)
-	if err != nil {
-		return Value{}, err
-	}
-	if len(line) == 0 {
-		return Value{}, protoErr("empty line")
-	}
-	kind, rest := line[0], line[1:]
-	switch kind {
-	case '+', '-':
-		return Value{Kind: kind, Str: bytes.Clone(rest)}, nil
-	case ':':
-		n, err := strconv.ParseInt(string(rest), 10, 64)
-		if err != nil {
-			return Value{}, protoErr("bad integer %q", rest)
-		}
-		return Value{Kind: kind, Int: n}, nil
-	case '$':
-		n, err := strconv.Atoi(string(rest))
-		if err != nil || n < -1 || n > maxBulk {
-			return Value{}, protoErr("bad bulk length %q", rest)
-		}
-		if n == -1 {
-			return Value{}, nil
-		}
-		buf := make([]byte, n+2)
-		if _, err := readFull(r, buf); err != nil {
-			return Value{}, err
-		}
-		if buf[n] != '\r' || buf[n+1] != '\n' {
-			return Value{}, protoErr("bulk string not followed by CRLF")
-		}
-		return Value{Kind: kind, Str: buf[:n]}, nil
-	case '*':
-		n, err := strconv.Atoi(string(rest))
-		if err != nil || n < -1 || n > maxArray {
-			return Value{}, protoErr("bad array length %q", rest)
-		}
-		if n == -1 {
-			return Value{}, nil
-		}
-		v := Value{Kind: kind, Array: make([]Value, 0, min(n, 1024))}
-		for range n {
-			e, err := readValue(r, depth+1)
-			if err != nil {
-				return Value{}, err
-			}
-			v.Array = append(v.Array, e)
-		}
-		return v, nil
-	}
-	return Value{}, protoErr("unknown type byte %q", kind)
-}
-
-func readLine(r *bufio.Reader) ([]byte, error) {
-	line, err := r.ReadSlice('\n')
-	if err == bufio.ErrBufferFull {
-		return nil, protoErr("line longer than %d bytes", r.Size())
-	}
-	if err != nil {
-		return nil, err
-	}
-	if len(line) < 2 || line[len(line)-2] != '\r' {
-		return nil, protoErr("line not ended by CRLF")
-	}
-	return line[:len(line)-2], nil
-}
-
-func readFull(r *bufio.Reader, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-// AppendCommand appends args as a RESP array of bulk strings.
-func AppendCommand(dst []byte, args ...string) []byte {
-	dst = append(dst, '*')
-	dst = strconv.AppendInt(dst, int64(len(args)), 10)
-	dst = append(dst, '\r', '\n')
-	for _, a := range args {
-		dst = append(dst, '$')
-		dst = strconv.AppendInt(dst, int64(len(a)), 10)
-		dst = append(dst, '\r', '\n')
-		dst = append(dst, a...)
-		dst = append(dst, '\r', '\n')
-	}
-	return dst
-}
-
-// Client is one connection to a Redis server. It is not safe for
-// concurrent use.
-type Client struct {
-	conn    net.Conn
-	r       *bufio.Reader
-	timeout time.Duration
-	wbuf    []byte
-}
-
-// Dial connects to addr and authenticates when password is not empty.
-func Dial(ctx context.Context, addr, password string, timeout time.Duration) (*Client, error) {
-	d := net.Dialer{Timeout: timeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, 64<<10), timeout: timeout}
-	if password != "" {
-		if _, err := c.Do("AUTH", password); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("AUTH: %w", err)
-		}
-	}
-	return c, nil
-}
-
-// LocalAddr is the connection's local address, as the server shows it
-// in SLOWLOG entries' client address.
-func (c *Client) LocalAddr() string { return c.conn.LocalAddr().String() }
-
-// Close closes the connection.
-func (c *Client) Close() error { return c.conn.Close() }
-
-// ServerError is an error reply from the server.
-type ServerError struct{ Msg string }
-
-func (e *ServerError) Error() string { return "redis: " + e.Msg }
-
-// Do sends one command and reads its reply; an error reply is a
-// *ServerError.
-func (c *Client) Do(args ...string) (Value, error) {
-	c.conn.SetDeadline(time.Now().Add(c.timeout))
-	c.wbuf = AppendCommand(c.wbuf[:0], args...)
-	if _, err := c.conn.Write(c.wbuf); err != nil {
-		return Value{}, err
-	}
-	v, err := ReadValue(c.r)
-	if err != nil {
-		return Value{}, err
-	}
-	if v.Kind == '-' {
-		return v, &ServerError{Msg: string(v.Str)}
-	}
-	return v, nil
 }
 
 // Entry is one SLOWLOG entry.
@@ -208,17 +34,17 @@ type Entry struct {
 }
 
 // ParseEntries decodes a SLOWLOG GET reply.
-func ParseEntries(v Value) ([]Entry, error) {
-	if v.Kind != '*' {
+func ParseEntries(v resp.Value) ([]Entry, error) {
+	if v.Kind != resp.KindArray || v.Nil {
 		return nil, protoErr("SLOWLOG GET reply is not an array")
 	}
 	out := make([]Entry, 0, len(v.Array))
 	for i, e := range v.Array {
-		if e.Kind != '*' || len(e.Array) < 4 {
+		if e.Kind != resp.KindArray || len(e.Array) < 4 {
 			return nil, protoErr("entry %d: not an array of at least 4 fields", i)
 		}
 		f := e.Array
-		if f[0].Kind != ':' || f[1].Kind != ':' || f[2].Kind != ':' || f[3].Kind != '*' {
+		if f[0].Kind != resp.KindInteger || f[1].Kind != resp.KindInteger || f[2].Kind != resp.KindInteger || f[3].Kind != resp.KindArray {
 			return nil, protoErr("entry %d: want id, time, duration integers and an argument array", i)
 		}
 		if f[0].Int < 0 || f[2].Int < 0 {
@@ -226,13 +52,13 @@ func ParseEntries(v Value) ([]Entry, error) {
 		}
 		en := Entry{ID: f[0].Int, Time: time.Unix(f[1].Int, 0).UTC(), Duration: time.Duration(f[2].Int) * time.Microsecond}
 		for j, a := range f[3].Array {
-			if a.Kind != '$' && a.Kind != '+' {
+			if a.Nil || a.Kind != resp.KindBulk && a.Kind != resp.KindSimple {
 				return nil, protoErr("entry %d: argument %d is not a string", i, j)
 			}
-			en.Args = append(en.Args, string(a.Str))
+			en.Args = append(en.Args, a.Str)
 		}
 		if len(f) >= 6 {
-			en.Client, en.ClientName = string(f[4].Str), string(f[5].Str)
+			en.Client, en.ClientName = f[4].Str, f[5].Str
 		}
 		out = append(out, en)
 	}
@@ -240,11 +66,11 @@ func ParseEntries(v Value) ([]Entry, error) {
 }
 
 // ParseInfoField returns a field of an INFO reply ("run_id").
-func ParseInfoField(info []byte, field string) string {
-	for _, line := range bytes.Split(info, []byte("\n")) {
-		line = bytes.TrimRight(line, "\r")
-		if k, v, ok := bytes.Cut(line, []byte(":")); ok && string(k) == field {
-			return string(v)
+func ParseInfoField(info, field string) string {
+	for line := range strings.Lines(info) {
+		line = strings.TrimRight(line, "\r\n")
+		if k, v, ok := strings.Cut(line, ":"); ok && k == field {
+			return v
 		}
 	}
 	return ""
