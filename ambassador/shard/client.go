@@ -1,11 +1,6 @@
 package shard
 
-import (
-	"net"
-	"sync/atomic"
-	"syscall"
-	"time"
-)
+import "sync/atomic"
 
 // maxBatch bounds how many commands a client's batch holds.
 const maxBatch = 512
@@ -24,7 +19,6 @@ type slot struct {
 type client struct {
 	px    *Proxy
 	l     *listener
-	nc    net.Conn
 	id    uint32
 	b     *batch
 	slots []slot
@@ -36,41 +30,14 @@ type client struct {
 	groups []group
 	resp3  bool // the client negotiated RESP3 (HELLO 3)
 
-	// Replies written by the completing goroutine (send).
-	raw      syscall.RawConn // nil: the client goroutine writes replies
-	async    bool            // this batch's replies are written by batchDone
-	stop     bool            // batchDone ended the connection
-	wpending []byte
-	werr     error
-	writeRaw func(fd uintptr) bool
-	peekRaw  func(fd uintptr) bool
-	peekBuf  [1]byte
+	endErr error // why the connection ended (nil: the client closed it or asked to)
 
-	// In an event loop (loop_linux.go), the loop owns the client.
-	lp         *loop
-	fd         int
-	p          parser
-	readable   bool // input may be waiting
-	hup        bool // the peer hung up or the socket failed: read to the end
-	busy       bool // a batch is in flight or its replies are being written
-	stopping   bool // the listener stops: close after what was sent
-	dead       bool
-	queued     bool  // in the loop's ready list
-	perr       error // a stream error, answered after the batch in hand
-	closeAfter bool
-	endErr     error // why the connection ended (nil: the client closed it or asked to)
+	clientIO // the data path's (loop_linux.go, goroutines_other.go)
 }
 
 type group struct {
 	c    *conn
 	reqs []*request
-}
-
-func newClient(px *Proxy, l *listener, nc net.Conn, id uint32) *client {
-	c := &client{px: px, l: l, nc: nc, id: id}
-	c.b = &batch{wake: make(chan struct{}, 1), c: c}
-	c.initRaw()
-	return c
 }
 
 // newReq returns a request to srv sending out, added to this batch.
@@ -108,33 +75,6 @@ func (c *client) addLocal(reply []byte) {
 	c.slots = append(c.slots, slot{local: [2]int{start, len(c.local)}})
 }
 
-// send submits the batch's requests and sees that their replies are
-// written in order. It reports whether the connection goes on. With wait,
-// the replies are written before it returns.
-//
-// Where the connection allows it (see initRaw), the goroutine that
-// completes the batch's last request writes the replies, while the client
-// goroutine waits for the client's next bytes: one goroutine wake-up per
-// request instead of two. It then waits for the batch to be written before
-// reading on, since requests alias its read buffer.
-func (c *client) send(wait bool) bool {
-	c.async = c.raw != nil && !wait
-	if c.submit() {
-		if !c.async {
-			<-c.b.wake
-		} else {
-			c.waitReadable()
-			<-c.b.wake
-			return !c.stop
-		}
-	}
-	closeAfter, err := c.reply()
-	if err != nil {
-		c.endErr = err
-	}
-	return err == nil && !closeAfter
-}
-
 // submit sends the batch's requests. It reports whether some are still
 // pending, in which case batchDone runs when the last one completes.
 func (c *client) submit() bool {
@@ -150,48 +90,6 @@ func (c *client) submit() bool {
 		g.c.submit(g.reqs)
 	}
 	return c.b.pending.Add(-1) != 0
-}
-
-// batchDone runs in the goroutine that completed the batch's last request.
-func (c *client) batchDone() {
-	if c.lp != nil {
-		c.loopBatchDone()
-		return
-	}
-	if !c.async {
-		c.b.wake <- struct{}{}
-		return
-	}
-	closeAfter := c.build()
-	c.wpending, c.werr = c.wbuf, nil
-	if err := c.raw.Write(c.writeRaw); err != nil && c.werr == nil {
-		c.werr = err
-	}
-	if c.werr == nil && len(c.wpending) > 0 {
-		// The client's socket buffer is full: finish the write where it
-		// may block, not in a server connection's reader.
-		go func() {
-			_, err := c.nc.Write(c.wpending)
-			c.finish(closeAfter, err)
-		}()
-		return
-	}
-	c.finish(closeAfter, c.werr)
-}
-
-// finish ends an asynchronously written batch and hands the client back
-// to its goroutine, waking its wait for input when the connection is done.
-func (c *client) finish(closeAfter bool, err error) {
-	c.wpending = nil
-	c.reset()
-	if err != nil {
-		c.endErr = err
-	}
-	if closeAfter || err != nil {
-		c.stop = true
-		c.nc.SetReadDeadline(time.Unix(1, 0))
-	}
-	c.b.wake <- struct{}{}
 }
 
 // build appends the batch's replies to wbuf in order, up to a slot that
@@ -212,17 +110,6 @@ func (c *client) build() (closeAfter bool) {
 		}
 	}
 	return false
-}
-
-// reply writes the batch's replies in order and resets the batch. It
-// reports whether the connection should close.
-func (c *client) reply() (closeAfter bool, err error) {
-	closeAfter = c.build()
-	if len(c.wbuf) > 0 {
-		_, err = c.nc.Write(c.wbuf)
-	}
-	c.reset()
-	return closeAfter, err
 }
 
 func (c *client) reset() {
@@ -252,25 +139,6 @@ func (c *client) reset() {
 	if cap(c.local) > 1<<20 {
 		c.local = nil
 	}
-}
-
-// readEnd is why a blocking read ended the connection: the reason the
-// reply writer stopped it (its read deadline then ends the read), or err.
-func (c *client) readEnd(err error) error {
-	if c.stop {
-		return c.endErr
-	}
-	return err
-}
-
-// writeFinal writes a last reply (a protocol error) and closes.
-func (c *client) writeFinal(b []byte) {
-	if c.lp != nil {
-		c.loopWriteFinal(b)
-		return
-	}
-	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	c.nc.Write(b)
 }
 
 var clientIDs atomic.Uint32

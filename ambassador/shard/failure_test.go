@@ -47,18 +47,13 @@ func (p *redisProc) start() {
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testdeps.WaitFor(p.t, "redis on "+p.addr()+" to start", func() bool {
 		c, err := net.DialTimeout("tcp", p.addr(), time.Second)
 		if err == nil {
 			c.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("redis on %s did not start", p.addr())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	})
 }
 
 func (p *redisProc) stop() {
@@ -82,20 +77,21 @@ func keyOn(t *testing.T, r *running, addr string, prefix string) string {
 	return ""
 }
 
-// eventually retries f until it returns "" (bounded).
+// eventually is testdeps.WaitFor for a condition that says what it saw:
+// f returns "" once it holds, and its last answer is logged if it never
+// does.
 func eventually(t *testing.T, what string, f func() string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		msg := f()
-		if msg == "" {
-			return
+	var last string
+	defer func() {
+		if last != "" {
+			t.Logf("%s: last seen: %s", what, last)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s", what, msg)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	}()
+	testdeps.WaitFor(t, what, func() bool {
+		last = f()
+		return last == ""
+	})
 }
 
 // TestEjectAndRecover kills a server: with auto_eject_hosts its keys move

@@ -13,6 +13,7 @@ import (
 
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/resp"
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // running is a Proxy hosted by container.Run for a test.
@@ -59,7 +60,6 @@ func startTuned(t testing.TB, cfg Config, tune func(*Proxy)) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	px.noLoops = strings.HasPrefix(t.Name(), "TestGoroutineDataPath/")
 	if tune != nil {
 		tune(px)
 	}
@@ -91,35 +91,15 @@ func startTuned(t testing.TB, cfg Config, tune func(*Proxy)) *running {
 			t.Logf("proxy log:\n%s", logs.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for len(px.pools()) == 0 || px.Addr(px.pools()[0].cfg.Name) == nil {
+	testdeps.WaitFor(t, "the proxy to listen", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("proxy stopped: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("proxy did not start")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	// The data path asked for is the one running: every server has a
-	// connection (per protocol) for each loop, owned by its loop, or none
-	// owned by a loop on the goroutine path.
-	for _, p := range px.pools() {
-		for _, s := range p.servers {
-			loops := map[*loop]bool{}
-			for _, c := range s.cs[:s.n2] {
-				loops[c.lp] = true
-			}
-			switch {
-			case px.noLoops && (len(loops) != 1 || !loops[nil]):
-				t.Fatalf("goroutine data path, but server %s has connections in event loops", s.cfg.Name)
-			case !px.noLoops && loopsSupported && (loops[nil] || len(loops) != max(cfg.EventLoops, 1)):
-				t.Fatalf("server %s: connections in %d event loops, want %d", s.cfg.Name, len(loops), max(cfg.EventLoops, 1))
-			}
-		}
-	}
+		return len(px.pools()) > 0 && px.PoolAddr(px.pools()[0].cfg.Name) != nil
+	})
+	checkDataPath(t, px, cfg)
 	return &running{px: px, admin: "http://" + ln.Addr().String(), logs: logs}
 }
 
@@ -128,7 +108,7 @@ func (r *running) addr(name string) string {
 	if name == "" {
 		name = r.px.pools()[0].cfg.Name
 	}
-	return r.px.Addr(name).String()
+	return r.px.PoolAddr(name).String()
 }
 
 // redisConn is a minimal RESP client for tests.

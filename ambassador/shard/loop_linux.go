@@ -26,7 +26,73 @@ import (
 // connections (client id and connection index agree modulo the number of
 // loops). Dials, accepts, timeouts and reloads reach a loop through its
 // inbox.
-const loopsSupported = true
+type loopPath struct {
+	px    *Proxy
+	loops []*loop
+}
+
+// newDataPath starts n event loops (n < 1: one per GOMAXPROCS).
+func newDataPath(px *Proxy, n int) (dataPath, error) {
+	loops, err := startLoops(px, n)
+	if err != nil {
+		return nil, err
+	}
+	return &loopPath{px: px, loops: loops}, nil
+}
+
+func (lpp *loopPath) stop() { stopLoops(lpp.loops) }
+
+// conns rounds server_connections up to a multiple of the number of
+// loops: each loop has its own connections to each server.
+func (lpp *loopPath) conns(n int) int {
+	k := len(lpp.loops)
+	return (n + k - 1) / k * k
+}
+
+// own gives connection i to loop i modulo the number of loops; a client's
+// loop is the loop of the server connections it uses (see server.conn).
+func (lpp *loopPath) own(c *conn, i int) {
+	c.lp, c.fd = lpp.loops[i%len(lpp.loops)], -1
+}
+
+// serve takes the accepted connection's descriptor out of the runtime's
+// poller and gives it to a loop.
+func (lpp *loopPath) serve(l *listener, p *pool, nc net.Conn) {
+	fd, err := rawsock.Detach(nc)
+	if err != nil {
+		lpp.px.log.Warn("client dropped", "pool", l.name, "error", err)
+		nc.Close()
+		return
+	}
+	if !l.admit(p, nil) {
+		syscall.Close(fd)
+		return
+	}
+	id := clientIDs.Add(1)
+	lp := lpp.loops[id%uint32(len(lpp.loops))]
+	if !lp.post(func() { lp.addClient(l, fd, id) }) {
+		syscall.Close(fd)
+		p.counters.clients.Add(-1)
+		l.wg.Done()
+	}
+}
+
+func (lpp *loopPath) stopClients(l *listener, now bool) {
+	for _, lp := range lpp.loops {
+		lp.post(func() { lp.stopClients(l, now) })
+	}
+}
+
+func (lpp *loopPath) checkTimeouts(now time.Time) {
+	for _, lp := range lpp.loops {
+		lp.post(func() { lp.checkTimeouts(now) })
+	}
+}
+
+// listenerClients: a loop keeps its own clients (loop.clients).
+type listenerClients struct{}
+
+func (listenerClients) track(net.Conn) {}
 
 // errAgain is a non-blocking read that found nothing.
 var errAgain = errors.New("try again")
@@ -290,6 +356,22 @@ func (f fdReader) Read(b []byte) (int, error) {
 
 // --- clients ---
 
+// clientIO is a client's state in its loop, which owns it.
+type clientIO struct {
+	lp         *loop
+	fd         int
+	p          parser
+	readable   bool // input may be waiting
+	hup        bool // the peer hung up or the socket failed: read to the end
+	busy       bool // a batch is in flight or its replies are being written
+	stopping   bool // the listener stops: close after what was sent
+	dead       bool
+	queued     bool  // in the loop's ready list
+	perr       error // a stream error, answered after the batch in hand
+	closeAfter bool
+	wpending   []byte // replies not yet written
+}
+
 // parser is what pump needs from a protocol's client.
 type parser interface {
 	// parse handles the buffered requests, up to maxBatch slots; a stream
@@ -302,7 +384,8 @@ type parser interface {
 
 // addClient takes over an accepted connection's descriptor.
 func (lp *loop) addClient(l *listener, fd int, id uint32) {
-	c := &client{px: lp.px, l: l, id: id, lp: lp, fd: fd}
+	c := &client{px: lp.px, l: l, id: id}
+	c.lp, c.fd = lp, fd
 	c.b = &batch{c: c}
 	rd := fdReader(fd)
 	if l.proto == Redis {
@@ -366,7 +449,6 @@ func (c *client) pump() {
 		}
 		c.p.parse()
 		if len(c.slots) > 0 {
-			c.async = true
 			if c.submit() {
 				c.busy = true
 				return
@@ -406,8 +488,8 @@ func (c *client) pump() {
 	}
 }
 
-// loopBatchDone writes a batch's replies once its last request completed.
-func (c *client) loopBatchDone() {
+// batchDone writes a batch's replies once its last request completed.
+func (c *client) batchDone() {
 	if c.dead {
 		c.reset()
 		return
@@ -429,21 +511,18 @@ func (c *client) startReplies() bool {
 // writeReplies writes what is pending; with the socket full it waits for
 // EPOLLOUT. It reports whether the client may go on.
 func (c *client) writeReplies() bool {
-	for len(c.wpending) > 0 {
-		n, e := rawsock.Send(uintptr(c.fd), c.wpending)
-		switch e {
-		case 0:
-			c.wpending = c.wpending[n:]
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			c.wpending = nil
-			c.reset()
-			c.endErr = e
-			c.closeLoop()
-			return false
-		}
+	n, e := rawsock.SendAll(uintptr(c.fd), c.wpending)
+	c.wpending = c.wpending[n:]
+	switch e {
+	case 0:
+	case syscall.EAGAIN:
+		return false
+	default:
+		c.wpending = nil
+		c.reset()
+		c.endErr = e
+		c.closeLoop()
+		return false
 	}
 	c.wpending = nil
 	c.reset()
@@ -455,10 +534,10 @@ func (c *client) writeReplies() bool {
 	return true
 }
 
-// loopWriteFinal sends a last error reply, if the socket takes it.
-func (c *client) loopWriteFinal(b []byte) {
-	if !c.dead && len(b) > 0 {
-		rawsock.Send(uintptr(c.fd), b)
+// writeFinal sends a last error reply, if the socket takes it.
+func (c *client) writeFinal(b []byte) {
+	if !c.dead {
+		rawsock.SendAll(uintptr(c.fd), b)
 	}
 }
 
@@ -531,8 +610,20 @@ func (c *mcClient) fatal(err error)          { c.readError(err) }
 
 // --- server connections ---
 
-// loopSubmit queues reqs; the loop writes the queue when it settles.
-func (c *conn) loopSubmit(reqs []*request) {
+// connIO is a server connection's state in its loop, which owns it.
+type connIO struct {
+	lp     *loop
+	fd     int
+	up     bool
+	dirty  bool // in the loop's dirty list
+	out    []byte
+	outPos int
+	rresp  *resp.Reader
+	rmc    *memcache.Reader
+}
+
+// submit queues reqs; the loop writes the queue when it settles.
+func (c *conn) submit(reqs []*request) {
 	c.queue = append(c.queue, reqs...)
 	if !c.up {
 		// A retired server is dialled too: the request was routed with a
@@ -626,18 +717,15 @@ func (c *conn) flush() {
 
 // writeOut writes the output; with the socket full it waits for EPOLLOUT.
 func (c *conn) writeOut() {
-	for c.outPos < len(c.out) {
-		n, e := rawsock.Send(uintptr(c.fd), c.out[c.outPos:])
-		switch e {
-		case 0:
-			c.outPos += n
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return
-		default:
-			c.lost(e)
-			return
-		}
+	n, e := rawsock.SendAll(uintptr(c.fd), c.out[c.outPos:])
+	c.outPos += n
+	switch e {
+	case 0:
+	case syscall.EAGAIN:
+		return
+	default:
+		c.lost(e)
+		return
 	}
 	c.out, c.outPos = c.out[:0], 0
 	if cap(c.out) > 1<<20 {
@@ -753,30 +841,18 @@ func (c *conn) lost(err error) {
 	s.failAll(q, reason, kind)
 }
 
-// loopBusy reports whether requests are queued or in flight.
-func (c *conn) loopBusy() bool {
-	busy := false
-	c.lp.call(func() {
-		busy = len(c.queue) > 0 || c.inflight.len() > 0 || c.dialing
-	})
-	return busy
-}
+// inspect runs fn in the connection's loop and waits for it (not if the
+// loop has stopped).
+func (c *conn) inspect(fn func()) { c.lp.call(fn) }
 
-// loopPending is the number of requests queued or in flight.
-func (c *conn) loopPending() int {
-	n := 0
-	c.lp.call(func() { n = len(c.queue) + c.inflight.len() })
-	return n
-}
-
-// loopClose closes the connection (for a retired server).
-func (c *conn) loopClose() {
+// close closes the connection (for a retired server).
+func (c *conn) close() {
 	c.lp.post(func() { c.lost(net.ErrClosed) })
 }
 
-// loopConnect opens the connection without a request (preconnect).
-func (c *conn) loopConnect() {
-	c.lp.post(func() { c.loopSubmit(nil) })
+// connectNow opens the connection without a request (preconnect).
+func (c *conn) connectNow() {
+	c.lp.post(func() { c.submit(nil) })
 }
 
 // checkTimeouts closes this loop's server connections whose oldest request
@@ -796,6 +872,3 @@ func (lp *loop) checkTimeouts(now time.Time) {
 		}
 	}
 }
-
-func detach(nc net.Conn) (int, error) { return rawsock.Detach(nc) }
-func closeFD(fd int)                  { syscall.Close(fd) }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/podkit/podkit/ambassador/shard/internal/memcache"
-	"github.com/podkit/podkit/internal/rawsock"
 )
 
 // mcClient serves one memcached client connection.
@@ -17,43 +16,6 @@ type mcClient struct {
 }
 
 const mnLine = "mn\r\n"
-
-func (c *mcClient) serve() {
-	c.rd = memcache.NewReader(rawsock.New(c.nc), 16<<10, memcache.Limits{MaxValue: c.px.limits.maxBulk})
-	for {
-		req, err := c.rd.ReadRequest()
-		if err != nil && !c.lineError(err) {
-			c.endErr = c.readEnd(err)
-			c.readError(err)
-			return
-		}
-		pl := c.l.pool.Load()
-		if req != nil {
-			pl.counters.commands.Add(1)
-			c.handle(pl, req)
-		}
-		for len(c.slots) < maxBatch {
-			req, err := c.rd.TryRequest()
-			if err != nil {
-				if c.lineError(err) {
-					continue
-				}
-				c.send(true)
-				c.endErr = err
-				c.readError(err)
-				return
-			}
-			if req == nil {
-				break
-			}
-			pl.counters.commands.Add(1)
-			c.handle(pl, req)
-		}
-		if !c.send(false) {
-			return
-		}
-	}
-}
 
 // lineError answers an error that leaves the stream in sync (the bad
 // line was consumed) and reports whether it was one.

@@ -83,12 +83,10 @@ func serverKey(p Pool, s Server) string {
 	return fmt.Sprintf("%s|%s|%s|%s|%d|%s|%v|%d|%s", p.Name, s.Spec, s.Network, p.Protocol, p.RedisDB, p.RedisAuth, p.TCPKeepalive, p.ServerConnections, p.Timeout)
 }
 
-// newPool builds the running pool, reusing servers from old by key.
-//
-// With event loops, each loop has its own connections to each server:
-// server_connections is rounded up to a multiple of the number of loops,
-// and connection i belongs to loop i modulo that number.
-func buildPool(cfg Pool, lim limits, log *slog.Logger, m *metrics, old map[string]*server, loops []*loop) (*pool, error) {
+// buildPool builds the running pool, reusing servers from old by key. The
+// data path says how many connections a server gets and owns each (with
+// event loops, each loop has its own connections to each server).
+func buildPool(cfg Pool, lim limits, log *slog.Logger, m *metrics, old map[string]*server, dp dataPath) (*pool, error) {
 	h, err := ketama.Hash(cfg.Hash)
 	if err != nil {
 		return nil, err
@@ -111,19 +109,14 @@ func buildPool(cfg Pool, lim limits, log *slog.Logger, m *metrics, old map[strin
 		srv := old[key]
 		if srv == nil {
 			srv = &server{cfg: s, key: key, errs: map[string]uint64{}, log: p.log.With("server", s.Name, "addr", s.Addr)}
-			n := cfg.ServerConnections
-			if k := len(loops); k > 0 {
-				n = (n + k - 1) / k * k
-			}
+			n := dp.conns(cfg.ServerConnections)
 			srv.n2 = n
 			if cfg.Protocol == Redis {
 				n *= 2
 			}
 			for i := range n {
-				c := &conn{srv: srv, fd: -1, resp3: i >= srv.n2}
-				if len(loops) > 0 {
-					c.lp = loops[i%len(loops)]
-				}
+				c := &conn{srv: srv, resp3: i >= srv.n2}
+				dp.own(c, i)
 				srv.cs = append(srv.cs, c)
 			}
 			srv.latency = m.latency.WithLabelValues(cfg.Name, s.Name)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/podkit/podkit/internal/rawsock"
 	"github.com/podkit/podkit/internal/resp"
 )
 
@@ -29,38 +28,6 @@ type tx struct {
 	srv     *server // where the keys so far hash to
 	buf     []byte  // MULTI and the queued commands
 	n       int
-}
-
-func (c *redisClient) serve() {
-	c.rd = resp.NewReader(rawsock.New(c.nc), 16<<10, resp.Limits{MaxBulk: c.px.limits.maxBulk})
-	for {
-		args, raw, err := c.rd.ReadCommand()
-		if err != nil {
-			c.endErr = c.readEnd(err)
-			c.readError(err)
-			return
-		}
-		pl := c.l.pool.Load()
-		pl.counters.commands.Add(1)
-		c.handle(pl, args, raw)
-		for len(c.slots) < maxBatch {
-			args, raw, ok, err := c.rd.TryCommand()
-			if err != nil {
-				c.send(true)
-				c.endErr = err
-				c.readError(err)
-				return
-			}
-			if !ok {
-				break
-			}
-			pl.counters.commands.Add(1)
-			c.handle(pl, args, raw)
-		}
-		if !c.send(false) {
-			return
-		}
-	}
 }
 
 // readError answers a protocol error before the connection closes.

@@ -346,13 +346,9 @@ func TestSlowReader(t *testing.T) {
 		pipe = append(pipe, cmd("GET", "big")...)
 	}
 	slow.send(pipe) // 16 MiB of replies, far more than the socket buffers hold
-	deadline := time.Now().Add(2 * time.Minute)
-	for srv.requests.Load() < before+n {
-		if time.Now().After(deadline) {
-			t.Fatalf("the server answered %d of the %d large GETs", srv.requests.Load()-before, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testdeps.WaitForWithin(t, 2*time.Minute, fmt.Sprintf("the server to answer the %d large GETs", n), func() bool {
+		return srv.requests.Load() >= before+n
+	})
 
 	// The proxy now holds replies the slow client is not reading.
 	// Meanwhile another client, on the same server connection, is answered.
@@ -525,24 +521,6 @@ func TestRESP3(t *testing.T) {
 	// The keys are on both servers, so MGET was split.
 	if !keysOn(t, addrs[0], a1)[a1] || !keysOn(t, addrs[1], a2)[a2] {
 		t.Errorf("%s and %s not on their servers", a1, a2)
-	}
-}
-
-// TestGoroutineDataPath runs the main tests again through the portable
-// data path (a goroutine per client), which platforms without epoll use.
-func TestGoroutineDataPath(t *testing.T) {
-	for name, test := range map[string]func(*testing.T){
-		"RedisCommands":  TestRedisCommands,
-		"Pipeline":       TestPipeline,
-		"MultiKeySplit":  TestMultiKeySplit,
-		"Transaction":    TestTransaction,
-		"RESP3":          TestRESP3,
-		"ProtocolErrors": TestProtocolErrors,
-		"SlowReader":     TestSlowReader,
-		"Memcache":       TestMemcache,
-		"MemcacheMulti":  TestMemcacheMultiGet,
-	} {
-		t.Run(name, test)
 	}
 }
 

@@ -116,7 +116,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	if len(failures) > 0 {
 		t.Fatalf("%d failed requests during reloads, first: %s", len(failures), failures[0])
 	}
-	if r.px.Addr("web").String() != addr {
+	if r.px.PoolAddr("web").String() != addr {
 		t.Error("listen address changed on reload")
 	}
 	if !strings.Contains(r.logs.String(), "configuration reload refused") {

@@ -9,10 +9,11 @@
 // servers and merge the replies, run MULTI/EXEC on the one server a
 // transaction's keys hash to, and refuse with a clear error what cannot
 // be sharded. memcached pools speak the text protocol and the meta
-// commands. On Linux an event loop (loop_linux.go) serves the clients;
-// each server connection is shared by many clients: the requests read
-// from all ready clients go out in one write, and replies are matched in
-// order.
+// commands. Each server connection is shared by many clients: the
+// requests read from all ready clients go out in one write, and replies
+// are matched in order. What moves the bytes is the platform's data path
+// (path.go): event loops on Linux (loop_linux.go), a goroutine per client
+// elsewhere (goroutines_other.go).
 //
 // Failures follow twemproxy (timeout, server_failure_limit,
 // server_retry_timeout, auto_eject_hosts), plus fail_closed, which marks a
@@ -50,8 +51,7 @@ type Proxy struct {
 	counters  map[string]*poolCounters
 	fileHash  [32]byte
 	reloadReq chan chan error
-	loops     []*loop // nil: a goroutine per client
-	noLoops   bool    // tests: the portable goroutine-per-client data path
+	path      dataPath
 	// probePeriod is how often idle servers are probed for readiness.
 	probePeriod time.Duration
 	started     time.Time
@@ -72,12 +72,12 @@ type listener struct {
 	proto  string
 	ln     net.Listener
 	pool   atomic.Pointer[pool]
-	loops  []*loop
+	path   dataPath
 
 	mu      sync.Mutex
-	clients map[net.Conn]struct{}
 	closing bool
 	wg      sync.WaitGroup
+	listenerClients
 }
 
 // New validates cfg and returns a Proxy. The pools are read (and the
@@ -125,8 +125,9 @@ func (px *Proxy) pools() []*pool {
 	return nil
 }
 
-// Addr returns the address pool name listens on, once Run has started it.
-func (px *Proxy) Addr(name string) net.Addr {
+// PoolAddr returns the address pool name listens on, once Run has
+// started it (nil before, or for a pool the configuration does not have).
+func (px *Proxy) PoolAddr(name string) net.Addr {
 	px.mu.Lock()
 	defer px.mu.Unlock()
 	if l, ok := px.listeners[name]; ok {
@@ -156,14 +157,12 @@ func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
 	if px.cfg.StatsInterval != 0 {
 		px.log.Info("--stats-interval (nutcracker's -i) is accepted and ignored: podkit's stats are current at every read", "stats_interval_ms", px.cfg.StatsInterval)
 	}
-	if loopsSupported && !px.noLoops {
-		loops, err := startLoops(px, px.cfg.EventLoops)
-		if err != nil {
-			return err
-		}
-		px.loops = loops
-		defer stopLoops(loops)
+	path, err := newDataPath(px, px.cfg.EventLoops)
+	if err != nil {
+		return err
 	}
+	px.path = path
+	defer path.stop()
 	statsLn, err := px.statsListen()
 	if err != nil {
 		return err
@@ -286,7 +285,7 @@ func (px *Proxy) apply() error {
 		newKeys = map[string]bool{}
 	)
 	for _, spec := range specs {
-		p, err := buildPool(spec, px.limits, px.log, px.m, old, px.loops)
+		p, err := buildPool(spec, px.limits, px.log, px.m, old, px.path)
 		if err != nil {
 			fail = fmt.Errorf("pool %q: %w", spec.Name, err)
 			break
@@ -336,7 +335,7 @@ func (px *Proxy) apply() error {
 		if l, ok := px.listeners[p.cfg.Name]; ok {
 			l.stop(5 * time.Second)
 		}
-		l := &listener{name: p.cfg.Name, listen: p.cfg.Listen, proto: p.cfg.Protocol, ln: opened[p.cfg.Name], clients: map[net.Conn]struct{}{}, loops: px.loops}
+		l := &listener{name: p.cfg.Name, listen: p.cfg.Listen, proto: p.cfg.Protocol, ln: opened[p.cfg.Name], path: px.path}
 		l.pool.Store(p)
 		px.listeners[p.cfg.Name] = l
 		px.wg.Add(1)
@@ -437,73 +436,7 @@ func (px *Proxy) accept(l *listener) {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
-		if px.loops != nil {
-			px.handOver(l, p, nc)
-			continue
-		}
-		l.mu.Lock()
-		if l.closing {
-			l.mu.Unlock()
-			nc.Close()
-			continue
-		}
-		l.clients[nc] = struct{}{}
-		l.wg.Add(1)
-		l.mu.Unlock()
-		p.counters.clients.Add(1)
-		p.counters.accepted.Add(1)
-		go px.serveClient(l, nc)
-	}
-}
-
-// handOver gives an accepted connection to an event loop.
-func (px *Proxy) handOver(l *listener, p *pool, nc net.Conn) {
-	fd, err := detach(nc)
-	if err != nil {
-		px.log.Warn("client dropped", "pool", l.name, "error", err)
-		nc.Close()
-		return
-	}
-	l.mu.Lock()
-	if l.closing {
-		l.mu.Unlock()
-		closeFD(fd)
-		return
-	}
-	l.wg.Add(1)
-	l.mu.Unlock()
-	p.counters.clients.Add(1)
-	p.counters.accepted.Add(1)
-	id := clientIDs.Add(1)
-	lp := px.loops[id%uint32(len(px.loops))]
-	if !lp.post(func() { lp.addClient(l, fd, id) }) {
-		closeFD(fd)
-		p.counters.clients.Add(-1)
-		l.wg.Done()
-	}
-}
-
-func (px *Proxy) serveClient(l *listener, nc net.Conn) {
-	ctr := l.pool.Load().counters
-	c := newClient(px, l, nc, clientIDs.Add(1))
-	defer func() {
-		nc.Close()
-		l.mu.Lock()
-		closing := l.closing
-		l.mu.Unlock()
-		if !closing {
-			ctr.clientClosed(c.endErr)
-		}
-		ctr.clients.Add(-1)
-		l.mu.Lock()
-		delete(l.clients, nc)
-		l.mu.Unlock()
-		l.wg.Done()
-	}()
-	if l.proto == Redis {
-		(&redisClient{client: c}).serve()
-	} else {
-		(&mcClient{client: c}).serve()
+		px.path.serve(l, p, nc)
 	}
 }
 
@@ -513,27 +446,15 @@ func (l *listener) stop(grace time.Duration) {
 	l.ln.Close()
 	l.mu.Lock()
 	l.closing = true
-	for nc := range l.clients {
-		nc.SetReadDeadline(time.Now())
-	}
 	l.mu.Unlock()
-	for _, lp := range l.loops {
-		lp.post(func() { lp.stopClients(l, false) })
-	}
+	l.path.stopClients(l, false)
 	done := make(chan struct{})
 	go func() { l.wg.Wait(); close(done) }()
 	go func() {
 		select {
 		case <-done:
 		case <-time.After(grace):
-			l.mu.Lock()
-			for nc := range l.clients {
-				nc.Close()
-			}
-			l.mu.Unlock()
-			for _, lp := range l.loops {
-				lp.post(func() { lp.stopClients(l, true) })
-			}
+			l.path.stopClients(l, true)
 		}
 	}()
 }
@@ -666,22 +587,7 @@ func (px *Proxy) watchTimeouts(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case now := <-t.C:
-			if px.loops != nil {
-				for _, lp := range px.loops {
-					lp.post(func() { lp.checkTimeouts(now) })
-				}
-				continue
-			}
-			for _, p := range px.pools() {
-				if p.cfg.Timeout <= 0 {
-					continue
-				}
-				for _, s := range p.servers {
-					for _, c := range s.cs {
-						c.checkTimeout(now, p.cfg.Timeout)
-					}
-				}
-			}
+			px.path.checkTimeouts(now)
 		}
 	}
 }

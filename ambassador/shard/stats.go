@@ -210,12 +210,6 @@ func (c *conn) queues() (inQ, inBytes, outQ, outBytes int) {
 			outBytes += len(r.out)
 		}
 	}
-	if c.lp != nil {
-		c.lp.call(count)
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	count()
+	c.inspect(count)
 	return
 }

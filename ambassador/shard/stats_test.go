@@ -153,69 +153,65 @@ cache:
 }
 
 // TestStatsCounters checks what twemproxy's counters say after events
-// that move each of them, on both data paths.
+// that move each of them.
 func TestStatsCounters(t *testing.T) {
-	for _, path := range []string{"loop", "goroutines"} {
-		t.Run(path, func(t *testing.T) {
-			t.Parallel()
-			live, victim := newRedisProc(t), newRedisProc(t)
-			if live == nil {
-				return
-			}
-			cfg := redisConfig(live.addr(), victim.addr())
-			cfg.AutoEject, cfg.FailureLimit, cfg.RetryTimeout = true, 1, time.Hour
-			r := startTuned(t, cfg, func(px *Proxy) { px.noLoops = path == "goroutines" })
-			pool := func() map[string]any {
-				return readStats(t, r.px.StatsAddr().String())["default"].(map[string]any)
-			}
-			num := func(m map[string]any, k string) float64 { return m[k].(float64) }
+	t.Parallel()
+	live, victim := newRedisProc(t), newRedisProc(t)
+	if live == nil {
+		return
+	}
+	cfg := redisConfig(live.addr(), victim.addr())
+	cfg.AutoEject, cfg.FailureLimit, cfg.RetryTimeout = true, 1, time.Hour
+	r := start(t, cfg)
+	pool := func() map[string]any {
+		return readStats(t, r.px.StatsAddr().String())["default"].(map[string]any)
+	}
+	num := func(m map[string]any, k string) float64 { return m[k].(float64) }
 
-			c := dialRedis(t, r.addr(""))
-			k0, k1 := keyOn(t, r, live.addr(), "st:"), keyOn(t, r, victim.addr(), "st:")
-			if got := c.do("MGET", k0, k1); got != "*2\r\n$-1\r\n$-1\r\n" {
-				t.Fatalf("MGET: %q", got)
-			}
-			if got := c.do("QUIT"); got != "+OK\r\n" {
-				t.Fatalf("QUIT: %q", got)
-			}
-			bad := dialRedis(t, r.addr(""))
-			bad.send([]byte("*1\r\n$x\r\n"))
-			if got, _ := bad.tryRead(); !strings.HasPrefix(got, "-ERR Protocol error") {
-				t.Fatalf("bad frame: %q", got)
-			}
-			eventually(t, "client_eof 1, client_err 1, fragments 2", func() string {
-				p := pool()
-				if num(p, "client_eof") != 1 || num(p, "client_err") != 1 || num(p, "fragments") != 2 || num(p, "client_connections") != 0 {
-					return fmt.Sprintf("%v", p)
-				}
-				return ""
-			})
+	c := dialRedis(t, r.addr(""))
+	k0, k1 := keyOn(t, r, live.addr(), "st:"), keyOn(t, r, victim.addr(), "st:")
+	if got := c.do("MGET", k0, k1); got != "*2\r\n$-1\r\n$-1\r\n" {
+		t.Fatalf("MGET: %q", got)
+	}
+	if got := c.do("QUIT"); got != "+OK\r\n" {
+		t.Fatalf("QUIT: %q", got)
+	}
+	bad := dialRedis(t, r.addr(""))
+	bad.send([]byte("*1\r\n$x\r\n"))
+	if got, _ := bad.tryRead(); !strings.HasPrefix(got, "-ERR Protocol error") {
+		t.Fatalf("bad frame: %q", got)
+	}
+	eventually(t, "client_eof 1, client_err 1, fragments 2", func() string {
+		p := pool()
+		if num(p, "client_eof") != 1 || num(p, "client_err") != 1 || num(p, "fragments") != 2 || num(p, "client_connections") != 0 {
+			return fmt.Sprintf("%v", p)
+		}
+		return ""
+	})
 
-			victim.stop()
-			c2 := dialRedis(t, r.addr(""))
-			// The first GET may find the connection the server just closed
-			// and fail without a failed connection attempt; the next dials.
-			eventually(t, "server ejected", func() string {
-				if got := c2.do("GET", k1); !strings.HasPrefix(got, "-ERR podkit shard: server shard1") && got != "$-1\r\n" {
-					t.Fatalf("GET on the dead server: %q", got)
-				}
-				if p := pool(); num(p, "server_ejects") != 1 {
-					return fmt.Sprintf("%v", p)
-				}
-				return ""
-			})
-			p := pool()
-			srv := p["shard1"].(map[string]any)
-			if num(p, "server_ejects") != 1 || num(p, "forward_error") < 1 || num(srv, "server_ejected_at") < float64(time.Now().Add(-time.Minute).UnixMicro()) {
-				t.Errorf("after an ejection: %v", p)
-			}
-			if num(srv, "server_eof")+num(srv, "server_err") < 1 || num(srv, "server_connections") != 0 {
-				t.Errorf("dead server: %v", srv)
-			}
-			if s0 := p["shard0"].(map[string]any); num(s0, "requests") != 1 || num(s0, "responses") != 1 ||
-				num(s0, "in_queue") != 0 || num(s0, "out_queue") != 0 || num(s0, "server_connections") != 1 {
-				t.Errorf("live server: %v", s0)
-			}
-		})
+	victim.stop()
+	c2 := dialRedis(t, r.addr(""))
+	// The first GET may find the connection the server just closed
+	// and fail without a failed connection attempt; the next dials.
+	eventually(t, "server ejected", func() string {
+		if got := c2.do("GET", k1); !strings.HasPrefix(got, "-ERR podkit shard: server shard1") && got != "$-1\r\n" {
+			t.Fatalf("GET on the dead server: %q", got)
+		}
+		if p := pool(); num(p, "server_ejects") != 1 {
+			return fmt.Sprintf("%v", p)
+		}
+		return ""
+	})
+	p := pool()
+	srv := p["shard1"].(map[string]any)
+	if num(p, "server_ejects") != 1 || num(p, "forward_error") < 1 || num(srv, "server_ejected_at") < float64(time.Now().Add(-time.Minute).UnixMicro()) {
+		t.Errorf("after an ejection: %v", p)
+	}
+	if num(srv, "server_eof")+num(srv, "server_err") < 1 || num(srv, "server_connections") != 0 {
+		t.Errorf("dead server: %v", srv)
+	}
+	if s0 := p["shard0"].(map[string]any); num(s0, "requests") != 1 || num(s0, "responses") != 1 ||
+		num(s0, "in_queue") != 0 || num(s0, "out_queue") != 0 || num(s0, "server_connections") != 1 {
+		t.Errorf("live server: %v", s0)
 	}
 }
