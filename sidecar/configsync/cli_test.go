@@ -20,6 +20,7 @@ import (
 
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // TestBadFlags: every bad command line exits 2 with a message naming the
@@ -157,10 +158,10 @@ func TestSIGHUPSyncsNow(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, "v1", fileIs(dest, "v1"))
+	testdeps.WaitFor(t, "v1", fileIs(dest, "v1"))
 	body.Store("v2")
 	cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, "v2 after SIGHUP", fileIs(dest, "v2"))
+	testdeps.WaitFor(t, "v2 after SIGHUP", fileIs(dest, "v2"))
 	if !strings.Contains(logs.String(), "a rejected version included") {
 		t.Fatalf("SIGHUP does not say it retries a rejected version:\n%s", logs)
 	}

@@ -23,6 +23,8 @@ import (
 	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // TestHTTPSourceConditional polls a real HTTP server: the first fetch gets
@@ -266,9 +268,9 @@ func TestConfigMapVolume(t *testing.T) {
 		cfg.Debounce = 20 * time.Millisecond
 		s, _ := newSyncer(t, cfg)
 		runHosted(t, s)
-		waitFor(t, "v1 published", fileIs(dest, "v1"))
+		testdeps.WaitFor(t, "v1 published", fileIs(dest, "v1"))
 		vol.update(map[string]string{"app.conf": "v2", "other": "o2"})
-		waitFor(t, "v2 published after the ..data swap", fileIs(dest, "v2"))
+		testdeps.WaitFor(t, "v2 published after the ..data swap", fileIs(dest, "v2"))
 	})
 	t.Run("directory to directory", func(t *testing.T) {
 		vol := newKubeletVolume(t, map[string]string{"a.conf": "a1", "b.conf": "b1"})
@@ -279,7 +281,7 @@ func TestConfigMapVolume(t *testing.T) {
 		cfg.Debounce = 20 * time.Millisecond
 		s, _ := newSyncer(t, cfg)
 		runHosted(t, s)
-		waitFor(t, "a1, b1 published", func() bool {
+		testdeps.WaitFor(t, "a1, b1 published", func() bool {
 			return fileIs(filepath.Join(dest, "a.conf"), "a1")() && fileIs(filepath.Join(dest, "b.conf"), "b1")()
 		})
 		vol.update(map[string]string{"a.conf": "a2", "c.conf": "c2"})
@@ -293,7 +295,7 @@ func TestConfigMapVolume(t *testing.T) {
 		}
 		// Exactly a.conf and c.conf (and the manifest): b.conf pruned, no
 		// staging leftovers.
-		waitFor(t, "a2, c2 published and b.conf removed", func() bool {
+		testdeps.WaitFor(t, "a2, c2 published and b.conf removed", func() bool {
 			return fileIs(filepath.Join(dest, "a.conf"), "a2")() && fileIs(filepath.Join(dest, "c.conf"), "c2")() && listing() == manifestName+",a.conf,c.conf"
 		})
 	})
@@ -309,12 +311,12 @@ func TestConfigMapVolume(t *testing.T) {
 		cfg.Debounce = 20 * time.Millisecond
 		s, _ := newSyncer(t, cfg)
 		runHosted(t, s)
-		waitFor(t, "the rendered v1", fileIs(dest, "upstream app {\n  server 10.0.0.1:80;\n  server 10.0.0.2:80;\n}\nlisten 8080;\n"))
+		testdeps.WaitFor(t, "the rendered v1", fileIs(dest, "upstream app {\n  server 10.0.0.1:80;\n  server 10.0.0.2:80;\n}\nlisten 8080;\n"))
 		vol.update(map[string]string{"upstreams": "10.0.0.3:80\n", "port": "9090"})
-		waitFor(t, "the rendered v2", fileIs(dest, "upstream app {\n  server 10.0.0.3:80;\n}\nlisten 9090;\n"))
+		testdeps.WaitFor(t, "the rendered v2", fileIs(dest, "upstream app {\n  server 10.0.0.3:80;\n}\nlisten 9090;\n"))
 		// The template is watched too.
 		writeAtomic(t, tmpl, []byte("port {{index .Files \"port\"}}\n"))
-		waitFor(t, "a template change applied", fileIs(dest, "port 9090\n"))
+		testdeps.WaitFor(t, "a template change applied", fileIs(dest, "port 9090\n"))
 	})
 }
 
@@ -637,12 +639,12 @@ func TestSignalByProcessName(t *testing.T) {
 	if err != nil || !res.Reloaded {
 		t.Fatalf("sync: %+v, %v", res, err)
 	}
-	waitFor(t, "the app to reload v1", func() bool { n, c := readState(t, state); return n == 1 && c == "v1" })
+	testdeps.WaitFor(t, "the app to reload v1", func() bool { n, c := readState(t, state); return n == 1 && c == "v1" })
 	writeAtomic(t, src, []byte("v2"))
 	if _, err := s.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the app to reload v2", func() bool { n, c := readState(t, state); return n == 2 && c == "v2" })
+	testdeps.WaitFor(t, "the app to reload v2", func() bool { n, c := readState(t, state); return n == 2 && c == "v2" })
 	if n, _ := readState(t, state+".child"); n != 0 {
 		t.Fatalf("the child (same name) got %d SIGHUPs, want 0", n)
 	}
@@ -660,7 +662,7 @@ func TestSignalByProcessName(t *testing.T) {
 		if _, err := s.Sync(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the app to reload v3", func() bool { n, c := readState(t, state); return n == 3 && c == "v3" })
+		testdeps.WaitFor(t, "the app to reload v3", func() bool { n, c := readState(t, state); return n == 3 && c == "v3" })
 	})
 
 	t.Run("no process", func(t *testing.T) {
@@ -863,7 +865,7 @@ func TestReadiness(t *testing.T) {
 	cfg.PollInterval = time.Hour // the retries after a failure, then inotify, do the work
 	s, _ := newSyncer(t, cfg)
 	h := runHosted(t, s)
-	waitFor(t, "a failed first sync", func() bool {
+	testdeps.WaitFor(t, "a failed first sync", func() bool {
 		return testutil.ToFloat64(s.m.failures.WithLabelValues(reasonFetch)) >= 1
 	})
 	if code, body := h.get(t, "/readyz"); code != http.StatusServiceUnavailable {
@@ -871,18 +873,18 @@ func TestReadiness(t *testing.T) {
 	}
 	os.Mkdir(filepath.Dir(src), 0o755)
 	writeAtomic(t, src, []byte("hello"))
-	waitFor(t, "readiness after the first sync", func() bool { c, _ := h.get(t, "/readyz"); return c == http.StatusOK })
+	testdeps.WaitFor(t, "readiness after the first sync", func() bool { c, _ := h.get(t, "/readyz"); return c == http.StatusOK })
 	if readFile(t, dest) != "hello" {
 		t.Fatal("ready but not published")
 	}
 	// The directory that appeared is watched now.
 	writeAtomic(t, src, []byte("hello again"))
-	waitFor(t, "a change in the new directory", fileIs(dest, "hello again"))
+	testdeps.WaitFor(t, "a change in the new directory", fileIs(dest, "hello again"))
 	writeAtomic(t, src, []byte("hello"))
-	waitFor(t, "the first version again", fileIs(dest, "hello"))
+	testdeps.WaitFor(t, "the first version again", fileIs(dest, "hello"))
 	// The file is renamed into place a moment before the metrics count it.
 	var metrics string
-	waitFor(t, "the third publish counted", func() bool {
+	testdeps.WaitFor(t, "the third publish counted", func() bool {
 		_, metrics = h.get(t, "/metrics")
 		return strings.Contains(metrics, `podkit_configsync_syncs_total{result="published"} 3`)
 	})
@@ -913,11 +915,11 @@ func TestDebounce(t *testing.T) {
 	cfg.Debounce = 300 * time.Millisecond
 	s, _ := newSyncer(t, cfg)
 	runHosted(t, s)
-	waitFor(t, "v0", fileIs(dest, "v0"))
+	testdeps.WaitFor(t, "v0", fileIs(dest, "v0"))
 	for i := 1; i <= 20; i++ {
 		writeAtomic(t, src, []byte(fmt.Sprint("v", i)))
 	}
-	waitFor(t, "v20", fileIs(dest, "v20"))
+	testdeps.WaitFor(t, "v20", fileIs(dest, "v20"))
 	if n := testutil.ToFloat64(s.m.syncs.WithLabelValues(resultPublished)); n > 11 {
 		t.Fatalf("%v publishes for a burst of 20 writes: not debounced", n)
 	}
@@ -935,7 +937,7 @@ func TestPauseHoldsSyncs(t *testing.T) {
 	cfg.Debounce = 10 * time.Millisecond
 	s, _ := newSyncer(t, cfg)
 	h := runHosted(t, s)
-	waitFor(t, "v1", fileIs(dest, "v1"))
+	testdeps.WaitFor(t, "v1", fileIs(dest, "v1"))
 	post := func(path string) {
 		resp, err := http.Post(h.admin+path, "", nil)
 		if err != nil {
@@ -952,7 +954,7 @@ func TestPauseHoldsSyncs(t *testing.T) {
 		t.Fatal("published while paused")
 	}
 	post("/resume")
-	waitFor(t, "v2 after resuming", fileIs(dest, "v2"))
+	testdeps.WaitFor(t, "v2 after resuming", fileIs(dest, "v2"))
 }
 
 // TestFindProcessesSkipsSelf: config-sync never signals itself, even when
@@ -982,7 +984,7 @@ func TestWatchStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "x"), nil, 0o644)
-	waitFor(t, "an inotify event", func() bool { return n.Load() > 0 })
+	testdeps.WaitFor(t, "an inotify event", func() bool { return n.Load() > 0 })
 	stop()
 }
 
@@ -1145,14 +1147,14 @@ func TestNotReadyWhileRejected(t *testing.T) {
 	cfg.Debounce = 10 * time.Millisecond
 	s, _ := newSyncer(t, cfg)
 	h := runHosted(t, s)
-	waitFor(t, "the rejected version to be skipped", func() bool {
+	testdeps.WaitFor(t, "the rejected version to be skipped", func() bool {
 		return testutil.ToFloat64(s.m.syncs.WithLabelValues(resultSkipped)) >= 1
 	})
 	if code, _ := h.get(t, "/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz = %d with only a rejected version, want 503", code)
 	}
 	writeAtomic(t, src, []byte("good"))
-	waitFor(t, "readiness after a valid version", func() bool { c, _ := h.get(t, "/readyz"); return c == http.StatusOK })
+	testdeps.WaitFor(t, "readiness after a valid version", func() bool { c, _ := h.get(t, "/readyz"); return c == http.StatusOK })
 	if readFile(t, dest) != "good" {
 		t.Fatal("ready without the valid version published")
 	}
@@ -1176,15 +1178,15 @@ func TestRefusedVersionStaysRejected(t *testing.T) {
 	cfg.PollInterval, cfg.Debounce = 20*time.Millisecond, time.Millisecond
 	s, _ := newSyncer(t, cfg)
 	h := runHosted(t, s)
-	waitFor(t, "v1 to be reloaded", func() bool { return app.log() == "good v1 200" })
+	testdeps.WaitFor(t, "v1 to be reloaded", func() bool { return app.log() == "good v1 200" })
 
 	writeAtomic(t, src, []byte("broken v2"))
 	skipped := func() float64 { return testutil.ToFloat64(s.m.syncs.WithLabelValues(resultSkipped)) }
-	waitFor(t, "the refused version to be skipped", func() bool { return skipped() >= 1 })
+	testdeps.WaitFor(t, "the refused version to be skipped", func() bool { return skipped() >= 1 })
 	// Many poll intervals: a backoff of a few intervals would have tried it
 	// again by now.
 	base := skipped()
-	waitFor(t, "50 more polls", func() bool { return skipped() >= base+50 })
+	testdeps.WaitFor(t, "50 more polls", func() bool { return skipped() >= base+50 })
 	want := "good v1 200; broken v2 500; good v1 200"
 	if got := app.log(); got != want {
 		t.Fatalf("the app saw %q, want %q: the refused version was published again", got, want)
@@ -1204,18 +1206,18 @@ func TestRefusedVersionStaysRejected(t *testing.T) {
 	if !strings.Contains(logs, "reloaded the previous content (rollback)") {
 		t.Errorf("no rollback reload in the log:\n%s", logs)
 	}
-	waitFor(t, "/healthz?verbose to show the refusal", func() bool {
+	testdeps.WaitFor(t, "/healthz?verbose to show the refusal", func() bool {
 		code, body := h.get(t, "/healthz?verbose")
 		return code != http.StatusOK && strings.Contains(body, "500 Internal Server Error")
 	})
 
 	// A different version is tried at once, and accepted.
 	writeAtomic(t, src, []byte("good v3"))
-	waitFor(t, "v3 to be reloaded", fileIs(dest, "good v3"))
-	waitFor(t, "the app to reload v3", func() bool { return strings.HasSuffix(app.log(), "good v3 200") })
+	testdeps.WaitFor(t, "v3 to be reloaded", fileIs(dest, "good v3"))
+	testdeps.WaitFor(t, "the app to reload v3", func() bool { return strings.HasSuffix(app.log(), "good v3 200") })
 	// And the refused version, coming back, is a change: tried again.
 	writeAtomic(t, src, []byte("broken v2"))
-	waitFor(t, "the refused version to be tried again after a change", func() bool {
+	testdeps.WaitFor(t, "the refused version to be tried again after a change", func() bool {
 		return testutil.ToFloat64(s.m.syncs.WithLabelValues(resultRolledBack)) == 2
 	})
 }

@@ -63,48 +63,9 @@ func FuzzSplitWords(f *testing.F) {
 	})
 }
 
-func TestParseStat(t *testing.T) {
-	for _, tc := range []struct {
-		in         string
-		comm       string
-		state      byte
-		ppid       int
-		wantErrMsg string
-	}{
-		{"1 (nginx) S 0 1 1 0 -1", "nginx", 'S', 0, ""},
-		{"42 (my (odd) app) R 7 42 42", "my (odd) app", 'R', 7, ""},
-		{"9 (a b) Z 3", "a b", 'Z', 3, ""},
-		{"9 nginx S 3", "", 0, 0, "no (comm)"},
-		{"9 (x) S", "", 0, 0, "no state and ppid"},
-		{"9 (x) S abc", "", 0, 0, "ppid"},
-	} {
-		t.Run(tc.in, func(t *testing.T) {
-			p, err := parseStat([]byte(tc.in))
-			if tc.wantErrMsg != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErrMsg) {
-					t.Fatalf("err = %v, want %q", err, tc.wantErrMsg)
-				}
-				return
-			}
-			if err != nil || p.comm != tc.comm || p.state != tc.state || p.ppid != tc.ppid {
-				t.Fatalf("parseStat = %+v, %v", p, err)
-			}
-		})
-	}
-}
-
-// FuzzParseStat: /proc/PID/stat of any shape never panics.
-func FuzzParseStat(f *testing.F) {
-	f.Add([]byte("1 (nginx) S 0 1 1 0 -1 4194560"))
-	f.Add([]byte("42 (a) b) (c) R 7"))
-	f.Add([]byte(")( S 1"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := parseStat(b)
-		if err == nil && strings.ContainsRune(string(b), ')') && !strings.Contains(string(b), "("+p.comm+")") {
-			t.Fatalf("comm %q is not between the parentheses of %q", p.comm, b)
-		}
-	})
-}
+// /proc/PID/stat is parsed, and fuzzed, by internal/procfs
+// (TestParseStatHead, FuzzParseStat); TestSignalByProcessName and
+// TestFindProcessesSkipsSelf check what config-sync makes of it.
 
 func TestMatchName(t *testing.T) {
 	for _, tc := range []struct {

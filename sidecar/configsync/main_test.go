@@ -23,6 +23,7 @@ import (
 
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // roleEnv switches the test binary into another program, so tests can run
@@ -128,9 +129,9 @@ func startHupApp(t *testing.T, name, cfg, state string, extra ...string) *exec.C
 			<-done
 		}
 	})
-	waitFor(t, "the app's first state file", func() bool { _, err := os.Stat(state); return err == nil })
+	testdeps.WaitFor(t, "the app's first state file", func() bool { _, err := os.Stat(state); return err == nil })
 	if len(extra) > 0 {
-		waitFor(t, "the child's first state file", func() bool { _, err := os.Stat(state + ".child"); return err == nil })
+		testdeps.WaitFor(t, "the child's first state file", func() bool { _, err := os.Stat(state + ".child"); return err == nil })
 	}
 	return cmd
 }
@@ -148,18 +149,6 @@ func readState(t *testing.T, state string) (int, string) {
 		t.Fatalf("state %q: %v", b, err)
 	}
 	return c, rest
-}
-
-// waitFor polls cond until it holds, failing the test after a bounded wait.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // logBuffer is a concurrency-safe log sink.

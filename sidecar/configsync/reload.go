@@ -1,11 +1,9 @@
 package configsync
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/procfs"
+	"github.com/podkit/podkit/internal/retry"
 )
 
 // reloader tells the application to read its configuration again.
@@ -203,45 +203,26 @@ func matchName(name, comm, argv0 string) bool {
 
 func readProc(procDir string, pid int) (proc, error) {
 	dir := filepath.Join(procDir, strconv.Itoa(pid))
-	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+	b, err := os.ReadFile(filepath.Join(dir, "stat"))
 	if err != nil {
 		return proc{}, err
 	}
-	p, err := parseStat(stat)
+	st, err := procfs.ParseStatHead(b)
 	if err != nil {
 		return proc{}, err
 	}
-	p.pid = pid
+	p := proc{pid: pid, ppid: st.PPID, state: st.State, comm: st.Comm}
 	if comm, err := os.ReadFile(filepath.Join(dir, "comm")); err == nil {
 		p.comm = strings.TrimSuffix(string(comm), "\n")
 	}
 	if cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
-		argv0, _, _ := bytes.Cut(cmdline, []byte{0})
-		p.argv0 = string(argv0)
+		p.argv0 = procfs.Argv0(cmdline)
 	}
 	return p, nil
 }
 
-// parseStat reads comm, state and ppid from /proc/PID/stat:
-// "pid (comm) state ppid ...", where comm may hold spaces and parentheses.
-func parseStat(b []byte) (proc, error) {
-	open := bytes.IndexByte(b, '(')
-	end := bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
-		return proc{}, errors.New("malformed /proc stat: no (comm)")
-	}
-	fields := strings.Fields(string(b[end+1:]))
-	if len(fields) < 2 || len(fields[0]) != 1 {
-		return proc{}, errors.New("malformed /proc stat: no state and ppid")
-	}
-	ppid, err := strconv.Atoi(fields[1])
-	if err != nil {
-		return proc{}, fmt.Errorf("malformed /proc stat: ppid %q", fields[1])
-	}
-	return proc{comm: string(b[open+1 : end]), state: fields[0][0], ppid: ppid}, nil
-}
-
-// httpReloader requests a URL, retrying with exponential backoff.
+// httpReloader requests a URL, retrying with exponential backoff (200ms,
+// doubling, at most 5s).
 type httpReloader struct {
 	url     string
 	method  string
@@ -257,58 +238,36 @@ func (r *httpReloader) String() string {
 }
 
 func (r *httpReloader) reload(ctx context.Context) error {
-	delay := r.backoff
-	if delay <= 0 {
-		delay = 200 * time.Millisecond
+	req := retry.Request{Client: r.client, Method: r.method, URL: r.url, Timeout: r.timeout}
+	if r.expect != 0 {
+		req.Accept = func(status int) bool { return status == r.expect }
 	}
-	var err error
-	for attempt := 0; ; attempt++ {
-		if err = r.once(ctx); err == nil {
-			return nil
-		}
-		if attempt >= r.retries {
-			break
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (stopped retrying: %v)", err, ctx.Err())
-		case <-t.C:
-		}
-		delay = min(delay*2, 5*time.Second)
+	attempts := r.retries + 1
+	n, err := req.Do(ctx, retry.Policy{Initial: r.backoff, Max: 5 * time.Second, Attempts: attempts})
+	if err == nil {
+		return nil
 	}
-	return fmt.Errorf("%w (after %d attempts)", err, r.retries+1)
+	err = r.describe(err)
+	if n < attempts && ctx.Err() != nil {
+		return fmt.Errorf("%w (stopped retrying: %v)", err, ctx.Err())
+	}
+	return fmt.Errorf("%w (after %d attempts)", err, attempts)
 }
 
-func (r *httpReloader) once(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, r.method, r.url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := r.client.Do(req)
-	if err != nil {
+// describe names the request in a failed attempt's error, and for a
+// refused answer what was wanted and the start of what came.
+func (r *httpReloader) describe(err error) error {
+	var se *retry.StatusError
+	if !errors.As(err, &se) {
 		return fmt.Errorf("%s: %w", r, unwrapURLError(err))
 	}
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	msg := strings.TrimSpace(string(se.Body))
+	if msg != "" {
+		msg = ": " + oneLine(msg)
+	}
+	want := "a 2xx status"
 	if r.expect != 0 {
-		ok = resp.StatusCode == r.expect
+		want = strconv.Itoa(r.expect)
 	}
-	if !ok {
-		msg := strings.TrimSpace(string(snippet))
-		if msg != "" {
-			msg = ": " + oneLine(msg)
-		}
-		want := "a 2xx status"
-		if r.expect != 0 {
-			want = strconv.Itoa(r.expect)
-		}
-		return fmt.Errorf("%s answered %s, want %s%s", r, resp.Status, want, msg)
-	}
-	return nil
+	return fmt.Errorf("%s answered %s, want %s%s", r, se.Status, want, msg)
 }

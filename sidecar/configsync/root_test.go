@@ -96,7 +96,7 @@ func TestSignalPermissionDenied(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	waitFor(t, "the rollback", func() bool { return strings.Contains(logs.String(), "previous content is restored") })
+	testdeps.WaitFor(t, "the rollback", func() bool { return strings.Contains(logs.String(), "previous content is restored") })
 	out := logs.String()
 	if !strings.Contains(out, "CAP_KILL") || !strings.Contains(out, "uid 0") {
 		t.Fatalf("the reload failure is not explained:\n%s", out)

@@ -7,9 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/podkit/podkit/internal/child"
 )
 
 // StagedFileEnv is the environment variable that holds the staged file's
@@ -115,13 +115,11 @@ func runValidate(ctx context.Context, cmdline, staged string, timeout time.Durat
 	defer cancel()
 	cmd := exec.CommandContext(ctx, words[0], words[1:]...)
 	cmd.Env = append(os.Environ(), StagedFileEnv+"="+staged)
-	out := &tailBuffer{max: 4 << 10}
+	out := child.NewTail(4 << 10)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		// The whole group: a shell script's children too.
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+	// In a group of its own, so the context's end kills a shell script's
+	// children too.
+	child.Prepare(cmd, child.Options{Group: true})
 	cmd.WaitDelay = 2 * time.Second
 	err = cmd.Run()
 	if err == nil {
@@ -136,8 +134,8 @@ func runValidate(ctx context.Context, cmdline, staged string, timeout time.Durat
 	case ctx.Err() != nil:
 		status = fmt.Sprintf("did not finish within --validate-timeout (%s)", timeout)
 	case errors.As(err, &ee):
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			status = "was killed by signal " + ws.Signal().String()
+		if sig, ok := child.Signaled(ee.ProcessState); ok {
+			status = "was killed by signal " + sig.String()
 		} else {
 			status = fmt.Sprintf("exited with status %d", ee.ExitCode())
 			verdict = true
@@ -146,29 +144,6 @@ func runValidate(ctx context.Context, cmdline, staged string, timeout time.Durat
 		status = "could not run: " + err.Error()
 	}
 	return &validateError{cmd: cmdline, status: status, tail: lastLines(out.String(), 10), verdict: verdict}
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
 }
 
 // lastLines returns the last n non-empty lines of s, joined by newlines.
