@@ -25,6 +25,8 @@ import (
 
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/child"
+	"github.com/podkit/podkit/internal/retry"
 )
 
 // Config configures Await.
@@ -144,8 +146,8 @@ func (a *Await) Run(ctx context.Context, h *container.Host) error {
 	cmd.Stdin = orReader(a.cfg.Stdin, os.Stdin)
 	cmd.Stdout = orWriter(a.cfg.Stdout, os.Stdout)
 	cmd.Stderr = orWriter(a.cfg.Stderr, os.Stderr)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	proc, err := child.Start(cmd, child.Options{})
+	if err != nil {
 		code := 126
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 			code = 127
@@ -154,32 +156,29 @@ func (a *Await) Run(ctx context.Context, h *container.Host) error {
 		return &container.ExitError{Code: code, Msg: fmt.Sprintf("cannot start %q: %v", a.cfg.Command[0], err)}
 	}
 	a.runs.Set(1)
-	log.Info("command started", "pid", cmd.Process.Pid, "argv", a.cfg.Command)
+	log.Info("command started", "pid", proc.Pid(), "argv", a.cfg.Command)
 	h.SetReady(true)
 
-	waitc := make(chan error, 1)
-	go func() { waitc <- cmd.Wait() }()
-	var werr error
 	select {
-	case werr = <-waitc:
+	case <-proc.Done():
 	case <-ctx.Done():
-		sig := h.StopSignal()
-		if sig == nil {
+		sig, _ := h.StopSignal().(syscall.Signal)
+		if sig == 0 {
 			sig = syscall.SIGTERM
 		}
-		log.Info("forwarding stop signal to the command", "signal", sig.String(), "pid", cmd.Process.Pid)
-		_ = cmd.Process.Signal(sig)
+		log.Info("forwarding stop signal to the command", "signal", sig.String(), "pid", proc.Pid())
+		proc.Signal(sig)
 		select {
-		case werr = <-waitc:
+		case <-proc.Done():
 		case <-h.DrainContext().Done():
-			log.Warn("command did not exit by the drain deadline; killing it", "pid", cmd.Process.Pid)
-			_ = cmd.Process.Kill()
-			werr = <-waitc
+			log.Warn("command did not exit by the drain deadline; killing it", "pid", proc.Pid())
+			proc.Kill()
 		}
 	}
+	werr := proc.Wait()
 	h.SetReady(false)
 	a.runs.Set(0)
-	code := exitCode(cmd.ProcessState, werr)
+	code := child.ExitCode(proc.State(), werr)
 	a.exitc.Set(float64(code))
 	log.Info("command exited", "exit_code", code, "state", cmd.ProcessState.String())
 	a.notify(h)
@@ -189,37 +188,14 @@ func (a *Await) Run(ctx context.Context, h *container.Host) error {
 	return &container.ExitError{Code: code}
 }
 
-func exitCode(ps *os.ProcessState, err error) int {
-	if ps == nil {
-		return 1
-	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	if c := ps.ExitCode(); c >= 0 {
-		return c
-	}
-	if err != nil {
-		return 1
-	}
-	return 0
-}
-
-// notify POSTs every --notify URL, retrying each a few times.
+// notify POSTs every --notify URL (empty body), each up to
+// --notify-attempts times, 200ms after the first failure and twice as long
+// after each next one.
 func (a *Await) notify(h *container.Host) {
 	client := &http.Client{Timeout: a.cfg.NotifyTimeout}
 	for _, u := range a.cfg.Notify {
-		var err error
-		for attempt := 1; attempt <= a.cfg.NotifyAttempts; attempt++ {
-			err = post(client, u)
-			if err == nil {
-				break
-			}
-			if attempt < a.cfg.NotifyAttempts {
-				time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
-			}
-		}
-		if err != nil {
+		req := retry.Request{Client: client, URL: u, Header: http.Header{"Content-Type": {"text/plain"}}}
+		if _, err := req.Do(context.Background(), retry.Policy{Attempts: a.cfg.NotifyAttempts}); err != nil {
 			a.notifyF.WithLabelValues("error").Inc()
 			h.Logger().Error("notify failed", "url", u, "attempts", a.cfg.NotifyAttempts, "error", err)
 			continue
@@ -227,19 +203,6 @@ func (a *Await) notify(h *container.Host) {
 		a.notifyF.WithLabelValues("ok").Inc()
 		h.Logger().Info("notified", "url", u)
 	}
-}
-
-func post(client *http.Client, u string) error {
-	resp, err := client.Post(u, "text/plain", nil)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s answered %s", u, resp.Status)
-	}
-	return nil
 }
 
 func orReader(r, def io.Reader) io.Reader {
