@@ -22,6 +22,9 @@
 // Backends: raft (embedded among the electors; the no-setup default, a
 // single replica elects itself), etcd (concurrency.Election) and kubernetes
 // (a coordination.k8s.io Lease). See election/backend for the interface.
+// The program wires the backends it wants (Config.Backends, Command's
+// arguments): raft is built in; etcd and kubernetes come from package
+// election/backends, so that importing this package links neither client.
 package election
 
 import (
@@ -34,6 +37,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -82,9 +86,15 @@ type Config struct {
 	Etcd       EtcdConfig  `json:"etcd"`
 	Kubernetes KubeConfig  `json:"kubernetes"`
 
+	// Backends are the backends Backend may name; nil means raft alone
+	// (see Raft and package election/backends).
+	Backends []BackendFactory `json:"-"`
 	// Custom, if set, is used instead of the backend Backend names (for
 	// programs that bring their own).
 	Custom Backend `json:"-"`
+	// Listener, if set, is the HTTP API's listener, used instead of
+	// listening on Listen.
+	Listener net.Listener `json:"-"`
 }
 
 // EtcdConfig is the etcd backend's part of Config.
@@ -200,10 +210,12 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--advertise: %w", err))
 		}
 	}
-	if c.Listen == "" {
-		errs = append(errs, errors.New("--listen: empty"))
-	} else if err := container.ValidateListenAddr(c.Listen); err != nil {
-		errs = append(errs, fmt.Errorf("--listen: %w", err))
+	if c.Listener == nil {
+		if c.Listen == "" {
+			errs = append(errs, errors.New("--listen: empty"))
+		} else if err := container.ValidateListenAddr(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("--listen: %w", err))
+		}
 	}
 	if c.ProxyListen != "" {
 		if err := container.ValidateListenAddr(c.ProxyListen); err != nil {
@@ -238,14 +250,16 @@ func (c Config) Validate() error {
 		case BackendKubernetes:
 			errs = append(errs, c.Kubernetes.validate()...)
 		default:
-			errs = append(errs, fmt.Errorf("--backend: unknown backend %q (want raft, etcd or kubernetes)", c.Backend))
+			if !slices.ContainsFunc(c.Backends, func(f BackendFactory) bool { return f.Name == c.Backend }) {
+				errs = append(errs, fmt.Errorf("--backend: unknown backend %q (want raft, etcd or kubernetes)", c.Backend))
+			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// endpoints splits comma-separated --etcd-endpoints values.
-func (e EtcdConfig) endpoints() []string {
+// EndpointList splits comma-separated --etcd-endpoints values.
+func (e EtcdConfig) EndpointList() []string {
 	var out []string
 	for _, v := range e.Endpoints {
 		for _, p := range strings.Split(v, ",") {
@@ -259,10 +273,10 @@ func (e EtcdConfig) endpoints() []string {
 
 func (e EtcdConfig) validate() []error {
 	var errs []error
-	if len(e.endpoints()) == 0 {
+	if len(e.EndpointList()) == 0 {
 		errs = append(errs, errors.New("--etcd-endpoints: required with --backend etcd"))
 	}
-	for _, ep := range e.endpoints() {
+	for _, ep := range e.EndpointList() {
 		if u, err := url.Parse(ep); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("--etcd-endpoints: %q is not an http(s)://host:port URL", ep))
 		}
@@ -330,6 +344,8 @@ type Elector struct {
 	h          *container.Host
 	log        *slog.Logger
 	notifier   *notifier
+	apiAddr    net.Addr // once Run listens
+	proxyAddr  net.Addr
 }
 
 var (
@@ -369,14 +385,19 @@ func New(cfg Config) (*Elector, error) {
 	}, nil
 }
 
-// Command is the `podkit elect` subcommand.
-func Command() cli.Command {
+// Command is the `podkit elect` subcommand, with the backends --backend
+// may name (none: raft alone). cmd/podkit wires raft, etcd and kubernetes
+// (election/backends.All).
+func Command(backends ...BackendFactory) cli.Command {
 	return container.InvocationCommand("elect",
 		"leader election as a container: who leads over HTTP, a leader proxy, fencing epochs; raft, etcd or kubernetes",
 		"--id ID [--backend raft|etcd|kubernetes] [--peers id=host:port,...] [--advertise ADDR] [--proxy-listen ADDR] [flags]",
 		func(fs *flag.FlagSet) func(*container.Invocation) (container.Component, error) {
 			cfg := DefaultConfig()
 			cfg.RegisterFlags(fs)
+			if len(backends) > 0 {
+				cfg.Backends = backends
+			}
 			return func(in *container.Invocation) (container.Component, error) {
 				if err := container.NoArgs(in.Args); err != nil {
 					return nil, err
@@ -400,6 +421,21 @@ func (e *Elector) EffectiveConfig() any { return e.cfg }
 
 // Backend returns the elector's backend.
 func (e *Elector) Backend() Backend { return e.backend }
+
+// Addr returns the HTTP API's bound address, or nil before Run listens.
+func (e *Elector) Addr() net.Addr {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.apiAddr
+}
+
+// ProxyAddr returns the leader proxy's bound address, or nil before Run
+// listens or when the proxy is off (ProxyListen empty).
+func (e *Elector) ProxyAddr() net.Addr {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.proxyAddr
+}
 
 // Leader returns what this replica currently knows of the leadership. A
 // claim of its own that has expired without renewal is never returned,
@@ -441,17 +477,27 @@ func (e *Elector) Run(ctx context.Context, h *container.Host) error {
 	e.m.register(h.Registerer(), e)
 	e.notifier = newNotifier(e.cfg.Notify, e.cfg.NotifyTimeout, e.log, e.m)
 
-	apiLn, err := net.Listen("tcp", e.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
+	apiLn := e.cfg.Listener
+	if apiLn == nil {
+		var err error
+		if apiLn, err = net.Listen("tcp", e.cfg.Listen); err != nil {
+			return fmt.Errorf("--listen: %w", err)
+		}
 	}
 	var proxyLn net.Listener
 	if e.cfg.ProxyListen != "" {
+		var err error
 		if proxyLn, err = net.Listen("tcp", e.cfg.ProxyListen); err != nil {
 			apiLn.Close()
 			return fmt.Errorf("--proxy-listen: %w", err)
 		}
 	}
+	e.mu.Lock()
+	e.apiAddr = apiLn.Addr()
+	if proxyLn != nil {
+		e.proxyAddr = proxyLn.Addr()
+	}
+	e.mu.Unlock()
 	e.log.Info("electing", "election", e.cfg.Election, "backend", e.backendName(),
 		"listen", apiLn.Addr().String(), "advertise", e.cfg.Advertise)
 

@@ -15,6 +15,7 @@ import (
 	"github.com/podkit/podkit/cmd/podkit/internal/demo"
 	"github.com/podkit/podkit/cmd/podkit/internal/sampleapp"
 	"github.com/podkit/podkit/election"
+	"github.com/podkit/podkit/election/backends"
 	"github.com/podkit/podkit/sidecar/await"
 	"github.com/podkit/podkit/sidecar/configsync"
 	"github.com/podkit/podkit/sidecar/tlsproxy"
@@ -29,7 +30,7 @@ func commands() []cli.Command {
 		await.Command(),
 		configsync.Command(),
 		demo.Command(),
-		election.Command(),
+		election.Command(backends.All()...), // raft, etcd, kubernetes
 		health.Command(),
 		logs.Command(),
 		metrics.Command(),
