@@ -113,6 +113,7 @@ type Topz struct {
 	lastStart time.Time // monotonic start of the last scan
 	lastEnd   time.Time
 	scanErr   error
+	addr      net.Addr // GET /topz's, once Run listens
 
 	procs    prometheus.Gauge
 	ctrs     prometheus.Gauge
@@ -180,6 +181,14 @@ func Command() cli.Command {
 // Name implements container.Component.
 func (t *Topz) Name() string { return "topz" }
 
+// Addr returns the bound address of the GET /topz listener, or nil before
+// Run listens.
+func (t *Topz) Addr() net.Addr {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.addr
+}
+
 // EffectiveConfig implements container.Configured.
 func (t *Topz) EffectiveConfig() any { return t.cfg }
 
@@ -197,6 +206,9 @@ func (t *Topz) Run(ctx context.Context, h *container.Host) error {
 		}
 	}
 	defer ln.Close()
+	t.mu.Lock()
+	t.addr = ln.Addr()
+	t.mu.Unlock()
 	for range 2 {
 		if _, err := t.refresh(ctx, time.Now()); err != nil {
 			if ctx.Err() != nil {
