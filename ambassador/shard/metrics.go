@@ -12,7 +12,6 @@ import (
 // and servers (atomics on the hot path) are read at scrape time.
 type metrics struct {
 	latency *prometheus.HistogramVec
-	reloads *prometheus.CounterVec
 	lastOK  prometheus.Gauge
 	state   func() []*pool
 
@@ -34,9 +33,6 @@ func newMetrics(state func() []*pool) *metrics {
 			Help:    "Time from sending a request to a server to its reply.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"pool", "server"}),
-		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "podkit_shard_config_reloads_total", Help: "Configuration reloads, by result (ok, error).",
-		}, []string{"result"}),
 		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "podkit_shard_config_last_reload_successful", Help: "1 if the last configuration reload succeeded.",
 		}),
@@ -76,7 +72,6 @@ func (c *poolCounters) clientClosed(err error) {
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.latency.Describe(ch)
-	m.reloads.Describe(ch)
 	m.lastOK.Describe(ch)
 	for _, d := range []*prometheus.Desc{m.clients, m.commands, m.requests, m.errors, m.inflight, m.conns, m.ejects, m.up, m.ejected} {
 		ch <- d
@@ -85,7 +80,6 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.latency.Collect(ch)
-	m.reloads.Collect(ch)
 	m.lastOK.Collect(ch)
 	for _, p := range m.state() {
 		name := p.cfg.Name

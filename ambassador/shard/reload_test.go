@@ -190,8 +190,8 @@ func TestSIGHUP(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`podkit_shard_config_reloads_total{result="error"} 1`,
-		`podkit_shard_config_reloads_total{result="ok"} 1`,
+		`podkit_shard_reloads_total{result="error"} 1`,
+		`podkit_shard_reloads_total{result="ok"} 1`,
 		`podkit_shard_server_requests_total{pool="web",server=`,
 		`podkit_shard_client_connections{pool="web"} 1`,
 		`podkit_shard_server_request_duration_seconds_bucket{pool="web"`,

@@ -24,7 +24,6 @@ package shard
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,8 +48,7 @@ type Proxy struct {
 	listeners map[string]*listener
 	current   atomic.Pointer[[]*pool]
 	counters  map[string]*poolCounters
-	fileHash  [32]byte
-	reloadReq chan chan error
+	reloader  *container.Reloader[[]Pool]
 	path      dataPath
 	// probePeriod is how often idle servers are probed for readiness.
 	probePeriod time.Duration
@@ -94,11 +92,23 @@ func New(cfg Config) (*Proxy, error) {
 		limits:    limits{maxBulk: cfg.MaxBulk},
 		listeners: map[string]*listener{},
 		counters:  map[string]*poolCounters{},
-		reloadReq: make(chan chan error),
 
 		probePeriod: 5 * time.Second,
 	}
 	px.m = newMetrics(px.pools)
+	var files func() []string
+	if cfg.ConfigFile != "" {
+		files = func() []string { return []string{cfg.ConfigFile} }
+	}
+	px.reloader = container.NewReloader(container.Reload[[]Pool]{
+		Subsystem: "shard",
+		What:      "configuration",
+		Files:     files,
+		Interval:  cfg.WatchInterval,
+		Load:      px.reloadPools,
+		Apply:     px.reapply,
+		Attrs:     func(specs []Pool) []any { return []any{"pools", len(specs)} },
+	})
 	return px, nil
 }
 
@@ -138,11 +148,7 @@ func (px *Proxy) PoolAddr(name string) net.Addr {
 
 // Reload rereads the configuration and applies it; on error the running
 // configuration is kept. It is what SIGHUP and a file change do.
-func (px *Proxy) Reload() error {
-	ch := make(chan error, 1)
-	px.reloadReq <- ch
-	return <-ch
-}
+func (px *Proxy) Reload() error { return px.reloader.Reload(context.Background()) }
 
 // Run implements container.Component.
 func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
@@ -167,7 +173,11 @@ func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
 	if err != nil {
 		return err
 	}
-	if err := px.apply(); err != nil {
+	specs, err := px.loadPools()
+	if err == nil {
+		err = px.apply(specs)
+	}
+	if err != nil {
 		px.closeAll()
 		if statsLn != nil {
 			statsLn.Close()
@@ -185,6 +195,12 @@ func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
 		defer func() { stopStats(); <-statsDone }()
 	}
 	px.m.lastOK.Set(1)
+	// The configuration reloads on SIGHUP and when --config changes.
+	reloads, err := px.reloader.Start(ctx, h)
+	if err != nil {
+		px.closeAll()
+		return err
+	}
 	h.AddCheck(container.Check{Name: "pools", Ready: true, Period: px.probePeriod, Func: px.checkServers})
 	h.AddCheck(container.Check{Name: "servers", Period: px.probePeriod, Func: px.checkEachServer})
 	h.SetReady(true)
@@ -192,84 +208,51 @@ func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
 	defer close(watchdog)
 	go px.watchTimeouts(watchdog)
 
-	hup := h.Reloads()
-	var tick <-chan time.Time
-	if px.cfg.ConfigFile != "" && px.cfg.WatchInterval > 0 {
-		t := time.NewTicker(px.cfg.WatchInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			px.drain(h.DrainContext())
-			return nil
-		case <-hup:
-			if px.cfg.ConfigFile == "" {
-				px.log.Info("SIGHUP: nothing to reload (no --config)")
-				continue
-			}
-			px.reload("SIGHUP")
-		case <-tick:
-			if px.fileChanged() {
-				px.reload("file changed")
-			}
-		case ch := <-px.reloadReq:
-			ch <- px.reload("requested")
-		}
-	}
-}
-
-func (px *Proxy) fileChanged() bool {
-	b, err := os.ReadFile(px.cfg.ConfigFile)
-	if err != nil {
-		return false
-	}
-	px.mu.Lock()
-	defer px.mu.Unlock()
-	return sha256.Sum256(b) != px.fileHash
-}
-
-func (px *Proxy) reload(why string) error {
-	err := px.apply()
-	if err != nil {
-		px.m.reloads.WithLabelValues("error").Inc()
-		px.m.lastOK.Set(0)
-		px.log.Error("configuration reload refused; the running configuration is kept", "reason", why, "error", err)
-		// Do not retry the same bad file on every tick.
-		if b, rerr := os.ReadFile(px.cfg.ConfigFile); rerr == nil {
-			px.mu.Lock()
-			px.fileHash = sha256.Sum256(b)
-			px.mu.Unlock()
-		}
-		return err
-	}
-	px.m.reloads.WithLabelValues("ok").Inc()
-	px.m.lastOK.Set(1)
-	px.log.Info("configuration reloaded", "reason", why, "pools", len(px.pools()))
+	<-ctx.Done()
+	<-reloads // a reload under way finishes before the drain
+	px.drain(h.DrainContext())
 	return nil
 }
 
-// apply reads the configuration and swaps it in: new pools start
-// listening, changed pools get their new servers and ring, removed pools
-// stop listening; servers that did not change keep their connections.
-func (px *Proxy) apply() error {
-	px.mu.Lock()
-	defer px.mu.Unlock()
-	var raw []byte
-	if px.cfg.ConfigFile != "" {
-		var err error
-		if raw, err = os.ReadFile(px.cfg.ConfigFile); err != nil {
-			return fmt.Errorf("%w: %v", ErrConfig, err)
-		}
-	}
+// loadPools reads the pools (--config's, or the flags') and validates
+// them.
+func (px *Proxy) loadPools() ([]Pool, error) {
 	specs, warns, err := px.cfg.pools()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, w := range warns {
 		px.log.Warn("configuration: " + w.String())
 	}
+	return specs, nil
+}
+
+// reloadPools is the reload's load step: --config, read and validated.
+func (px *Proxy) reloadPools(context.Context) ([]Pool, error) {
+	if px.cfg.ConfigFile == "" {
+		return nil, fmt.Errorf("%w: no --config", container.ErrUnchanged)
+	}
+	specs, err := px.loadPools()
+	if err != nil {
+		px.m.lastOK.Set(0)
+	}
+	return specs, err
+}
+
+// reapply is the reload's swap step.
+func (px *Proxy) reapply(specs []Pool) error {
+	err := px.apply(specs)
+	px.m.lastOK.Set(b2f(err == nil))
+	return err
+}
+
+// apply swaps the pools specs in: new pools start listening, changed
+// pools get their new servers and ring, removed pools stop listening;
+// servers that did not change keep their connections. On error nothing
+// has changed.
+func (px *Proxy) apply(specs []Pool) error {
+	px.mu.Lock()
+	defer px.mu.Unlock()
 	old := map[string]*server{}
 	for _, p := range px.pools() {
 		for _, s := range p.servers {
@@ -371,7 +354,6 @@ func (px *Proxy) apply() error {
 			}
 		}
 	}
-	px.fileHash = sha256.Sum256(raw)
 	for _, p := range built {
 		if p.cfg.Preconnect {
 			for _, s := range p.servers {
