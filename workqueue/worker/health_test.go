@@ -44,19 +44,6 @@ func (b *logBuffer) records(t *testing.T, msg string) []map[string]any {
 	return out
 }
 
-// waitFor polls cond until it holds, failing the test after a generous
-// bound (the bound only catches a hang).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -104,7 +91,7 @@ func startWorker(t *testing.T, cfg Config, logs io.Writer) (adminURL string) {
 func serveCoordinator(t *testing.T, addr string) *client.Client {
 	t.Helper()
 	var ln net.Listener
-	waitFor(t, "listening on "+addr, func() bool {
+	testdeps.WaitFor(t, "listening on "+addr, func() bool {
 		var err error
 		ln, err = net.Listen("tcp", addr)
 		return err == nil
@@ -159,12 +146,12 @@ func TestUnreachableQueue(t *testing.T) {
 	started := time.Now()
 	admin := startWorker(t, cfg, logs)
 
-	waitFor(t, "a log line about the failing queue", func() bool { return len(logs.records(t, "queue requests failing; retrying")) > 0 })
+	testdeps.WaitFor(t, "a log line about the failing queue", func() bool { return len(logs.records(t, "queue requests failing; retrying")) > 0 })
 	first := logs.records(t, "queue requests failing; retrying")[0]
 	if first["reason"] != "unreachable" || !strings.Contains(fmt.Sprint(first["error"]), "connection refused") || first["worker"] != "w-1" {
 		t.Errorf("first failure line: %v", first)
 	}
-	waitFor(t, "/readyz 503", func() bool { code, _ := get(t, admin+"/readyz"); return code == 503 })
+	testdeps.WaitFor(t, "/readyz 503", func() bool { code, _ := get(t, admin+"/readyz"); return code == 503 })
 	check := "queue " + queueURL
 	code, body := get(t, admin+"/healthz?verbose")
 	var hz struct {
@@ -176,14 +163,14 @@ func TestUnreachableQueue(t *testing.T) {
 	if r, ok := hz.Checks[check]; !ok || r.OK || !r.Ready || !strings.Contains(r.Error, "connection refused") {
 		t.Errorf("/healthz?verbose has no failing readiness check %q: %s", check, body)
 	}
-	waitFor(t, "the error metric", func() bool {
+	testdeps.WaitFor(t, "the error metric", func() bool {
 		_, m := get(t, admin+"/metrics")
 		v, ok := metricValue(t, m, `podkit_worker_queue_errors_total{reason="unreachable"}`)
 		return ok && v >= 2
 	})
 	// While it keeps failing, a line per interval at most, each with the
 	// count of failures since the line before.
-	waitFor(t, "a repeated failure line", func() bool { return len(logs.records(t, "queue requests still failing")) >= 2 })
+	testdeps.WaitFor(t, "a repeated failure line", func() bool { return len(logs.records(t, "queue requests still failing")) >= 2 })
 	elapsed := time.Since(started)
 	for _, rec := range logs.records(t, "queue requests still failing") {
 		if n, _ := rec["failures"].(float64); n < 1 {
@@ -195,8 +182,8 @@ func TestUnreachableQueue(t *testing.T) {
 	}
 
 	c := serveCoordinator(t, addr)
-	waitFor(t, "the recovery line", func() bool { return len(logs.records(t, "queue requests work again")) == 1 })
-	waitFor(t, "/readyz 200", func() bool { code, _ := get(t, admin+"/readyz"); return code == 200 })
+	testdeps.WaitFor(t, "the recovery line", func() bool { return len(logs.records(t, "queue requests work again")) == 1 })
+	testdeps.WaitFor(t, "/readyz 200", func() bool { code, _ := get(t, admin+"/readyz"); return code == 200 })
 	ids := enqueue(t, c, "q", client.Item{Payload: json.RawMessage(`1`)})
 	waitState(t, c, "q", ids[0], "done")
 	if n := len(logs.records(t, "queue requests work again")); n != 1 {

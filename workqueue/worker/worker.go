@@ -37,6 +37,8 @@ import (
 
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/child"
+	"github.com/podkit/podkit/internal/retry"
 	"github.com/podkit/podkit/workqueue/client"
 )
 
@@ -277,7 +279,7 @@ var errPaused = errors.New("paused")
 // a lease does not long-poll, so a coordinator that answers is seen at
 // once.
 func (w *Worker) slot(ctx context.Context, h *container.Host, log *slog.Logger) {
-	failures := 0
+	backoff := retry.NewBackoff(leaseRetry)
 	for ctx.Err() == nil {
 		if h.Paused() {
 			if h.WaitResumed(ctx) != nil {
@@ -309,12 +311,12 @@ func (w *Worker) slot(ctx context.Context, h *container.Host, log *slog.Logger) 
 			if ctx.Err() != nil || paused {
 				continue
 			}
-			failures++
 			w.health.failure("lease", err)
-			sleep(ctx, min(time.Duration(failures)*200*time.Millisecond, 5*time.Second))
+			d, _ := backoff.Next()
+			retry.Sleep(ctx, d)
 			continue
 		}
-		failures = 0
+		backoff.Reset()
 		w.health.success()
 		for _, l := range leases {
 			w.process(h, log, l)
@@ -322,14 +324,9 @@ func (w *Worker) slot(ctx context.Context, h *container.Host, log *slog.Logger) 
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
+// leaseRetry spaces lease requests while the queue fails: 200ms,
+// doubling, at most 5s.
+var leaseRetry = retry.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
 
 // outcome of one item.
 type outcome struct {
@@ -419,22 +416,24 @@ func (w *Worker) countStale(log *slog.Logger, what string, err error) {
 }
 
 // complete acks or nacks, retrying through network errors and coordinator
-// restarts until the lease's deadline has surely passed.
+// restarts (100ms after the first failure, doubling, at most 2s) until the
+// lease's deadline has surely passed.
 func (w *Worker) complete(h *container.Host, log *slog.Logger, l client.Lease, out outcome) {
-	giveUp := time.Now().Add(max(l.Timeout(), 10*time.Second) + 30*time.Second)
+	budget := max(l.Timeout(), 10*time.Second) + 30*time.Second
 	op := "ack"
 	if !out.ok {
 		op = "nack"
 	}
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	p := retry.Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second, MaxElapsed: budget}
+	attempts, err := retry.Do(context.Background(), p, func(ctx context.Context, _ int) error {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		var err error
 		if out.ok {
 			err = w.c.Ack(ctx, l.Token)
 		} else {
 			err = w.c.Nack(ctx, l.Token, out.errText, 0)
 		}
-		cancel()
 		var ae *client.Error
 		switch {
 		case err == nil:
@@ -444,27 +443,30 @@ func (w *Worker) complete(h *container.Host, log *slog.Logger, l client.Lease, o
 			} else {
 				log.Info("nacked", "reason", firstLine(out.errText))
 			}
-			return
+			return nil
 		case errors.Is(err, client.ErrStale):
 			w.health.success()
 			w.countStale(log, op, err)
-			return
+			return retry.Permanent(errDone)
 		case errors.As(err, &ae) && ae.Status/100 == 4:
 			// The queue answered: the item's completion is refused, the
 			// queue is fine.
 			w.health.success()
 			w.health.count(err)
 			log.Error(op+" refused", "error", err)
-			return
+			return retry.Permanent(errDone)
 		}
 		w.health.failure(op, err)
-		if time.Now().After(giveUp) {
-			log.Error(op+" failed; giving up (the lease has expired by now and the item will be retried)", "error", err, "attempts", attempt)
-			return
-		}
-		time.Sleep(min(time.Duration(attempt)*100*time.Millisecond, 2*time.Second))
+		return err
+	})
+	if err != nil && err != errDone {
+		log.Error(op+" failed; giving up (the lease has expired by now and the item will be retried)", "error", err, "attempts", attempts)
 	}
 }
+
+// errDone ends complete's retries on an answer that is final and already
+// logged.
+var errDone = errors.New("completion answered")
 
 func firstLine(s string) string {
 	s = strings.TrimSpace(s)
@@ -502,20 +504,19 @@ func (w *Worker) runExec(h *container.Host, log *slog.Logger, l client.Lease, ti
 	)
 	cmd.Stdin = bytes.NewReader(l.Payload)
 	cmd.Stdout = orWriter(w.cfg.Stdout, os.Stdout)
-	tail := &tailBuffer{max: w.cfg.StderrTail}
+	tail := child.NewTail(w.cfg.StderrTail)
 	cmd.Stderr = io.MultiWriter(orWriter(w.cfg.Stderr, os.Stderr), tail)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	// In a group of its own: at the timeout the command's children are
+	// stopped with it.
+	proc, err := child.Start(cmd, child.Options{Group: true})
+	if err != nil {
 		return outcome{result: "nack", errText: fmt.Sprintf("podkit worker: cannot start %q: %v", w.cfg.Command[0], err)}
 	}
-	waitc := make(chan error, 1)
-	go func() { waitc <- cmd.Wait() }()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	reason := ""
-	var werr error
 	select {
-	case werr = <-waitc:
+	case <-proc.Done():
 	case <-timer.C:
 		reason = fmt.Sprintf("podkit worker: killed at the item's timeout (%s)", timeout)
 	case <-lost:
@@ -524,44 +525,27 @@ func (w *Worker) runExec(h *container.Host, log *slog.Logger, l client.Lease, ti
 		reason = "podkit worker: killed at the drain deadline (the worker is stopping)"
 	}
 	if reason != "" {
-		w.kill(cmd, waitc)
+		// SIGTERM to the group, SIGKILL after the grace.
+		proc.Stop(syscall.SIGTERM, w.cfg.KillGrace)
 		if reason == "lost" {
 			return outcome{result: "lost"}
 		}
 		log.Warn("command killed", "reason", reason)
-		return outcome{result: "timeout", errText: reason + tail.suffix()}
+		return outcome{result: "timeout", errText: reason + tail.Suffix()}
 	}
+	// What is left of the group after the command exited is not waited for.
+	werr := proc.Wait()
 	if werr == nil {
 		return outcome{ok: true, result: "ack"}
 	}
-	return outcome{result: "nack", errText: describeExit(cmd.ProcessState, werr) + tail.suffix()}
-}
-
-// kill stops the command's process group: SIGTERM, then SIGKILL after the
-// grace.
-func (w *Worker) kill(cmd *exec.Cmd, waitc <-chan error) error {
-	pgid := cmd.Process.Pid
-	syscall.Kill(-pgid, syscall.SIGTERM)
-	t := time.NewTimer(w.cfg.KillGrace)
-	defer t.Stop()
-	select {
-	case err := <-waitc:
-		syscall.Kill(-pgid, syscall.SIGKILL)
-		return err
-	case <-t.C:
-	}
-	syscall.Kill(-pgid, syscall.SIGKILL)
-	return <-waitc
+	return outcome{result: "nack", errText: describeExit(proc.State(), werr) + tail.Suffix()}
 }
 
 func describeExit(ps *os.ProcessState, err error) string {
 	if ps == nil {
 		return "podkit worker: " + err.Error()
 	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return fmt.Sprintf("killed by signal %s", ws.Signal())
-	}
-	return fmt.Sprintf("exit status %d", ps.ExitCode())
+	return child.Describe(ps, err)
 }
 
 // runHTTP POSTs the payload to the worker process.
@@ -595,44 +579,12 @@ func (w *Worker) runHTTP(h *container.Host, l client.Lease, timeout time.Duratio
 		return outcome{result: "nack", errText: "podkit worker: " + err.Error()}
 	}
 	defer resp.Body.Close()
-	tail := &tailBuffer{max: w.cfg.StderrTail}
+	tail := child.NewTail(w.cfg.StderrTail)
 	io.Copy(tail, io.LimitReader(resp.Body, 16<<20))
 	if resp.StatusCode/100 == 2 {
 		return outcome{ok: true, result: "ack"}
 	}
-	return outcome{result: "nack", errText: fmt.Sprintf("%s answered %s", container.RedactURL(w.cfg.HTTP), resp.Status) + tail.suffix()}
-}
-
-// tailBuffer keeps the last max bytes written.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-	cut bool
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
-		t.cut = true
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) suffix() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s := strings.TrimRight(string(t.buf), "\n")
-	if s == "" {
-		return ""
-	}
-	if t.cut {
-		return ": …" + s
-	}
-	return ": " + s
+	return outcome{result: "nack", errText: fmt.Sprintf("%s answered %s", container.RedactURL(w.cfg.HTTP), resp.Status) + tail.Suffix()}
 }
 
 func orWriter(w, def io.Writer) io.Writer {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/testdeps"
 	"github.com/podkit/podkit/workqueue"
 	"github.com/podkit/podkit/workqueue/client"
 	"github.com/podkit/podkit/workqueue/store/wal"
@@ -91,17 +92,13 @@ func enqueue(t *testing.T, c *client.Client, q string, items ...client.Item) []s
 
 func waitState(t *testing.T, c *client.Client, q, id, state string) client.ItemInfo {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		it, err := c.Get(context.Background(), q, id)
-		if err == nil && it.State == state {
-			return it
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("item %s: %+v %v; want state %s", id, it, err, state)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var it client.ItemInfo
+	testdeps.WaitFor(t, "item "+id+" in state "+state, func() bool {
+		var err error
+		it, err = c.Get(context.Background(), q, id)
+		return err == nil && it.State == state
+	})
+	return it
 }
 
 func TestExecAdapter(t *testing.T) {
@@ -200,13 +197,7 @@ func TestHTTPAdapterAndPause(t *testing.T) {
 		t.Fatalf("pause: %v %v", resp, err)
 	}
 	// The long-poll in flight is cancelled.
-	deadline := time.Now().Add(20 * time.Second)
-	for leasing.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the paused worker's lease request was not cancelled")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testdeps.WaitFor(t, "the paused worker's lease request to be cancelled", func() bool { return leasing.Load() == 0 })
 	before := calls.Load()
 	ids = enqueue(t, c, "w", client.Item{Payload: json.RawMessage(`"later"`)})
 	time.Sleep(500 * time.Millisecond)
