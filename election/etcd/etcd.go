@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podkit/podkit/election/backend"
+	"github.com/podkit/podkit/internal/retry"
 )
 
 // Config configures the etcd backend.
@@ -129,7 +130,7 @@ func (b *Backend) Campaign(ctx context.Context, c backend.Candidate, observe fun
 			observe(o)
 		}
 	}
-	backoff := 200 * time.Millisecond
+	backoff := retry.NewBackoff(sessionRetry)
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := b.session(ctx, c, string(val), report)
@@ -141,17 +142,20 @@ func (b *Backend) Campaign(ctx context.Context, c backend.Candidate, observe fun
 		}
 		report(backend.Observation{Err: fmt.Errorf("etcd %s: %w", strings.Join(b.cfg.Endpoints, ","), err)})
 		if time.Since(start) > 10*time.Second {
-			backoff = 200 * time.Millisecond
+			backoff.Reset() // a session that lasted starts the delays over
 		}
-		select {
-		case <-ctx.Done():
+		d, _ := backoff.Next()
+		if retry.Sleep(ctx, d) != nil {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	return nil
 }
+
+// sessionRetry spaces the sessions after a failure: 200ms, doubling, at
+// most 5s, with jitter so replicas that lost etcd together do not all
+// come back at once.
+var sessionRetry = retry.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
 
 // session runs one etcd session: a client, a lease kept alive, the
 // campaign and the observation of the leader key, until any of them

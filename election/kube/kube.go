@@ -37,6 +37,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/podkit/podkit/election/backend"
+	"github.com/podkit/podkit/internal/retry"
 )
 
 // AddressAnnotation holds the leader's advertised address on the Lease.
@@ -233,11 +234,11 @@ func (b *Backend) Campaign(ctx context.Context, c backend.Candidate, observe fun
 // watch pokes the campaign on every change of the Lease; it re-establishes
 // itself with backoff.
 func (b *Backend) watch(ctx context.Context, poke chan<- struct{}) {
-	backoff := 100 * time.Millisecond
+	backoff := retry.NewBackoff(watchRetry)
 	for ctx.Err() == nil {
 		w, err := b.leases.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", b.cfg.Name).String()})
 		if err == nil {
-			backoff = 100 * time.Millisecond
+			backoff.Reset()
 			for range w.ResultChan() {
 				select {
 				case poke <- struct{}{}:
@@ -246,14 +247,16 @@ func (b *Backend) watch(ctx context.Context, poke chan<- struct{}) {
 			}
 			w.Stop()
 		}
-		select {
-		case <-ctx.Done():
+		d, _ := backoff.Next()
+		if retry.Sleep(ctx, d) != nil {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
+
+// watchRetry spaces the re-established watches: 100ms, doubling, at most
+// 5s, with jitter.
+var watchRetry = retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
 
 func (cp *campaign) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, max(cp.cfg.RetryPeriod, cp.cfg.RenewDeadline/2))
