@@ -29,6 +29,9 @@ const DefaultClientCertHeader = "X-Forwarded-Client-Cert"
 type Config struct {
 	// Listen is the TLS listen address (host:port).
 	Listen string `json:"listen"`
+	// Listener, if set, is served instead of listening on Listen
+	// (embedding, tests); Addr reports its address.
+	Listener net.Listener `json:"-"`
 	// Target is where decrypted traffic goes: host:port (loopback unless
 	// UnsafeTarget) or unix:/path/to/socket.
 	Target       string `json:"target"`

@@ -26,12 +26,12 @@ func Example() {
 	cfg := tlsproxy.DefaultConfig()
 	cfg.Target = legacy.Listener.Addr().String()
 	cfg.SelfSigned = true
+	cfg.Listener, _ = net.Listen("tcp", "127.0.0.1:0")
 	p, err := tlsproxy.New(cfg)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	p.Listener, _ = net.Listen("tcp", "127.0.0.1:0")
 
 	opts := container.DefaultOptions()
 	opts.AdminAddr = "127.0.0.1:0"

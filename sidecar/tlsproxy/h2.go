@@ -8,39 +8,34 @@ import (
 	"net"
 	"net/http"
 	"sync"
+
+	"github.com/podkit/podkit/internal/httpproxy"
 )
 
 // HTTP/2 clients are served by net/http's server: each connection that
-// negotiated "h2" is handed to it through chanListener, and serveH2 sends
-// its requests to the target over the proxy's own HTTP/1.1 connections.
-
-type identityKey struct{}
+// negotiated "h2" is handed to it through chanListener, and the HTTP
+// engine's ServeHTTP sends its requests to the target over the same
+// pooled HTTP/1.1 connections as the HTTP/1.1 path. What stays here is
+// what is tls-proxy's own: the server, the hand-off of handshaken
+// connections, and the X-Forwarded-* and client-certificate lines, set
+// per connection.
 
 func (p *Proxy) startH2() {
 	p.h2ln = newChanListener()
 	p.h2 = &http.Server{
-		Handler:           http.HandlerFunc(p.serveH2),
+		Handler:           p.engine,
 		ReadHeaderTimeout: p.cfg.HeaderTimeout,
 		IdleTimeout:       p.cfg.IdleTimeout,
 		ErrorLog:          log.New(slogWriter{p.log}, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			var st tls.ConnectionState
 			if tc, ok := c.(*tls.Conn); ok {
-				if pc := tc.ConnectionState().PeerCertificates; len(pc) > 0 {
-					return context.WithValue(ctx, identityKey{}, clientIdentity(pc[0]))
-				}
+				st = tc.ConnectionState()
 			}
-			return ctx
+			return httpproxy.WithHeader(ctx, p.forwardedHeader(c.RemoteAddr(), &st))
 		},
 	}
 	go p.h2.Serve(p.h2ln)
-}
-
-// targetHost is the host part used in URLs to the target.
-func (p *Proxy) targetHost() string {
-	if p.target.network == "unix" {
-		return "localhost"
-	}
-	return p.target.addr
 }
 
 // chanListener is a net.Listener fed with already-handshaken connections.

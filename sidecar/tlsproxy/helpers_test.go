@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -163,15 +164,16 @@ func startProxy(t testing.TB, cfg Config) *running {
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
-	p, err := New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Listener = ln
+	cfg.Listener = ln
+	p, err := New(cfg)
+	if err != nil {
+		ln.Close()
+		t.Fatalf("New: %v", err)
+	}
 	aln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -309,4 +311,9 @@ func echoBackend(t testing.TB) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -215,9 +215,12 @@ func TestHTTPRejects(t *testing.T) {
 		{"obs-fold", "GET / HTTP/1.1\r\nHost: h\r\nX-A: b\r\n c\r\n\r\n", 400},
 		{"cl and te", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
 		{"two content lengths", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
-		{"unknown te", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+		// RFC 9112 6.3: a final coding other than chunked is a 400; an
+		// unsupported coding before chunked, 501.
+		{"te not ending in chunked", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+		{"unknown te", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
 		{"http/2.0 line", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505},
-		{"head too large", "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("a", headBufSize) + "\r\n\r\n", 431},
+		{"head too large", "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("a", 16<<10) + "\r\n\r\n", 431},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,6 +35,7 @@ import (
 
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/httpproxy"
 	"github.com/podkit/podkit/internal/rawsock"
 )
 
@@ -46,15 +47,12 @@ type Proxy struct {
 	m      *metrics
 	log    *slog.Logger
 
-	// Listener, if set before Run, is served instead of listening on
-	// Config.Listen (tests and embedding).
-	Listener net.Listener
-
 	addrMu sync.Mutex
 	addr   net.Addr
 	ready  chan struct{}
 
-	pool    *backendPool
+	engine  *httpproxy.Proxy   // the HTTP/1.1 engine (http mode), made by Run
+	backend *httpproxy.Backend // the target, with its keep-alive pool
 	h2      *http.Server
 	h2ln    *chanListener
 	stopped atomic.Bool // set when Run's context ends: finish and close
@@ -108,7 +106,6 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	p.certs = certs
-	p.pool = newBackendPool(p)
 	return p, nil
 }
 
@@ -168,7 +165,7 @@ func (p *Proxy) Run(ctx context.Context, h *container.Host) error {
 	if gc := p.gc; gc != nil {
 		p.log.Debug("garbage collector", "gc_percent", gc.percent, "memory_limit", gc.memoryLimit, "memory_limit_from", gc.limitFrom)
 	}
-	ln := p.Listener
+	ln := p.cfg.Listener
 	if ln == nil {
 		var err error
 		if ln, err = net.Listen("tcp", p.cfg.Listen); err != nil {
@@ -202,6 +199,7 @@ func (p *Proxy) Run(ctx context.Context, h *container.Host) error {
 	go p.watch(watchCtx, hup)
 
 	if p.cfg.Mode == ModeHTTP {
+		p.engine = p.newEngine()
 		p.startH2()
 	}
 
@@ -356,7 +354,8 @@ type trackedConn struct {
 	in, out atomic.Int64
 
 	// probe makes Read return errNothingBuffered instead of reading
-	// the socket (h1conn.pending); only the connection's goroutine reads.
+	// the socket (h1client.Pending); only the connection's goroutine
+	// reads.
 	probe bool
 	recs  recordScan // with scan: TLS record boundaries in what Read returned
 	scan  bool
@@ -364,7 +363,7 @@ type trackedConn struct {
 	// For graceful stop of HTTP/1.1 connections.
 	mu   sync.Mutex
 	idle bool
-	wait *readyWait // where an idle connection waits, if not in Read
+	wait httpproxy.Waker // where an idle connection waits, if not in Read
 }
 
 const flushBytes = 256 << 10
@@ -412,34 +411,11 @@ func (c *trackedConn) Close() error {
 	return err
 }
 
-// setIdle marks an HTTP/1.1 connection as waiting for a request (true) or
-// serving one. It returns false if the proxy is stopping and the
-// connection should close instead of waiting.
-func (c *trackedConn) setIdle(idle bool) bool {
-	// Only the connection's goroutine writes idle: it may read it
-	// without the lock.
-	if c.idle != idle {
-		c.mu.Lock()
-		c.idle = idle
-		c.mu.Unlock()
-	}
-	return !(idle && c.p.stopped.Load())
-}
-
-// setWait records where the connection waits when idle (nil: in Read).
-// It returns false if the proxy is stopping.
-func (c *trackedConn) setWait(w *readyWait) bool {
-	c.mu.Lock()
-	c.wait = w
-	c.mu.Unlock()
-	return !c.p.stopped.Load()
-}
-
 // wake ends a wait for the next request (the caller holds c.mu).
 func (c *trackedConn) wakeLocked() {
 	c.Conn.SetReadDeadline(aLongTimeAgo)
 	if c.wait != nil {
-		c.wait.setDeadline(aLongTimeAgo)
+		c.wait.SetReadDeadline(aLongTimeAgo)
 	}
 }
 
@@ -521,6 +497,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 // ctx ends, then closes the rest.
 func (p *Proxy) shutdown(ctx context.Context) {
 	p.stopped.Store(true)
+	if p.engine != nil {
+		p.engine.Drain()
+	}
 	if p.h2 != nil {
 		go p.h2.Shutdown(ctx)
 	}
@@ -557,7 +536,9 @@ func (p *Proxy) shutdown(ctx context.Context) {
 	if p.h2 != nil {
 		p.h2.Close()
 	}
-	p.pool.closeAll()
+	if p.backend != nil {
+		p.backend.CloseIdle()
+	}
 }
 
 // watch reloads the certificates on SIGHUP and when the files change.

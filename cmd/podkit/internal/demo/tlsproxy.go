@@ -40,13 +40,13 @@ func startTLSProxy(ctx context.Context, d *env) ([]Endpoint, <-chan error, error
 	cfg.RedirectHTTP = redirect
 	cfg.TargetHealthPeriod = time.Second
 	cfg.Logger = d.cfg.Log
+	cfg.Listener = ln
 	p, err := tlsproxy.New(cfg)
 	if err != nil {
 		ln.Close()
 		app.Close()
 		return nil, nil, err
 	}
-	p.Listener = ln
 	admin, errc, err := d.run(ctx, p)
 	if err != nil {
 		ln.Close()

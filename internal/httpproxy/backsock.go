@@ -1,4 +1,4 @@
-package tlsproxy
+package httpproxy
 
 import (
 	"io"

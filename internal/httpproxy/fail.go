@@ -1,19 +1,19 @@
-package tlsproxy
+package httpproxy
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"syscall"
 )
 
-// What the proxy answers for a target that failed before answering: a
-// 502 or 504 with one line of text that names the target (an address on
-// the pod's loopback, or its unix socket) and what went wrong, so that
-// whoever sees the error page knows the proxy is fine and where to look,
-// without the system's error text or anything else about the pod.
+// What the proxy answers for a backend that failed before answering: a
+// 502 or 504 with one line of text that names the backend and what went
+// wrong, so that whoever sees the error page knows the proxy is fine and
+// where to look, without the system's error text.
 
-// dialError is a failed connect to the target.
+// dialError is a failed connect to the backend.
 type dialError struct{ err error }
 
 func (e *dialError) Error() string { return "connecting to the target: " + e.err.Error() }
@@ -27,9 +27,9 @@ var (
 	errUnaskedUpgrade = errors.New("target answered 101 Switching Protocols to a request without Upgrade")
 )
 
-// failure classifies err, a target's failure before its answer: the
-// status for the client, the backend_errors_total kind, and the text.
-func (p *Proxy) failure(err error) (code int, kind, text string) {
+// failure classifies err, a backend's failure before its answer: the
+// status for the client, the BackendError kind, and the text.
+func (p *Proxy) failure(b *Backend, err error) (code int, kind, text string) {
 	code, kind = http.StatusBadGateway, "read"
 	what := "failed before answering"
 	var de *dialError
@@ -42,7 +42,7 @@ func (p *Proxy) failure(err error) (code int, kind, text string) {
 		case errors.Is(err, syscall.ENOENT):
 			what = "does not exist"
 		case isTimeout(err):
-			what = "did not accept the connection within " + p.cfg.DialTimeout.String()
+			what = "did not accept the connection within " + b.DialTimeout.String()
 		default:
 			what = "could not be connected to"
 		}
@@ -69,7 +69,7 @@ func (p *Proxy) failure(err error) (code int, kind, text string) {
 	case errors.Is(err, errBackendClosed) || errors.Is(err, syscall.ECONNRESET):
 		what = "closed the connection before answering"
 	}
-	return code, kind, "tls-proxy: target " + p.target.String() + " " + what + "\n"
+	return code, kind, p.cfg.Name + ": target " + b.String() + " " + what + "\n"
 }
 
 // statusText is the reason phrase for the codes the proxy answers with.
@@ -78,4 +78,9 @@ func statusText(code int) string {
 		return t
 	}
 	return strconv.Itoa(code)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

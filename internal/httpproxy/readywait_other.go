@@ -1,6 +1,6 @@
 //go:build !linux
 
-package tlsproxy
+package httpproxy
 
 import (
 	"net"
@@ -13,6 +13,6 @@ type readyWait struct{}
 
 func newReadyWait(net.Conn) *readyWait { return nil }
 
-func (*readyWait) run(func() bool) error { return nil }
-func (*readyWait) setDeadline(time.Time) {}
-func (*readyWait) close()                {}
+func (*readyWait) run(func() bool) error           { return nil }
+func (*readyWait) SetReadDeadline(time.Time) error { return nil }
+func (*readyWait) close()                          {}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package tlsproxy
+package httpproxy
 
 import "net"
 

@@ -1,4 +1,4 @@
-package tlsproxy
+package httpproxy
 
 import (
 	"net"
@@ -61,20 +61,17 @@ func (r *rawRead) sendThenRead(w, b []byte) (n, sent int, err error) {
 // step is the poller callback: false means "wait for readiness".
 func (r *rawRead) step(fd uintptr) bool {
 	if r.wn < len(r.w) {
-		for r.wn < len(r.w) {
-			n, e := rawsock.Send(fd, r.w[r.wn:])
-			switch e {
-			case 0:
-				r.wn += n
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return true // the caller waits for room with a plain write
-			default:
-				r.err = e
-				return true
-			}
+		n, e := rawsock.SendAll(fd, r.w[r.wn:])
+		r.wn += n
+		switch e {
+		case 0:
+			return false // the answer comes after the target read the request
+		case syscall.EAGAIN:
+			return true // the caller waits for room with a plain write
+		default:
+			r.err = e
+			return true
 		}
-		return false // the answer comes after the target read the request
 	}
 	n, err := rawsock.Read(fd, r.b)
 	if err == syscall.EAGAIN {

@@ -1,6 +1,6 @@
 //go:build unix
 
-package tlsproxy
+package httpproxy
 
 import (
 	"net"

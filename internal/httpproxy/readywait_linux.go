@@ -1,4 +1,4 @@
-package tlsproxy
+package httpproxy
 
 import (
 	"net"
@@ -16,7 +16,7 @@ import (
 // in the runtime's poller. syscall.RawConn.Read re-arms a descriptor's
 // readiness once, when it starts; the duplicate's Read starts before the
 // connection's own descriptor is first read, and lasts as long as the
-// connection serves requests (see h1conn.serveWaiting), so bytes that
+// connection serves requests (see conn.serveWaiting), so bytes that
 // arrive after any of those reads mark the duplicate ready and none are
 // missed, while the reads themselves go through the original descriptor
 // as before. The duplicate costs a descriptor and a poller entry per
@@ -59,7 +59,7 @@ func (w *readyWait) run(serve func() bool) error {
 	return w.rc.Read(func(uintptr) bool { return serve() })
 }
 
-// setDeadline bounds the waits.
-func (w *readyWait) setDeadline(t time.Time) { w.f.SetReadDeadline(t) }
+// SetReadDeadline bounds the waits; a past time ends the current one.
+func (w *readyWait) SetReadDeadline(t time.Time) error { return w.f.SetReadDeadline(t) }
 
 func (w *readyWait) close() { w.f.Close() }

@@ -1,4 +1,4 @@
-package tlsproxy
+package httpproxy
 
 import (
 	"bufio"
@@ -50,6 +50,7 @@ type msg struct {
 	contentLength int64 // -1: none
 	chunked       bool
 	teOther       bool // a transfer coding other than chunked
+	clDropped     bool // a response's Content-Length that Transfer-Encoding overrides
 	connClose     bool
 	connKeepAlive bool
 	connUpgrade   bool
@@ -87,6 +88,12 @@ func readHead(br *bufio.Reader, block func()) ([]byte, error) {
 		if n >= br.Size() {
 			return nil, errHeadTooLarge
 		}
+		if hasBareLF(buf[max(0, from-1):]) {
+			// RFC 9112 2.2 lets a recipient take a bare LF for a line
+			// end; the engine does not (see the package doc), and
+			// rejects the head now rather than wait for a CRLF CRLF.
+			return nil, errBadRequest
+		}
 		from = max(0, n-3)
 		if block != nil {
 			block()
@@ -101,6 +108,22 @@ func readHead(br *bufio.Reader, block func()) ([]byte, error) {
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
+
+// hasBareLF reports whether b holds an LF not preceded by CR (an LF at
+// b's start counts as preceded).
+func hasBareLF(b []byte) bool {
+	for i := 1; i < len(b); i++ {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if b[i-1] != '\r' {
+			return true
+		}
+	}
+	return false
+}
 
 // parseRequest parses a request head into m. extraDrop is a header the
 // proxy sets itself (the client-cert header) and so strips.
@@ -176,13 +199,20 @@ func parseResponse(m *msg, head []byte) error {
 	if len(line) > 12 && line[12] != ' ' || st < 100 {
 		return errBadRequest
 	}
+	for _, c := range line[min(len(line), 13):] {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return errBadRequest // the status line is relayed verbatim
+		}
+	}
 	m.status = st
 	if err := m.parseHeaders(eol+2, false, ""); err != nil {
 		return err
 	}
-	if m.chunked && m.contentLength >= 0 {
-		// Transfer-Encoding overrides Content-Length (RFC 9112 6.3).
+	if (m.chunked || m.teOther) && m.contentLength >= 0 {
+		// Transfer-Encoding overrides Content-Length (RFC 9112 6.3); a
+		// coding other than chunked last means until the close.
 		m.contentLength = -1
+		m.clDropped = true
 	}
 	return nil
 }
@@ -285,6 +315,11 @@ func (m *msg) classify(name, value []byte, req bool, extraDrop string) (uint8, e
 			if !ok || m.contentLength >= 0 && m.contentLength != n {
 				return 0, errBadRequest
 			}
+			if m.contentLength >= 0 {
+				// The same value again: one line is forwarded (RFC
+				// 9112 6.3 says to replace them with one).
+				return hDrop, nil
+			}
 			m.contentLength = n
 			return hContentLength, nil
 		}
@@ -308,11 +343,16 @@ func (m *msg) classify(name, value []byte, req bool, extraDrop string) (uint8, e
 			}
 			if foldEq(last, "chunked") {
 				if req && !foldEq(value, "chunked") {
-					m.teOther = true
+					m.teOther = true // another coding first: 501
 				} else {
 					m.chunked = true
 				}
 			} else {
+				if req {
+					// The length cannot be determined: 400 (RFC 9112
+					// 6.3).
+					return 0, errBadRequest
+				}
 				m.teOther = true
 				m.chunked = false
 			}
@@ -427,6 +467,9 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, block func()) (int64, err
 				if err != nil {
 					return total, err
 				}
+				if len(line) > 2 && !isFieldLine(line[:len(line)-2]) {
+					return total, fmt.Errorf("%w: bad trailer line", errBadRequest)
+				}
 				dst.Write(line)
 				total += int64(len(line))
 				if len(line) == 2 {
@@ -434,12 +477,49 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, block func()) (int64, err
 				}
 			}
 		}
-		n, err := copyN(dst, src, size+2, block)
+		n, err := copyN(dst, src, size, block)
 		total += n
 		if err != nil {
 			return total, err
 		}
+		// The chunk's data ends in CRLF: checked, not just counted, or
+		// the two sides could disagree where the next chunk starts.
+		if src.Buffered() < 2 {
+			if block != nil {
+				block()
+			}
+		}
+		crlf, err := src.Peek(2)
+		if err != nil {
+			return total, unexpectedEOF(err)
+		}
+		if crlf[0] != '\r' || crlf[1] != '\n' {
+			return total, fmt.Errorf("%w: chunk data not followed by CRLF", errBadRequest)
+		}
+		dst.Write(crlf)
+		src.Discard(2)
+		total += 2
 	}
+}
+
+// isFieldLine reports whether line (without its CRLF) is name: value,
+// with a token name and a value without control characters.
+func isFieldLine(line []byte) bool {
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return false
+	}
+	for _, c := range line[:colon] {
+		if !isTokenChar(c) {
+			return false
+		}
+	}
+	for _, c := range line[colon+1:] {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // readLine returns the next CRLF-terminated line (a slice of src's buffer,

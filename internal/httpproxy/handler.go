@@ -1,28 +1,47 @@
-package tlsproxy
+package httpproxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
 	"strconv"
+	"strings"
 	"time"
 )
 
-// serveH2 forwards one HTTP/2 request to the target over a pooled
-// HTTP/1.1 connection: the request head is written straight into the
-// connection's buffer and the response is relayed with the same parser as
-// the HTTP/1.1 path, without net/http's transport in between.
-func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP forwards a request that net/http has read (tls-proxy: an
+// HTTP/2 stream) to its backend over a pooled HTTP/1.1 connection: the
+// request head is written straight into the connection's buffer and the
+// response is relayed with the same parser as ServeConn, without
+// net/http's transport in between. Header lines from WithHeader on the
+// request's context are added, as Client.Header is by ServeConn.
+// Interim responses are not relayed; a 101 answer is a 502; CONNECT is
+// answered 405.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	defer func() { p.m.reqH2.Observe(time.Since(start).Seconds()) }()
+	defer func() { p.served(HTTP2, time.Since(start)) }()
+	idleTO := p.cfg.IdleTimeout
 	if r.Method == http.MethodConnect {
-		p.m.rejected.WithLabelValues("not_implemented").Inc()
+		p.rejected("not_implemented")
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
+	}
+	b := p.cfg.Backend
+	if rt := p.cfg.Route; rt != nil {
+		var err error
+		if b, err = rt(requestView(r)); b == nil {
+			text := "no backend for this request"
+			if err != nil {
+				text = err.Error()
+			}
+			p.rejected("backend")
+			textAnswer(w, http.StatusBadGateway, p.cfg.Name+": "+text+"\n")
+			return
+		}
 	}
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 	var (
@@ -33,19 +52,19 @@ func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
 		early  bool // answered before the whole body was sent
 	)
 	for attempt := 0; ; attempt++ {
-		bc, reused, err = p.pool.get(hasBody)
+		bc, reused, err = b.get(p, hasBody)
 		if err != nil {
-			code, _, text := p.failure(err) // counted by the dial
-			p.m.rejected.WithLabelValues("backend").Inc()
-			h2Text(w, code, text)
+			code, _, text := p.failure(b, err) // counted by the dial
+			p.rejected("backend")
+			textAnswer(w, code, text)
 			return
 		}
-		p.writeH2RequestHead(bc.bw, r, hasBody)
+		p.writeHTTPRequestHead(bc.bw, r, b, hasBody)
 		if hasBody {
-			bc.refreshWrite(time.Now(), p.cfg.IdleTimeout)
-			err = copyH2Body(bc, r)
+			bc.refreshWrite(time.Now(), idleTO)
+			err = copyHTTPBody(bc, r)
 			if err == nil {
-				// The target may have answered on the head already:
+				// The backend may have answered on the head already:
 				// send the rest, then read (before waiting; see
 				// deferWrite).
 				if err = bc.bw.Flush(); err != nil {
@@ -61,21 +80,21 @@ func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
 		}
 		switch {
 		case err == nil:
-			err = bc.readHead(&resp, start) // sends a deferred request first
+			err = bc.readHead(&resp, start, idleTO) // sends a deferred request first
 		case !isTimeout(err):
-			// The target stopped reading: it may have answered first
+			// The backend stopped reading: it may have answered first
 			// (413 on the head, say).
-			if bc.readHead(&resp, start) == nil {
+			if bc.readHead(&resp, start, idleTO) == nil {
 				err, early = nil, true
 			}
 		}
 		// Interim responses are not relayed over HTTP/2.
 		for err == nil && resp.status < 200 && resp.status != 101 {
 			bc.br.Discard(len(resp.head))
-			err = bc.readHead(&resp, start)
+			err = bc.readHead(&resp, start, idleTO)
 		}
 		if err != nil && !hasBody && reused && attempt == 0 && !isTimeout(err) {
-			bc.close() // a pooled connection the target had closed
+			bc.close() // a pooled connection the backend had closed
 			continue
 		}
 		break
@@ -85,7 +104,11 @@ func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		bc.close()
-		p.h2Fail(w, r, err)
+		code, kind, text := p.failure(b, err)
+		p.backendError(kind)
+		p.rejected("backend")
+		p.log.Warn("target failed", "target", b.String(), "kind", kind, "method", r.Method, "path", r.URL.Path, "error", err)
+		textAnswer(w, code, text)
 		return
 	}
 	h := w.Header()
@@ -95,7 +118,7 @@ func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
 			name := textproto.CanonicalMIMEHeaderKey(string(resp.head[l.start:l.colon]))
 			h[name] = append(h[name], string(trimOWS(resp.head[l.colon+1:l.end-2])))
 		case hContentLength:
-			if !resp.chunked {
+			if !resp.clDropped {
 				h["Content-Length"] = []string{strconv.FormatInt(resp.contentLength, 10)}
 			}
 		}
@@ -120,39 +143,60 @@ func (p *Proxy) serveH2(w http.ResponseWriter, r *http.Request) {
 		body = bc.br
 	}
 	if body != nil {
-		err = relayH2Body(w, body, bc, p.cfg.IdleTimeout, resp.contentLength >= 0)
+		err = relayHTTPBody(w, body, bc, idleTO, resp.contentLength >= 0)
 		if err == nil && resp.chunked {
 			err = skipTrailers(bc.br)
 		}
 		if err == nil && lr != nil && lr.N > 0 {
-			err = io.ErrUnexpectedEOF // the target closed early
+			err = io.ErrUnexpectedEOF // the backend closed early
 		}
 	}
 	if err != nil || !keep {
 		bc.close()
 		var we *writeError
 		if err != nil && !errors.As(err, &we) {
-			p.m.backendErrs.WithLabelValues("read").Inc()
-			p.log.Warn("target failed mid-response", "target", p.target.String(), "error", err)
+			p.backendError("read")
+			p.log.Warn("target failed mid-response", "target", b.String(), "error", err)
 			panic(http.ErrAbortHandler) // reset the stream: the body is incomplete
 		}
 		return
 	}
-	p.pool.put(bc)
+	b.put(bc)
 }
 
-// h2Fail answers 502 or 504 for a target that failed before answering,
-// saying what failed.
-func (p *Proxy) h2Fail(w http.ResponseWriter, r *http.Request, err error) {
-	code, kind, text := p.failure(err)
-	p.m.backendErrs.WithLabelValues(kind).Inc()
-	p.m.rejected.WithLabelValues("backend").Inc()
-	p.log.Warn("target failed", "target", p.target.String(), "kind", kind, "method", r.Method, "path", r.URL.Path, "error", err)
-	h2Text(w, code, text)
+type headerKey struct{}
+
+// WithHeader returns ctx carrying header lines (each ending in CRLF) that
+// ServeHTTP adds to the requests whose context it is: set it from
+// http.Server.ConnContext for a connection's X-Forwarded-For, say.
+func WithHeader(ctx context.Context, lines []byte) context.Context {
+	return context.WithValue(ctx, headerKey{}, lines)
 }
 
-// h2Text answers code with a short text body.
-func h2Text(w http.ResponseWriter, code int, text string) {
+// requestView makes a Request for Route from a net/http request (a
+// synthetic head: ServeHTTP is not the hot path of a Route user).
+func requestView(r *http.Request) *Request {
+	var sb strings.Builder
+	sb.WriteString(r.Method + " " + r.URL.RequestURI() + " HTTP/1.1\r\nHost: " + headerSafe(r.Host) + "\r\n")
+	for k, vv := range r.Header {
+		if !validHeaderName(k) {
+			continue
+		}
+		for _, v := range vv {
+			sb.WriteString(k + ": " + headerSafe(v) + "\r\n")
+		}
+	}
+	sb.WriteString("\r\n")
+	m := &msg{}
+	if parseRequest(m, []byte(sb.String()), "") != nil {
+		m.reset(nil)
+		m.method, m.target = []byte(r.Method), []byte(r.URL.RequestURI())
+	}
+	return &Request{m: m}
+}
+
+// textAnswer answers code with a short text body.
+func textAnswer(w http.ResponseWriter, code int, text string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Content-Length", strconv.Itoa(len(text)))
@@ -160,29 +204,28 @@ func h2Text(w http.ResponseWriter, code int, text string) {
 	io.WriteString(w, text)
 }
 
-// h2Drop lists request headers that do not go to the target: hop-by-hop
+// httpDrop lists request headers that do not go to the backend: hop-by-hop
 // ones, and those the proxy sets itself.
-var h2Drop = map[string]bool{
+var httpDrop = map[string]bool{
 	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true,
 	"Transfer-Encoding": true, "Upgrade": true, "Proxy-Authorization": true,
 	"Content-Length": true, "Host": true, "Forwarded": true,
 	"X-Forwarded-For": true, "X-Forwarded-Proto": true, "X-Forwarded-Host": true,
 }
 
-func (p *Proxy) writeH2RequestHead(w *bufio.Writer, r *http.Request, hasBody bool) {
+func (p *Proxy) writeHTTPRequestHead(w *bufio.Writer, r *http.Request, b *Backend, hasBody bool) {
 	w.WriteString(r.Method)
 	w.WriteByte(' ')
 	w.WriteString(r.URL.RequestURI())
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	host := r.Host
 	if host == "" {
-		host = p.targetHost()
+		host = b.Host()
 	}
 	w.WriteString(headerSafe(host))
 	w.WriteString("\r\n")
-	ccHeader := textproto.CanonicalMIMEHeaderKey(p.cfg.ClientCertHeader)
 	for k, vv := range r.Header {
-		if h2Drop[k] || k == ccHeader || !validHeaderName(k) {
+		if httpDrop[k] || k == p.dropCanon || !validHeaderName(k) {
 			continue
 		}
 		if k == "Cookie" && len(vv) > 1 {
@@ -216,29 +259,20 @@ func (p *Proxy) writeH2RequestHead(w *bufio.Writer, r *http.Request, hasBody boo
 	default:
 		w.WriteString("Transfer-Encoding: chunked\r\n")
 	}
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		w.WriteString("X-Forwarded-For: ")
-		w.WriteString(ip)
-		w.WriteString("\r\n")
+	if lines, ok := r.Context().Value(headerKey{}).([]byte); ok {
+		w.Write(lines)
 	}
-	w.WriteString("X-Forwarded-Proto: https\r\n")
 	if r.Host != "" {
 		w.WriteString("X-Forwarded-Host: ")
 		w.WriteString(headerSafe(r.Host))
 		w.WriteString("\r\n")
 	}
-	if id, ok := r.Context().Value(identityKey{}).(string); ok {
-		w.WriteString(p.cfg.ClientCertHeader)
-		w.WriteString(": ")
-		w.WriteString(id)
-		w.WriteString("\r\n")
-	}
 	w.WriteString("\r\n")
 }
 
-// copyH2Body sends the request body: as is with a Content-Length, chunked
-// otherwise.
-func copyH2Body(bc *backendConn, r *http.Request) error {
+// copyHTTPBody sends the request body: as is with a Content-Length,
+// chunked otherwise.
+func copyHTTPBody(bc *backendConn, r *http.Request) error {
 	bp := getBuf()
 	defer putBuf(bp)
 	buf := *bp
@@ -274,9 +308,9 @@ func copyH2Body(bc *backendConn, r *http.Request) error {
 	return nil
 }
 
-// relayH2Body copies the response body to the client, flushing whenever
-// the target has nothing more buffered, so streams stream.
-func relayH2Body(w http.ResponseWriter, body io.Reader, bc *backendConn, idle time.Duration, sized bool) error {
+// relayHTTPBody copies the response body to the client, flushing whenever
+// the backend has nothing more buffered, so streams stream.
+func relayHTTPBody(w http.ResponseWriter, body io.Reader, bc *backendConn, idle time.Duration, sized bool) error {
 	bp := getBuf()
 	defer putBuf(bp)
 	buf := *bp
@@ -313,3 +347,51 @@ func skipTrailers(br *bufio.Reader) error {
 		}
 	}
 }
+
+// headerSafe drops bytes that may not appear in a header value.
+func headerSafe(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return strings.Map(func(r rune) rune {
+				if r < 0x20 && r != '\t' || r == 0x7f {
+					return -1
+				}
+				return r
+			}, s)
+		}
+	}
+	return s
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isTokenChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// isTokenChar reports whether b is an RFC 9110 tchar.
+func isTokenChar(b byte) bool {
+	return tokenTable[b]
+}
+
+var tokenTable = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
