@@ -422,3 +422,20 @@ func TestDebouncer(t *testing.T) {
 		t.Errorf("maxWait for 1s = %v, want 10s", long.maxWait)
 	}
 }
+
+// TestWatchDirsStops: the inotify watcher reports an event, and its
+// goroutine ends on stop.
+func TestWatchDirsStops(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("file events are inotify's, on Linux only")
+	}
+	dir := t.TempDir()
+	var n atomic.Int32
+	stop, _, err := watchDirs(func() []string { return []string{dir} }, func() { n.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "x"), nil, 0o644)
+	testdeps.WaitFor(t, "an inotify event", func() bool { return n.Load() > 0 })
+	stop()
+}

@@ -363,7 +363,6 @@ type Syncer struct {
 	rejected   *rejection // the last version validation or the app refused
 	// retryRejected: the next sync tries a rejected version again (SIGHUP).
 	retryRejected atomic.Bool
-	now           chan struct{} // sync at once (SIGHUP)
 }
 
 var _ container.Component = (*Syncer)(nil)
@@ -377,7 +376,7 @@ func New(cfg Config) (*Syncer, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Syncer{cfg: cfg, m: newMetrics(), log: logger.With("component", "config-sync"), now: make(chan struct{}, 1)}
+	s := &Syncer{cfg: cfg, m: newMetrics(), log: logger.With("component", "config-sync")}
 	client := cfg.Client
 	if client == nil {
 		client = &http.Client{}

@@ -975,19 +975,6 @@ func TestFindProcessesSkipsSelf(t *testing.T) {
 	}
 }
 
-// TestWatchStops: the inotify watcher's goroutine ends on stop.
-func TestWatchStops(t *testing.T) {
-	dir := t.TempDir()
-	var n atomic.Int32
-	stop, _, err := watch(func() []string { return []string{dir} }, func() { n.Add(1) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "x"), nil, 0o644)
-	testdeps.WaitFor(t, "an inotify event", func() bool { return n.Load() > 0 })
-	stop()
-}
-
 // memTempDir is a temporary directory on a tmpfs (/dev/shm) when there is
 // one, else t.TempDir().
 func memTempDir(t *testing.T) string {

@@ -404,67 +404,36 @@ func (s *Syncer) Run(ctx context.Context, h *container.Host) error {
 		s.log.Info("in step; exiting (--once)", "sha256", res.SHA256, "changed", res.Changed)
 		return nil
 	}
-	trigger := make(chan struct{}, 1)
-	rewatch := func() {}
+	// The container's watcher: SIGHUP syncs at once, as daemons reload on
+	// it (and a HUP sent to every process of the pod does not stop
+	// config-sync); a change in the source's directories (inotify on
+	// Linux) syncs after --debounce of quiet; --poll-interval syncs in any
+	// case (an HTTP source's period; for files a safety net, and the
+	// only watch where inotify is not available).
+	wc := container.WatchConfig{Interval: s.cfg.PollInterval, Debounce: s.cfg.Debounce}
 	if len(s.watchPaths()) > 0 {
-		stop, re, err := watch(s.watchPaths, func() {
-			select {
-			case trigger <- struct{}{}:
-			default:
-			}
-		})
-		if err != nil {
-			s.log.Warn("cannot watch the source; polling only", "poll_interval", s.cfg.PollInterval.String(), "error", err)
-		} else {
-			defer stop()
-			rewatch = re
-		}
+		wc.Dirs = s.watchPaths
 	}
-	// SIGHUP syncs at once, as daemons reload on it (and a HUP sent to
-	// every process of the pod does not stop config-sync).
-	hup := h.Reloads()
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				s.log.Info("SIGHUP: syncing now, a rejected version included")
-				s.RetryRejected()
-				select {
-				case s.now <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	return s.loop(ctx, h, trigger, rewatch)
+	return s.loop(ctx, h, h.Watch(ctx, wc))
 }
 
-func (s *Syncer) loop(ctx context.Context, h *container.Host, trigger <-chan struct{}, rewatch func()) error {
+func (s *Syncer) loop(ctx context.Context, h *container.Host, w *container.Watcher) error {
 	syncCtx := h.DrainContext() // a sync in flight at stop finishes, within the drain deadline
-	poll := time.NewTicker(s.cfg.PollInterval)
-	defer poll.Stop()
-	debounce := newStoppedTimer()
 	retry := newStoppedTimer()
-	defer debounce.Stop()
 	defer retry.Stop()
 	var (
-		ready      bool
-		failures   int
-		pending    bool // a sync is due but we are paused
-		firstEvent time.Time
+		ready    bool
+		failures int
+		pending  bool // a sync is due but we are paused
 	)
-	maxWait := max(10*s.cfg.Debounce, time.Second)
 	run := func() {
 		if h.Paused() {
 			pending = true
 			return
 		}
 		pending = false
-		firstEvent = time.Time{}
 		res, err := s.sync(syncCtx, true)
-		rewatch() // a directory that did not exist may exist now
+		w.Rewatch() // a directory that did not exist may exist now
 		if err == nil && res.Skipped {
 			return // a rejected version: neither in step nor a new failure
 		}
@@ -494,20 +463,13 @@ func (s *Syncer) loop(ctx context.Context, h *container.Host, trigger <-chan str
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-trigger:
-			now := time.Now()
-			if firstEvent.IsZero() {
-				firstEvent = now
+		case t := <-w.C():
+			if t.Signal {
+				s.log.Info("SIGHUP: syncing now, a rejected version included")
+				s.RetryRejected()
 			}
-			wait := min(s.cfg.Debounce, time.Until(firstEvent.Add(maxWait)))
-			debounce.Reset(max(wait, 0))
-		case <-debounce.C:
-			run()
-		case <-poll.C:
 			run()
 		case <-retry.C:
-			run()
-		case <-s.now:
 			run()
 		case <-pauseCh:
 			if !h.Paused() && pending {
