@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v2"
+	"gopkg.in/yaml.v3"
 )
 
 // Config is one rule as written in a rules file or on the command line.
@@ -64,13 +66,19 @@ func (p PathRule) Applies(path string) bool {
 	return false
 }
 
-// ParseFile decodes a rules file strictly: an unknown key is an error
-// naming its line. Every rule is compiled; errors name the rule.
+// ParseFile decodes a rules file strictly: an unknown key or a key given
+// twice is an error naming its line. Every rule is compiled; errors name
+// the rule.
 func ParseFile(data []byte) ([]PathRule, error) {
-	var f File
-	if err := yaml.UnmarshalStrict(data, &f); err != nil {
-		return nil, fmt.Errorf("%s", bytes.TrimPrefix([]byte(err.Error()), []byte("yaml: ")))
+	f, err := decodeFile(data)
+	if err != nil {
+		return nil, err
 	}
+	return compileFile(f)
+}
+
+// compileFile compiles every rule of f.
+func compileFile(f File) ([]PathRule, error) {
 	if len(f.Rules) == 0 {
 		return nil, errors.New("no rules (want a top-level \"rules:\" list)")
 	}
@@ -96,6 +104,81 @@ func ParseFile(data []byte) ([]PathRule, error) {
 		out = append(out, PathRule{Paths: c.Paths, Rule: r})
 	}
 	return out, errors.Join(errs...)
+}
+
+// fileYAML and ruleYAML are File and Config as decoded: their lists hold
+// pointers because yaml.v3 drops a null list item ("- ~", or "-" alone)
+// when the item is a struct or a string, where rules files have always
+// read it as an empty rule or an empty path pattern (which matches no
+// path); a nil pointer is kept, and decodeFile makes it that zero value.
+type fileYAML struct {
+	Rules []*ruleYAML `yaml:"rules"`
+}
+
+type ruleYAML struct {
+	Name             string    `yaml:"name"`
+	Paths            []*string `yaml:"paths"`
+	Detector         string    `yaml:"detector"`
+	Mode             string    `yaml:"mode"`
+	StartPattern     string    `yaml:"start_pattern"`
+	ConditionPattern string    `yaml:"condition_pattern"`
+	Timeout          string    `yaml:"timeout"`
+	MaxLines         int       `yaml:"max_lines"`
+	MaxBytes         int       `yaml:"max_bytes"`
+}
+
+// decodeFile decodes the first YAML document of data: an unknown key or a
+// key given twice is an error naming its line, and empty input decodes to
+// no rules.
+func decodeFile(data []byte) (File, error) {
+	var fy fileYAML
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fy); err != nil && err != io.EOF {
+		return File{}, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err == nil {
+		if err := checkKeys(&root); err != nil {
+			return File{}, err
+		}
+	}
+	var f File
+	for _, ry := range fy.Rules {
+		if ry == nil {
+			f.Rules = append(f.Rules, Config{})
+			continue
+		}
+		c := Config{Name: ry.Name, Detector: ry.Detector, Mode: ry.Mode, StartPattern: ry.StartPattern,
+			ConditionPattern: ry.ConditionPattern, Timeout: ry.Timeout, MaxLines: ry.MaxLines, MaxBytes: ry.MaxBytes}
+		for _, p := range ry.Paths {
+			if p == nil {
+				c.Paths = append(c.Paths, "")
+			} else {
+				c.Paths = append(c.Paths, *p)
+			}
+		}
+		f.Rules = append(f.Rules, c)
+	}
+	return f, nil
+}
+
+// checkKeys refuses a null key ("~: x", or an empty key), which yaml.v3
+// skips silently even when decoding strictly.
+func checkKeys(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Kind == yaml.ScalarNode && k.ShortTag() == "!!null" {
+				return fmt.Errorf("line %d: a key is empty (null)", k.Line)
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if err := checkKeys(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Compile checks c and builds its Rule.

@@ -256,6 +256,83 @@ rules:
 	}
 }
 
+// TestParseFileYAML pins what the rules file's YAML decoding accepts and
+// how it reads it, where YAML libraries differ (the file was read with
+// yaml v2 before podkit settled on gopkg.in/yaml.v3).
+func TestParseFileYAML(t *testing.T) {
+	rule := func(extra string) string { return "rules:\n  - detector: go\n" + extra }
+	good := []struct {
+		name, in string
+		check    func(PathRule) bool
+	}{
+		// YAML 1.1 booleans are plain text in a string field.
+		{"yes as a name", "rules:\n  - name: yes\n    detector: go\n", func(r PathRule) bool { return r.Rule.Name == "yes" }},
+		{"off as a name", rule("    name: off\n"), func(r PathRule) bool { return r.Rule.Name == "off" }},
+		{"number as a name", rule("    name: 010\n"), func(r PathRule) bool { return r.Rule.Name == "010" }},
+		{"null name", rule("    name: ~\n"), func(r PathRule) bool { return r.Rule.Name == "" }},
+		// Integers as YAML 1.1 wrote them.
+		{"octal", rule("    max_lines: 0755\n"), func(r PathRule) bool { return r.Rule.MaxLines == 0o755 }},
+		{"octal 0o", rule("    max_lines: 0o17\n"), func(r PathRule) bool { return r.Rule.MaxLines == 15 }},
+		{"binary", rule("    max_lines: 0b11\n"), func(r PathRule) bool { return r.Rule.MaxLines == 3 }},
+		{"hex", rule("    max_lines: 0x1F\n"), func(r PathRule) bool { return r.Rule.MaxLines == 31 }},
+		{"underscores", rule("    max_bytes: 1_000\n"), func(r PathRule) bool { return r.Rule.MaxBytes == 1000 }},
+		{"plus sign", rule("    max_bytes: +5\n"), func(r PathRule) bool { return r.Rule.MaxBytes == 5 }},
+		{"float, truncated", rule("    max_lines: 1.5\n"), func(r PathRule) bool { return r.Rule.MaxLines == 1 }},
+		{"exponent", rule("    max_lines: 1e3\n"), func(r PathRule) bool { return r.Rule.MaxLines == 1000 }},
+		// A null path pattern is kept as "" (it matches no path): the
+		// rule does not turn into one for every source.
+		{"null path", rule("    paths: [~]\n"), func(r PathRule) bool { return len(r.Paths) == 1 && !r.Applies("/var/log/x.log") }},
+		{"null path item", rule("    paths:\n      -\n      - '*.log'\n"), func(r PathRule) bool {
+			return len(r.Paths) == 2 && r.Applies("x.log") && !r.Applies("x.txt")
+		}},
+		{"anchors and merge keys", "rules:\n  - &base\n    detector: go\n    max_lines: 7\n  - <<: *base\n    name: two\n", func(r PathRule) bool { return r.Rule.MaxLines == 7 }},
+		{"flow mapping", "rules: [{detector: go, max_lines: 2}]\n", func(r PathRule) bool { return r.Rule.MaxLines == 2 }},
+		{"only the first document", rule("---\nrules: 3\n"), func(r PathRule) bool { return r.Rule.Name == "" }},
+	}
+	for _, tt := range good {
+		t.Run(tt.name, func(t *testing.T) {
+			rules, err := ParseFile([]byte(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(rules[0]) {
+				t.Fatalf("rules %+v", rules)
+			}
+		})
+	}
+	bad := []struct{ name, in, want string }{
+		{"duplicate key", rule("    detector: java\n"), "line 3: mapping key \"detector\" already defined at line 2"},
+		{"duplicate top key", "rules: []\nrules: []\n", "line 2"},
+		{"integer key", "1: x\nrules:\n  - detector: go\n", "line 1: field 1 not found"},
+		{"boolean key", "yes: 1\n", "line 1: field yes not found"},
+		{"null key", "~: 1\nrules:\n  - detector: go\n", "line 1: a key is empty"},
+		{"empty anchored key", "rules:\n- detector: go\n&a :\n", "line 3: a key is empty"},
+		{"boolean as an integer", rule("    max_lines: yes\n"), "line 3: cannot unmarshal"},
+		{"quoted integer", rule("    max_lines: '5'\n"), "line 3: cannot unmarshal"},
+		{"sexagesimal", rule("    max_lines: 1:30\n"), "line 3: cannot unmarshal"},
+		{"too large", rule("    max_lines: 99999999999999999999\n"), "line 3: cannot unmarshal"},
+		{"scalar for a list", rule("    paths: '*.log'\n"), "line 3: cannot unmarshal"},
+		// A null rule is an empty rule, which is incomplete.
+		{"null rule", "rules:\n  -\n  - detector: go\n", "rule 1: mode is required"},
+		{"only null rules", "rules: [~]\n", "rule 1: mode is required"},
+		{"tab indent", "rules:\n\t- detector: go\n", "line 2: found character that cannot start any token"},
+		{"not a mapping", "- a\n", "cannot unmarshal !!seq"},
+		{"only a comment", "# nothing\n", "no rules"},
+		{"null rules", "rules: ~\n", "no rules"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseFile([]byte(tt.in))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tt.want)
+			}
+			if strings.HasPrefix(err.Error(), "yaml: ") {
+				t.Fatalf("error %q keeps the library's prefix", err)
+			}
+		})
+	}
+}
+
 // FuzzAggregate checks that, whatever the lines and the rule, every line
 // ends up in exactly one event, in order, and limits hold.
 func FuzzAggregate(f *testing.F) {
