@@ -45,6 +45,22 @@ type Command struct {
 	// Setup registers the command's flags on fs and returns the function
 	// that runs the command after parsing.
 	Setup func(fs *flag.FlagSet) Runner
+	// Verbs are the command's own subcommands (podkit queue push): when
+	// the first argument after the command's flags names one, the verb
+	// runs, with its own flags, instead of the command.
+	Verbs []Verb
+}
+
+// Verb is a subcommand of a Command, with its own flag set. Its flags may
+// come before, between and after its arguments, as people type them; "--"
+// ends them. Every flag can also come from its PODKIT_<NAME> variable.
+type Verb struct {
+	Name     string
+	Synopsis string // after "podkit <command> <verb> " in usage
+	Summary  string // one sentence, shown by the verb's --help
+	// Setup registers the verb's flags on fs and returns the function
+	// that runs the verb after parsing.
+	Setup func(fs *flag.FlagSet) Runner
 }
 
 // UsageError is a bad command line: a one-line message, exit status 2.
@@ -109,10 +125,99 @@ func Main(ctx context.Context, commands []Command, args []string, stdio IO) int 
 		return 0
 	}
 	if err == nil {
-		warnUnknownEnv(stdio.Stderr, c.Name, fs, c.Env, os.Environ())
-		err = run(ctx, pos, stdio)
+		warnUnknownEnv(stdio.Stderr, c.Name, fs, append(verbEnv(c), c.Env...), os.Environ())
+		if v, ok := findVerb(c, pos); ok {
+			err = runVerb(ctx, c, v, pos[1:], stdio)
+		} else {
+			err = run(ctx, pos, stdio)
+		}
 	}
 	return report(stdio.Stderr, c.Name, err)
+}
+
+func findVerb(c Command, args []string) (Verb, bool) {
+	if len(args) == 0 {
+		return Verb{}, false
+	}
+	for _, v := range c.Verbs {
+		if v.Name == args[0] {
+			return v, true
+		}
+	}
+	return Verb{}, false
+}
+
+// verbEnv is the variables of every verb's flags: a command with verbs
+// reads them too.
+func verbEnv(c Command) []string {
+	var env []string
+	for _, v := range c.Verbs {
+		fs := flag.NewFlagSet(v.Name, flag.ContinueOnError)
+		v.Setup(fs)
+		fs.VisitAll(func(f *flag.Flag) { env = append(env, EnvName(f.Name)) })
+	}
+	return env
+}
+
+// runVerb parses the verb's flags from args (wherever they are among its
+// arguments) and runs it; --help prints its usage.
+func runVerb(ctx context.Context, c Command, v Verb, args []string, stdio IO) error {
+	fs := flag.NewFlagSet("podkit "+c.Name+" "+v.Name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	run := v.Setup(fs)
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		printVerbUsage(stdio.Stdout, c, v, fs)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return run(ctx, pos, stdio)
+}
+
+// parseInterspersed parses the flags wherever they are among args and
+// returns the other arguments in order. A flag's value is the next argument
+// unless the flag is a boolean or written --name=value; "--" ends the
+// flags; "-" is an argument (stdin). Errors are Parse's.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // unknown, or -h: Parse says so
+		}
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	rest, err := Parse(fs, flags, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) > 0 { // cannot happen: every argument in flags is a flag or its value
+		return nil, Usagef("unexpected argument %q", rest[0])
+	}
+	return pos, nil
 }
 
 // ownEnv are podkit's PODKIT_ variables that are not flags: they are set
@@ -349,12 +454,19 @@ func printUsage(w io.Writer, c Command, fs *flag.FlagSet) {
 		syn = "[flags]"
 	}
 	fmt.Fprintf(w, "Usage: podkit %s %s\n\n%s\n\nFlags:\n", c.Name, syn, c.Summary)
-	PrintFlags(w, fs)
+	printFlags(w, fs)
 }
 
-// PrintFlags writes each flag of fs as every podkit command's help shows
+// printVerbUsage prints a verb's help in the form of every podkit
+// command's: usage, summary, then each flag with its variable and default.
+func printVerbUsage(w io.Writer, c Command, v Verb, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: podkit %s %s %s\n\n%s\n\nFlags:\n", c.Name, v.Name, v.Synopsis, v.Summary+". Flags may come before or after the arguments; -- ends them.")
+	printFlags(w, fs)
+}
+
+// printFlags writes each flag of fs as every podkit command's help shows
 // it: the flag and its value's name, then its usage, variable and default.
-func PrintFlags(w io.Writer, fs *flag.FlagSet) {
+func printFlags(w io.Writer, fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
 		kind, usage := flag.UnquoteUsage(f)
 		line := "  --" + f.Name

@@ -37,11 +37,10 @@ func oneShotCommand() cli.Command {
 				if *batch {
 					in.AdminOnlyIfGiven()
 				}
-				in.Opts.LogOutput = in.Stdio.Stderr
 				in.Opts.LogAttrs = []any{"instance", "i-1"}
 				return oneShot{}, nil
 			}
-		})
+		}, container.LogToStderr())
 }
 
 func runOneShot(t *testing.T, args ...string) (code int, stdout, stderr string) {

@@ -21,145 +21,83 @@ import (
 	"github.com/podkit/podkit/workqueue/store"
 )
 
-// verb is one of the command-line verbs of `podkit queue`.
-type verb struct {
-	synopsis string // after "podkit queue <verb> "
-	summary  string
+// verbs are the command-line verbs of `podkit queue`, for people.
+func verbs() []cli.Verb {
+	return []cli.Verb{
+		{Name: "stat", Synopsis: "[--server URL] [--json] [QUEUE...]",
+			Summary: "show queues' counts and rates: the QUEUEs named, or every queue", Setup: verbSetup("stat")},
+		{Name: "push", Synopsis: "[--server URL] [--queue NAME] [--raw] [--batch N] [FILE|-]",
+			Summary: "enqueue items from NDJSON, one item object per line (with --raw, one payload per line), read from FILE or stdin; a bad line is reported with its line number and the others are pushed; exit 1 if any line failed",
+			Setup:   verbSetup("push")},
+		{Name: "ls", Synopsis: "[--server URL] [--queue NAME] [--state STATE] [--limit N] [--json]",
+			Summary: "list a queue's items in id order", Setup: verbSetup("ls")},
+		{Name: "replay", Synopsis: "[--server URL] [--queue NAME] [ID...]",
+			Summary: "move dead items back to ready: the IDs given, or every dead item", Setup: verbSetup("replay")},
+	}
 }
 
-var verbs = map[string]verb{
-	"stat": {"[--server URL] [--json] [QUEUE...]",
-		"show queues' counts and rates: the QUEUEs named, or every queue"},
-	"push": {"[--server URL] [--queue NAME] [--raw] [--batch N] [FILE|-]",
-		"enqueue items from NDJSON, one item object per line (with --raw, one payload per line), read from FILE or stdin; a bad line is reported with its line number and the others are pushed; exit 1 if any line failed"},
-	"ls": {"[--server URL] [--queue NAME] [--state STATE] [--limit N] [--json]",
-		"list a queue's items in id order"},
-	"replay": {"[--server URL] [--queue NAME] [ID...]",
-		"move dead items back to ready: the IDs given, or every dead item"},
-}
-
-func isVerb(s string) bool { _, ok := verbs[s]; return ok }
-
-// runCLI runs `podkit queue <verb> ...`. Flags may come before, between
-// and after the arguments, as people type them; "--" ends the flags.
-func runCLI(ctx context.Context, name string, args []string, stdio cli.IO) error {
-	fs := flag.NewFlagSet("podkit queue "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	server := fs.String("server", "http://127.0.0.1:8080", "the coordinator's `URL`")
-	var queue *string
-	if name != "stat" {
-		queue = fs.String("queue", "default", "the queue's `NAME`")
-	}
-	var state *string
-	var limit *int
-	var asJSON *bool
-	var raw *bool
-	var batch *int
-	switch name {
-	case "ls":
-		state = fs.String("state", "", "only items in this `STATE`: ready, delayed, leased, done, dead or cancelled (\"\": any)")
-		limit = fs.Int("limit", 100, "list at most `N` items")
-		asJSON = fs.Bool("json", false, "print one JSON item per line")
-	case "stat":
-		asJSON = fs.Bool("json", false, "print a JSON array of the queues' counts")
-	case "push":
-		raw = fs.Bool("raw", false, "each line is a bare payload, not an item object")
-		batch = fs.Int("batch", 500, "send `N` items per request")
-	}
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		printVerbUsage(stdio.Stdout, name, fs)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if _, _, err := client.ParseQueueURL(strings.TrimRight(*server, "/") + "/queues/x"); err != nil {
-		return cli.Usagef("--server %q: want http://host:port", *server)
-	}
-	if queue != nil {
-		if err := store.ValidQueueName(*queue); err != nil {
-			return cli.Usagef("--queue: %s", strings.TrimPrefix(err.Error(), store.ErrInvalid.Error()+": "))
+// verbSetup registers the flags of `podkit queue <name>` and returns the
+// verb's runner.
+func verbSetup(name string) func(fs *flag.FlagSet) cli.Runner {
+	return func(fs *flag.FlagSet) cli.Runner {
+		server := fs.String("server", "http://127.0.0.1:8080", "the coordinator's `URL`")
+		var queue *string
+		if name != "stat" {
+			queue = fs.String("queue", "default", "the queue's `NAME`")
+		}
+		var state *string
+		var limit *int
+		var asJSON *bool
+		var raw *bool
+		var batch *int
+		switch name {
+		case "ls":
+			state = fs.String("state", "", "only items in this `STATE`: ready, delayed, leased, done, dead or cancelled (\"\": any)")
+			limit = fs.Int("limit", 100, "list at most `N` items")
+			asJSON = fs.Bool("json", false, "print one JSON item per line")
+		case "stat":
+			asJSON = fs.Bool("json", false, "print a JSON array of the queues' counts")
+		case "push":
+			raw = fs.Bool("raw", false, "each line is a bare payload, not an item object")
+			batch = fs.Int("batch", 500, "send `N` items per request")
+		}
+		return func(ctx context.Context, pos []string, stdio cli.IO) error {
+			if _, _, err := client.ParseQueueURL(strings.TrimRight(*server, "/") + "/queues/x"); err != nil {
+				return cli.Usagef("--server %q: want http://host:port", *server)
+			}
+			if queue != nil {
+				if err := store.ValidQueueName(*queue); err != nil {
+					return cli.Usagef("--queue: %s", strings.TrimPrefix(err.Error(), store.ErrInvalid.Error()+": "))
+				}
+			}
+			c := client.New(*server, nil)
+			switch name {
+			case "stat":
+				return cliStat(ctx, c, pos, *asJSON, stdio.Stdout)
+			case "push":
+				if *batch < 1 || *batch > 10000 {
+					return cli.Usagef("--batch: %d is not from 1 to 10000", *batch)
+				}
+				return cliPush(ctx, c, *queue, pos, *raw, *batch, stdio)
+			case "ls":
+				if len(pos) > 0 {
+					return cli.Usagef("unexpected argument %q (ls takes flags only)", pos[0])
+				}
+				if *limit < 1 {
+					return cli.Usagef("--limit: %d must be at least 1", *limit)
+				}
+				return cliList(ctx, c, *queue, *state, *limit, *asJSON, stdio.Stdout)
+			case "replay":
+				ids, err := c.Replay(ctx, *queue, pos)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdio.Stdout, "replayed %d item(s)\n", len(ids))
+				return nil
+			}
+			return cli.Usagef("unknown verb %q", name)
 		}
 	}
-	c := client.New(*server, nil)
-	switch name {
-	case "stat":
-		return cliStat(ctx, c, pos, *asJSON, stdio.Stdout)
-	case "push":
-		if *batch < 1 || *batch > 10000 {
-			return cli.Usagef("--batch: %d is not from 1 to 10000", *batch)
-		}
-		return cliPush(ctx, c, *queue, pos, *raw, *batch, stdio)
-	case "ls":
-		if len(pos) > 0 {
-			return cli.Usagef("unexpected argument %q (ls takes flags only)", pos[0])
-		}
-		if *limit < 1 {
-			return cli.Usagef("--limit: %d must be at least 1", *limit)
-		}
-		return cliList(ctx, c, *queue, *state, *limit, *asJSON, stdio.Stdout)
-	case "replay":
-		ids, err := c.Replay(ctx, *queue, pos)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdio.Stdout, "replayed %d item(s)\n", len(ids))
-		return nil
-	}
-	return cli.Usagef("unknown verb %q", name)
-}
-
-// parseInterspersed parses the flags wherever they are among args and
-// returns the other arguments in order. A flag's value is the next argument
-// unless the flag is a boolean or written --name=value; "--" ends the
-// flags; "-" is an argument (stdin). Errors are cli.Parse's.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			pos = append(pos, args[i+1:]...)
-			break
-		}
-		if len(a) < 2 || a[0] != '-' {
-			pos = append(pos, a)
-			continue
-		}
-		flags = append(flags, a)
-		name := strings.TrimLeft(a, "-")
-		if strings.Contains(name, "=") {
-			continue
-		}
-		f := fs.Lookup(name)
-		if f == nil {
-			continue // unknown, or -h: Parse says so
-		}
-		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
-			continue
-		}
-		if i+1 < len(args) {
-			i++
-			flags = append(flags, args[i])
-		}
-	}
-	rest, err := cli.Parse(fs, flags, os.LookupEnv)
-	if err != nil {
-		return nil, err
-	}
-	if len(rest) > 0 { // cannot happen: every argument in flags is a flag or its value
-		return nil, cli.Usagef("unexpected argument %q", rest[0])
-	}
-	return pos, nil
-}
-
-// printVerbUsage prints a verb's help in the form of every podkit
-// command's: usage, summary, then each flag with its variable and default.
-func printVerbUsage(w io.Writer, name string, fs *flag.FlagSet) {
-	v := verbs[name]
-	fmt.Fprintf(w, "Usage: podkit queue %s %s\n\n%s\n\nFlags:\n", name, v.synopsis, v.summary+". Flags may come before or after the arguments; -- ends them.")
-	cli.PrintFlags(w, fs)
 }
 
 func cliStat(ctx context.Context, c *client.Client, names []string, asJSON bool, out io.Writer) error {

@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/podkit/podkit/cli"
@@ -58,6 +59,9 @@ type Config struct {
 	// Store, if set, is used instead of opening the embedded store in
 	// DataDir (and is not closed by Run).
 	Store store.Store `json:"-"`
+	// Listener, if set, is the API's listener, used instead of listening
+	// on Listen.
+	Listener net.Listener `json:"-"`
 }
 
 // DefaultConfig returns the defaults.
@@ -98,8 +102,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Validate reports every invalid field, naming its flag.
 func (c Config) Validate() error {
 	var errs []error
-	if err := container.ValidateListenAddr(c.Listen); err != nil {
-		errs = append(errs, fmt.Errorf("--listen: %w", err))
+	if c.Listener == nil {
+		if err := container.ValidateListenAddr(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("--listen: %w", err))
+		}
 	}
 	if c.DataDir == "" && c.Store == nil {
 		errs = append(errs, errors.New("--data-dir: required (the directory of the durable store)"))
@@ -156,8 +162,7 @@ func (c Config) Validate() error {
 type Coordinator struct {
 	cfg     Config
 	metrics *Metrics
-	ln      net.Listener // optional preopened listener (tests, demo)
-	addr    chan string
+	addr    atomic.Pointer[net.Addr] // the API's, once Run listens
 }
 
 var (
@@ -170,13 +175,7 @@ func New(cfg Config) (*Coordinator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Coordinator{cfg: cfg, metrics: NewMetrics(), addr: make(chan string, 1)}, nil
-}
-
-// WithListener makes Run serve on ln instead of listening on cfg.Listen.
-func (c *Coordinator) WithListener(ln net.Listener) *Coordinator {
-	c.ln = ln
-	return c
+	return &Coordinator{cfg: cfg, metrics: NewMetrics()}, nil
 }
 
 // Name implements container.Component.
@@ -189,15 +188,12 @@ func (c *Coordinator) EffectiveConfig() any {
 	return cfg
 }
 
-// Addr returns the API's address once Run listens.
-func (c *Coordinator) Addr(ctx context.Context) (string, error) {
-	select {
-	case a := <-c.addr:
-		c.addr <- a
-		return a, nil
-	case <-ctx.Done():
-		return "", ctx.Err()
+// Addr returns the API's bound address, or nil before Run listens.
+func (c *Coordinator) Addr() net.Addr {
+	if a := c.addr.Load(); a != nil {
+		return *a
 	}
+	return nil
 }
 
 // Run implements container.Component.
@@ -224,7 +220,7 @@ func (c *Coordinator) Run(ctx context.Context, h *container.Host) error {
 		defer ws.Close()
 		st = ws
 	}
-	ln := c.ln
+	ln := c.cfg.Listener
 	if ln == nil {
 		var err error
 		if ln, err = net.Listen("tcp", c.cfg.Listen); err != nil {
@@ -268,7 +264,8 @@ func (c *Coordinator) Run(ctx context.Context, h *container.Host) error {
 		close(stopping)
 	}()
 	log.Info("queue listening", "listen", ln.Addr().String(), "data_dir", c.cfg.DataDir)
-	c.addr <- ln.Addr().String()
+	addr := ln.Addr()
+	c.addr.Store(&addr)
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	err := container.ServeHTTP(runCtx, h, srv, ln)
 	if drainedErr != nil {
@@ -388,20 +385,8 @@ func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil
 // Command is the `podkit queue` subcommand: the coordinator, or, when the
 // first argument is stat, push, ls or replay, the command line for people.
 func Command() cli.Command {
-	cmd := container.FlagCommand("queue",
+	return container.FlagCommand("queue",
 		"durable work queue coordinator with an HTTP API for workers in any language; also stat|push|ls|replay --server URL",
 		"--data-dir DIR [--listen :8080] [flags]\n       podkit queue stat|push|ls|replay [--server URL] [flags] [args]   (see podkit queue <verb> --help)",
-		DefaultConfig, New)
-	cmd.Env = []string{"PODKIT_SERVER", "PODKIT_STATE", "PODKIT_LIMIT", "PODKIT_JSON", "PODKIT_RAW", "PODKIT_BATCH"} // the verbs' flags (runCLI)
-	setup := cmd.Setup
-	cmd.Setup = func(fs *flag.FlagSet) cli.Runner {
-		run := setup(fs)
-		return func(ctx context.Context, args []string, stdio cli.IO) error {
-			if len(args) > 0 && isVerb(args[0]) {
-				return runCLI(ctx, args[0], args[1:], stdio)
-			}
-			return run(ctx, args, stdio)
-		}
-	}
-	return cmd
+		DefaultConfig, New, container.Verbs(verbs()...))
 }

@@ -299,11 +299,10 @@ func Command() cli.Command {
 				if cfg.endsAtEOF() {
 					in.AdminOnlyIfGiven()
 				}
-				in.Opts.LogOutput = in.Stdio.Stderr
 				cfg.Stdin, cfg.Stdout = in.Stdio.Stdin, in.Stdio.Stdout
 				return New(cfg)
 			}
-		})
+		}, container.LogToStderr())
 }
 
 // stdinFilter reports whether the adapter reads standard input and exits

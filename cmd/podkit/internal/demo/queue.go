@@ -32,7 +32,8 @@ func startQueue(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 		return nil, nil, err
 	}
 	cfg := workqueue.DefaultConfig()
-	cfg.Listen = ln.Addr().String()
+	cfg.Listen = ln.Addr().String() // what /info shows
+	cfg.Listener = ln
 	cfg.DataDir = dir
 	cfg.BackoffBase = 500 * time.Millisecond
 	cfg.BackoffMax = 5 * time.Second
@@ -41,7 +42,6 @@ func startQueue(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 		ln.Close()
 		return nil, nil, err
 	}
-	coord.WithListener(ln)
 	// The coordinator outlives its workers: it stops only once they have
 	// finished (and acknowledged) what they were running, as a Deployment
 	// of workers drained before its queue would.
