@@ -12,7 +12,6 @@ import (
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/testdeps"
 	"github.com/podkit/podkit/workqueue/client"
-	"github.com/podkit/podkit/workqueue/internal/podkittest"
 )
 
 // quickStart returns the commands of the first sh block of docs/queue.md,
@@ -99,7 +98,7 @@ func TestDocsQuickStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "images.ndjson"), []byte(`{"payload":{"image":"s3://b/1.png"}}`+"\n"+`{"payload":{"image":"s3://b/2.png"},"priority":5}`+"\n"), 0o644)
-	addr := podkittest.FreePort(t)
+	addr := testdeps.FreePort(t)
 	server := "http://" + addr
 	var ran []string
 	for i, args := range cmds {
@@ -128,16 +127,16 @@ func TestDocsQuickStart(t *testing.T) {
 		}
 		if _, at := flagValue(args, "admin-addr"); at >= 0 {
 			if strings.HasPrefix(args[at], "--admin-addr=") {
-				args[at] = "--admin-addr=" + podkittest.FreePort(t)
+				args[at] = "--admin-addr=" + testdeps.FreePort(t)
 			} else {
-				args[at] = podkittest.FreePort(t)
+				args[at] = testdeps.FreePort(t)
 			}
 		} else {
-			args = append([]string{args[0], "--admin-addr", podkittest.FreePort(t)}, args[1:]...)
+			args = append([]string{args[0], "--admin-addr", testdeps.FreePort(t)}, args[1:]...)
 		}
-		podkittest.StartIn(t, dir, args[0]+strings.Repeat("'", i), bin, args...)
+		testdeps.StartIn(t, dir, args[0]+strings.Repeat("'", i), bin, args...)
 		if args[0] == "queue" {
-			podkittest.WaitHTTP(t, server+"/queues", 20*time.Second)
+			testdeps.WaitHTTP(t, server+"/queues", 20*time.Second)
 		}
 	}
 	st, err := client.New(server, nil).Stats(context.Background(), "thumbnails")

@@ -20,21 +20,20 @@ import (
 	"github.com/podkit/podkit/internal/testdeps"
 	"github.com/podkit/podkit/workqueue"
 	"github.com/podkit/podkit/workqueue/client"
-	"github.com/podkit/podkit/workqueue/internal/podkittest"
 )
 
 // startQueue runs `podkit queue` on addr with dataDir.
-func startQueue(t *testing.T, bin, addr, dataDir string, extra ...string) *podkittest.Proc {
+func startQueue(t *testing.T, bin, addr, dataDir string, extra ...string) *testdeps.Proc {
 	t.Helper()
 	args := append([]string{"queue", "--listen", addr, "--data-dir", dataDir, "--admin-addr", "off", "--drain-delay", "0s", "--log-format", "json"}, extra...)
-	p := podkittest.Start(t, "queue", bin, args...)
-	podkittest.WaitHTTP(t, "http://"+addr+"/queues", 20*time.Second)
+	p := testdeps.Start(t, "queue", bin, args...)
+	testdeps.WaitHTTP(t, "http://"+addr+"/queues", 20*time.Second)
 	return p
 }
 
 func TestWorkersRunAShellCommand(t *testing.T) {
 	bin := testdeps.BuildPodkit(t)
-	addr := podkittest.FreePort(t)
+	addr := testdeps.FreePort(t)
 	startQueue(t, bin, addr, t.TempDir(), "--backoff-base", "10ms", "--backoff-max", "20ms")
 	server := "http://" + addr
 	out := t.TempDir()
@@ -56,7 +55,7 @@ test "$payload" = "$(cat "$PODKIT_ITEM_FILE")"
 case "$payload" in *'"fail":true'*) echo "cannot process item $PODKIT_ITEM_ID" >&2; exit 3;; esac
 echo "$PODKIT_ITEM_ID $PODKIT_ATTEMPT" > "` + out + `/$PODKIT_ITEM_ID"`
 	for i := range 2 {
-		podkittest.Start(t, fmt.Sprintf("worker%d", i), bin, "worker", "--queue", server+"/queues/jobs", "--concurrency", "2",
+		testdeps.Start(t, fmt.Sprintf("worker%d", i), bin, "worker", "--queue", server+"/queues/jobs", "--concurrency", "2",
 			"--admin-addr", "off", "--drain-delay", "0s", "--wait", "1s", "--", "sh", "-c", script)
 	}
 	c := client.New(server, nil)
@@ -102,14 +101,14 @@ echo "$PODKIT_ITEM_ID $PODKIT_ATTEMPT" > "` + out + `/$PODKIT_ITEM_ID"`
 
 func TestExitWhenDrained(t *testing.T) {
 	bin := testdeps.BuildPodkit(t)
-	addr := podkittest.FreePort(t)
+	addr := testdeps.FreePort(t)
 	q := startQueue(t, bin, addr, t.TempDir(), "--exit-when-drained")
 	server := "http://" + addr
 	c := client.New(server, nil)
 	if _, err := c.Enqueue(context.Background(), "batch", []client.Item{{Payload: json.RawMessage(`1`)}, {Payload: json.RawMessage(`2`)}}); err != nil {
 		t.Fatal(err)
 	}
-	podkittest.Start(t, "worker", bin, "worker", "--queue", server+"/queues/batch", "--admin-addr", "off", "--drain-delay", "0s", "--", "true")
+	testdeps.Start(t, "worker", bin, "worker", "--queue", server+"/queues/batch", "--admin-addr", "off", "--drain-delay", "0s", "--", "true")
 	if code := q.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("coordinator with --exit-when-drained: exit %d, want 0 once drained", code)
 	}
@@ -172,10 +171,10 @@ func TestGarbageCollectorSettings(t *testing.T) {
 					os.Unsetenv(k)
 				}
 			}
-			addr, admin := podkittest.FreePort(t), podkittest.FreePort(t)
+			addr, admin := testdeps.FreePort(t), testdeps.FreePort(t)
 			args := append([]string{"queue", "--listen", addr, "--data-dir", t.TempDir(), "--admin-addr", admin, "--drain-delay", "0s"}, tt.args...)
-			podkittest.Start(t, "queue", bin, args...)
-			podkittest.WaitHTTP(t, "http://"+addr+"/queues", 20*time.Second)
+			testdeps.Start(t, "queue", bin, args...)
+			testdeps.WaitHTTP(t, "http://"+addr+"/queues", 20*time.Second)
 			resp, err := http.Get("http://" + admin + "/metrics")
 			if err != nil {
 				t.Fatal(err)
@@ -229,7 +228,7 @@ func TestReliabilityKill9(t *testing.T) {
 	}
 	const workers = 8
 	bin := testdeps.BuildPodkit(t)
-	addr := podkittest.FreePort(t)
+	addr := testdeps.FreePort(t)
 	dataDir := t.TempDir()
 	qargs := []string{"--backoff-base", "20ms", "--backoff-max", "200ms", "--segment-size", "4MiB", "--keep-done", "1000000"}
 	server := "http://" + addr
@@ -294,10 +293,10 @@ func TestReliabilityKill9(t *testing.T) {
 		}
 	}
 
-	ws := make([]*podkittest.Proc, workers)
-	var all []*podkittest.Proc
+	ws := make([]*testdeps.Proc, workers)
+	var all []*testdeps.Proc
 	startWorker := func(i int) {
-		ws[i] = podkittest.Start(t, fmt.Sprintf("worker%d", i), bin, "worker", "--queue", server+"/queues/rel", "--http", handler.URL,
+		ws[i] = testdeps.Start(t, fmt.Sprintf("worker%d", i), bin, "worker", "--queue", server+"/queues/rel", "--http", handler.URL,
 			"--concurrency", "4", "--wait", "1s", "--admin-addr", "off", "--drain-delay", "0s", "--log-format", "json", "--log-level", "debug")
 		all = append(all, ws[i])
 	}
@@ -408,9 +407,9 @@ func TestReliabilityKill9(t *testing.T) {
 // errors, and recovers by itself.
 func TestWorkerWaitsOutAnUnreachableQueue(t *testing.T) {
 	bin := testdeps.BuildPodkit(t)
-	addr, admin := podkittest.FreePort(t), podkittest.FreePort(t)
+	addr, admin := testdeps.FreePort(t), testdeps.FreePort(t)
 	queueURL := "http://" + addr + "/queues/later"
-	w := podkittest.Start(t, "worker", bin, "worker", "--queue", queueURL, "--admin-addr", admin, "--drain-delay", "0s",
+	w := testdeps.Start(t, "worker", bin, "worker", "--queue", queueURL, "--admin-addr", admin, "--drain-delay", "0s",
 		"--log-format", "json", "--worker-id", "w-7", "--error-log-interval", "500ms", "--", "true")
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + admin + path)

@@ -59,6 +59,19 @@ func TCPPair(t testing.TB) (a, b net.Conn) {
 	return a, b
 }
 
+// FreePort returns a loopback host:port that is free now, for a program
+// that must be told its address before it listens (a subprocess's
+// --listen).
+func FreePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // FreePortRange finds n consecutive loopback ports that are free now, for
 // a program (the demo) that takes its ports from a base upward.
 func FreePortRange(t testing.TB, n int) int {

@@ -1,33 +1,19 @@
-// Package podkittest runs podkit subprocesses for the work queue's
-// end-to-end tests: the binary itself comes from testdeps.BuildPodkit.
-package podkittest
+package testdeps
 
 import (
 	"bufio"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
 
-// FreePort returns a free loopback address.
-func FreePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// Proc is a running podkit subprocess.
+// Proc is a running subprocess of a test (a podkit binary from
+// BuildPodkit, say) whose output lines are kept.
 type Proc struct {
 	Cmd  *exec.Cmd
 	Name string
@@ -36,8 +22,10 @@ type Proc struct {
 	done chan struct{}
 }
 
-// Start runs bin with args; its output lines are kept (and logged when the
-// test fails). It is killed when the test ends.
+// Start runs bin with args; its output lines (stdout and stderr) are kept,
+// and logged when the test fails. It is killed, with what it started,
+// when the test ends, or when the test binary dies where the platform
+// allows.
 func Start(t testing.TB, name, bin string, args ...string) *Proc {
 	t.Helper()
 	return StartIn(t, "", name, bin, args...)
@@ -49,7 +37,7 @@ func StartIn(t testing.TB, dir, name, bin string, args ...string) *Proc {
 	p := &Proc{Name: name, done: make(chan struct{})}
 	p.Cmd = exec.Command(bin, args...)
 	p.Cmd.Dir = dir
-	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	ownGroup(p.Cmd)
 	pr, pw := io.Pipe()
 	p.Cmd.Stdout, p.Cmd.Stderr = pw, pw
 	if err := p.Cmd.Start(); err != nil {
@@ -63,6 +51,7 @@ func StartIn(t testing.TB, dir, name, bin string, args ...string) *Proc {
 			p.out = append(p.out, sc.Text())
 			p.mu.Unlock()
 		}
+		io.Copy(io.Discard, pr) // a line too long ends the scan, not the process
 	}()
 	go func() {
 		p.Cmd.Wait()
@@ -80,9 +69,10 @@ func StartIn(t testing.TB, dir, name, bin string, args ...string) *Proc {
 	return p
 }
 
-// Kill sends SIGKILL and waits for the process to exit.
+// Kill kills the process and what it started, and waits for it to exit.
 func (p *Proc) Kill() {
-	p.Cmd.Process.Signal(syscall.SIGKILL)
+	p.Cmd.Process.Kill()
+	killGroup(p.Cmd)
 	<-p.done
 }
 
@@ -115,7 +105,8 @@ func (p *Proc) Count(s string) int {
 	return n
 }
 
-// WaitHTTP polls url until it answers 200 or d passes.
+// WaitHTTP polls url until it answers 200, and fails the test if it does
+// not within d.
 func WaitHTTP(t testing.TB, url string, d time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
