@@ -1,15 +1,14 @@
 package election
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/podkit/podkit/internal/retry"
 )
 
 type stateKey struct{}
@@ -19,27 +18,32 @@ func withState(ctx context.Context, st State) context.Context {
 }
 
 // notifier POSTs every change to each --notify URL, in order, keeping only
-// the latest state when a URL is slower than the changes.
+// the latest state when a URL is slower than the changes. Each POST is
+// tried notifyAttempts times (200ms after the first failure, doubling),
+// and not again once a newer state is waiting.
 type notifier struct {
 	client  *http.Client
 	log     *slog.Logger
 	m       *metrics
 	targets []*notifyTarget
-	wg      sync.WaitGroup
+	// stop ends the waits between attempts (a POST under way finishes).
+	stop   context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 type notifyTarget struct {
 	url  string
 	next chan State // capacity 1: the latest state not yet sent
-	done chan struct{}
 }
 
 const notifyAttempts = 3
 
 func newNotifier(urls []string, timeout time.Duration, log *slog.Logger, m *metrics) *notifier {
 	n := &notifier{client: &http.Client{Timeout: timeout}, log: log, m: m}
+	n.stop, n.cancel = context.WithCancel(context.Background())
 	for _, u := range urls {
-		t := &notifyTarget{url: u, next: make(chan State, 1), done: make(chan struct{})}
+		t := &notifyTarget{url: u, next: make(chan State, 1)}
 		n.targets = append(n.targets, t)
 		n.wg.Add(1)
 		go n.loop(t)
@@ -58,9 +62,7 @@ func (n *notifier) send(st State) {
 }
 
 func (n *notifier) close() {
-	for _, t := range n.targets {
-		close(t.done)
-	}
+	n.cancel()
 	n.wg.Wait()
 }
 
@@ -69,24 +71,22 @@ func (n *notifier) loop(t *notifyTarget) {
 	for {
 		var st State
 		select {
-		case <-t.done:
+		case <-n.stop.Done():
 			return
 		case st = <-t.next:
 		}
 		body, _ := json.Marshal(toJSON(st))
-		var err error
-		for attempt := 1; attempt <= notifyAttempts; attempt++ {
-			if err = n.post(t.url, body); err == nil {
-				break
+		req := retry.Request{Client: n.client, URL: t.url, Body: body, Header: http.Header{"Content-Type": {"application/json"}}}
+		var last error
+		_, err := retry.Do(n.stop, retry.Policy{Attempts: notifyAttempts}, func(_ context.Context, attempt int) error {
+			if attempt > 1 && len(t.next) > 0 {
+				return retry.Permanent(last) // a newer state supersedes this one
 			}
-			select {
-			case <-t.done:
-				return
-			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
-			}
-			if len(t.next) > 0 {
-				break // a newer state supersedes this one
-			}
+			last = req.Once(context.Background())
+			return last
+		})
+		if err != nil && n.stop.Err() != nil {
+			return
 		}
 		if err != nil {
 			n.m.notify.WithLabelValues("error").Inc()
@@ -95,17 +95,4 @@ func (n *notifier) loop(t *notifyTarget) {
 		}
 		n.m.notify.WithLabelValues("ok").Inc()
 	}
-}
-
-func (n *notifier) post(u string, body []byte) error {
-	resp, err := n.client.Post(u, "application/json", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s answered %s", u, resp.Status)
-	}
-	return nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/podkit/podkit/election/electiontest"
 	"github.com/podkit/podkit/election/fence"
+	"github.com/podkit/podkit/internal/child"
 )
 
 // proc is one `podkit elect` replica run as a real process, with its own
@@ -139,7 +140,7 @@ func (p *proc) start(t *testing.T) {
 	cmd := exec.Command(os.Args[0], p.args...)
 	cmd.Env = append(os.Environ(), roleEnv+"=podkit")
 	cmd.Stdout, cmd.Stderr = p.log, p.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	child.Prepare(cmd, child.Options{Group: true})
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"k8s.io/client-go/rest"
 
+	"github.com/podkit/podkit/internal/child"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -264,7 +265,7 @@ func Start(t testing.TB) *APIServer {
 		"--etcd-prefix=/registry",
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	child.Prepare(cmd, child.Options{Group: true})
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("kubetest: starting %s: %v", bin, err)
