@@ -99,20 +99,9 @@ func httpGet(url string) (int, string, error) {
 	return resp.StatusCode, string(b), nil
 }
 
-func waitFor(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func waitStatus(t *testing.T, url string, code int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%s to answer %d", url, code), func() bool {
+	testdeps.WaitFor(t, fmt.Sprintf("%s to answer %d", url, code), func() bool {
 		c, _, err := httpGet(url)
 		return err == nil && c == code
 	})
@@ -176,13 +165,13 @@ func TestDrain(t *testing.T) {
 		code, body, err := httpGet("http://" + app + "/slow?d=2s")
 		inflight <- fmt.Sprintf("%d %s %v", code, strings.TrimSpace(body), err)
 	}()
-	waitFor(t, "the slow request to be in flight", func() bool {
+	testdeps.WaitFor(t, "the slow request to be in flight", func() bool {
 		_, body, err := httpGet("http://" + app + "/status")
 		return err == nil && strings.Contains(body, `"in_flight":1`)
 	})
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	waitStatus(t, "http://"+admin+"/readyz", 503)
-	waitFor(t, "new connections to be refused", func() bool {
+	testdeps.WaitFor(t, "new connections to be refused", func() bool {
 		c, err := net.DialTimeout("tcp", app, time.Second)
 		if err != nil {
 			return true
@@ -413,7 +402,7 @@ func TestExitWhenDone(t *testing.T) {
 func TestDemo(t *testing.T) {
 	base := testdeps.FreePortRange(t, 40)
 	p := startPodkit(t, nil, "demo", "--port-base", fmt.Sprint(base))
-	waitFor(t, "the demo table", func() bool { return strings.Contains(p.stdout.String(), "SERVICE") })
+	testdeps.WaitFor(t, "the demo table", func() bool { return strings.Contains(p.stdout.String(), "SERVICE") })
 	// Every URL the demo prints answers.
 	for _, line := range strings.Split(p.stdout.String(), "\n") {
 		i := strings.Index(line, "http://")
@@ -424,7 +413,7 @@ func TestDemo(t *testing.T) {
 		noRedirect := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}}
-		waitFor(t, url, func() bool {
+		testdeps.WaitFor(t, url, func() bool {
 			resp, err := noRedirect.Get(url)
 			if err != nil {
 				return false
