@@ -12,36 +12,29 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/adapter/metrics"
+	"github.com/podkit/podkit/internal/child"
 )
 
 // adapterPeer is a third-party server (nginx, redis-server) the adapter
 // demos run as a child on the demo's ports, stopped when ctx ends.
 type adapterPeer struct {
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *child.Process
 }
 
 // startAdapterPeer runs bin with args and waits until addr accepts
 // connections.
 func startAdapterPeer(ctx context.Context, d *env, addr, bin string, args ...string) (*adapterPeer, error) {
-	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	proc, err := child.Start(exec.Command(bin, args...), child.Options{Group: true})
+	if err != nil {
 		return nil, err
 	}
-	p := &adapterPeer{cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.done) }()
-	d.child(p.done)
+	p := &adapterPeer{proc: proc}
+	d.child(proc.Done())
 	go func() {
 		select {
 		case <-ctx.Done():
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(5 * time.Second):
-				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			}
-		case <-p.done:
+			proc.Stop(syscall.SIGTERM, 5*time.Second)
+		case <-proc.Done():
 		}
 	}()
 	deadline := time.Now().Add(10 * time.Second)
@@ -52,12 +45,12 @@ func startAdapterPeer(ctx context.Context, d *env, addr, bin string, args ...str
 			return p, nil
 		}
 		select {
-		case <-p.done:
+		case <-proc.Done():
 			return nil, fmt.Errorf("%s exited before answering on %s", filepath.Base(bin), addr)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			proc.Kill()
 			return nil, fmt.Errorf("%s did not answer on %s", filepath.Base(bin), addr)
 		}
 	}

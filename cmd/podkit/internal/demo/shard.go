@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/ambassador/shard"
+	"github.com/podkit/podkit/internal/child"
 )
 
 // startShard runs two redis-server shards and podkit shard in front of
@@ -26,10 +27,10 @@ func startShard(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var procs []*exec.Cmd
+	var procs []*child.Process
 	stopAll := func() {
 		for _, p := range procs {
-			p.Process.Signal(syscall.SIGTERM)
+			p.Signal(syscall.SIGTERM)
 			p.Wait()
 		}
 	}
@@ -39,12 +40,12 @@ func startShard(ctx context.Context, d *env) ([]Endpoint, <-chan error, error) {
 		host, port, _ := net.SplitHostPort(addr)
 		cmd := exec.Command(bin, "--port", port, "--bind", host, "--save", "", "--appendonly", "no",
 			"--dir", dir, "--logfile", fmt.Sprintf("%s/redis-%d.log", dir, i))
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
+		p, err := child.Start(cmd, child.Options{})
+		if err != nil {
 			stopAll()
 			return nil, nil, fmt.Errorf("redis-server: %w", err)
 		}
-		procs = append(procs, cmd)
+		procs = append(procs, p)
 		servers = append(servers, fmt.Sprintf("%s:1 shard-%c", addr, 'a'+i))
 	}
 	for _, s := range servers {
