@@ -178,10 +178,21 @@ func (r *Reloader[T]) reload(ctx context.Context, trigger string, force bool) er
 	if !force && sum == r.sum {
 		return nil
 	}
+	v, err := r.spec.Load(ctx)
+	// Files that changed while Load read them (a certificate and its key
+	// replaced one after the other) may have been read half old, half
+	// new: read them again, so that what is remembered is what was read.
+	for range 3 {
+		after := r.filesSum()
+		if after == sum {
+			break
+		}
+		sum = after
+		v, err = r.spec.Load(ctx)
+	}
 	// Remember what was tried, so that a refused version is reported
 	// once, not on every poll; a later change is tried again.
 	r.sum = sum
-	v, err := r.spec.Load(ctx)
 	if err == nil {
 		err = r.spec.Apply(v)
 	}
