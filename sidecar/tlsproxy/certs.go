@@ -2,6 +2,7 @@ package tlsproxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,9 +18,10 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/podkit/podkit/container"
 )
 
 // ErrBadCertificate is returned when a certificate/key pair (or client CA
@@ -57,9 +59,6 @@ type certStore struct {
 	base  *tls.Config // what the listener uses; delegates to cur
 	cur   atomic.Pointer[material]
 	allow allowList
-
-	mu       sync.Mutex // serialises reloads
-	lastSeen [3][32]byte
 }
 
 // newCertStore loads the initial material; an error here is fatal.
@@ -74,22 +73,17 @@ func newCertStore(cfg *Config, alpn []string) (*certStore, error) {
 		}
 		m = &material{cert: cert, leaf: cert.Leaf}
 		if cfg.ClientCA != "" {
-			pool, sum, err := loadCA(cfg.ClientCA)
+			pool, err := loadCA(cfg.ClientCA)
 			if err != nil {
 				return nil, err
 			}
 			m.clientCA = pool
-			// What the watch compares with: an unchanged bundle is
-			// not a reload.
-			s.lastSeen[2] = sum
 		}
 	} else {
 		var err error
-		var sums [3][32]byte
-		if m, sums, err = s.load(); err != nil {
+		if m, err = s.load(); err != nil {
 			return nil, err
 		}
-		s.lastSeen = sums
 	}
 	s.install(m)
 	s.base = &tls.Config{
@@ -135,33 +129,29 @@ func (s *certStore) install(m *material) {
 	s.cur.Store(m)
 }
 
-// load reads the files named in the config and returns new material and
-// the content hashes it came from.
-func (s *certStore) load() (*material, [3][32]byte, error) {
-	var sums [3][32]byte
+// load reads the files named in the config and returns new material.
+func (s *certStore) load() (*material, error) {
 	certPEM, err := os.ReadFile(s.cfg.CertFile)
 	if err != nil {
-		return nil, sums, fmt.Errorf("%w: --cert: %v", ErrBadCertificate, err)
+		return nil, fmt.Errorf("%w: --cert: %v", ErrBadCertificate, err)
 	}
 	keyPEM, err := os.ReadFile(s.cfg.KeyFile)
 	if err != nil {
-		return nil, sums, fmt.Errorf("%w: --key: %v", ErrBadCertificate, err)
+		return nil, fmt.Errorf("%w: --key: %v", ErrBadCertificate, err)
 	}
-	sums[0], sums[1] = sha256.Sum256(certPEM), sha256.Sum256(keyPEM)
 	cert, err := parsePair(certPEM, keyPEM, time.Now())
 	if err != nil {
-		return nil, sums, fmt.Errorf("%w: --cert %s / --key %s: %v", ErrBadCertificate, s.cfg.CertFile, s.cfg.KeyFile, err)
+		return nil, fmt.Errorf("%w: --cert %s / --key %s: %v", ErrBadCertificate, s.cfg.CertFile, s.cfg.KeyFile, err)
 	}
 	m := &material{cert: cert, leaf: cert.Leaf}
 	if s.cfg.ClientCA != "" {
-		pool, sum, err := loadCA(s.cfg.ClientCA)
+		pool, err := loadCA(s.cfg.ClientCA)
 		if err != nil {
-			return nil, sums, err
+			return nil, err
 		}
-		sums[2] = sum
 		m.clientCA = pool
 	}
-	return m, sums, nil
+	return m, nil
 }
 
 // parsePair parses a PEM certificate chain and key and checks that they
@@ -185,65 +175,48 @@ func parsePair(certPEM, keyPEM []byte, now time.Time) (*tls.Certificate, error) 
 	return &cert, nil
 }
 
-func loadCA(path string) (*x509.CertPool, [32]byte, error) {
+func loadCA(path string) (*x509.CertPool, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, [32]byte{}, fmt.Errorf("%w: --client-ca: %v", ErrBadCertificate, err)
+		return nil, fmt.Errorf("%w: --client-ca: %v", ErrBadCertificate, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, [32]byte{}, fmt.Errorf("%w: --client-ca %s: no PEM certificates found", ErrBadCertificate, path)
+		return nil, fmt.Errorf("%w: --client-ca %s: no PEM certificates found", ErrBadCertificate, path)
 	}
-	return pool, sha256.Sum256(b), nil
+	return pool, nil
 }
 
-// reload re-reads the files. force reloads even if their content did not
-// change (SIGHUP). changed reports whether new material was installed.
-func (s *certStore) reload(force bool) (changed bool, err error) {
-	if s.cfg.SelfSigned && s.cfg.ClientCA == "" {
-		return false, nil
+// certFiles are the files a reload reads: with --self-signed only the
+// client CA bundle (the certificate is generated), if any.
+func certFiles(cfg *Config) []string {
+	var out []string
+	if !cfg.SelfSigned {
+		out = append(out, cfg.CertFile, cfg.KeyFile)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cfg.SelfSigned {
-		pool, sum, err := loadCA(s.cfg.ClientCA)
-		if err == nil && !force && sum == s.lastSeen[2] {
-			return false, nil
-		}
-		s.lastSeen[2] = sum
-		if err != nil {
-			return false, err
-		}
-		old := s.cur.Load()
-		s.install(&material{cert: old.cert, leaf: old.leaf, clientCA: pool})
-		return true, nil
+	if cfg.ClientCA != "" {
+		out = append(out, cfg.ClientCA)
 	}
-	if !force {
-		// Cheap check: unchanged bytes, nothing to do.
-		same := true
-		for i, p := range []string{s.cfg.CertFile, s.cfg.KeyFile, s.cfg.ClientCA} {
-			if p == "" {
-				continue
-			}
-			b, err := os.ReadFile(p)
-			if err != nil || sha256.Sum256(b) != s.lastSeen[i] {
-				same = false
-				break
-			}
-		}
-		if same {
-			return false, nil
-		}
+	return out
+}
+
+// reload is a reload's load step: it reads the files again and returns
+// the new material, validated, for install. With --self-signed only the
+// client CA bundle is read, and without --client-ca there is nothing to
+// reload.
+func (s *certStore) reload(context.Context) (*material, error) {
+	if !s.cfg.SelfSigned {
+		return s.load()
 	}
-	m, sums, err := s.load()
-	// Remember what was tried, so a bad pair is reported once, not on
-	// every poll; a later change is tried again.
-	s.lastSeen = sums
+	if s.cfg.ClientCA == "" {
+		return nil, fmt.Errorf("%w: the certificate is generated (--self-signed)", container.ErrUnchanged)
+	}
+	pool, err := loadCA(s.cfg.ClientCA)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	s.install(m)
-	return true, nil
+	old := s.cur.Load()
+	return &material{cert: old.cert, leaf: old.leaf, clientCA: pool}, nil
 }
 
 // current returns the certificate being served.

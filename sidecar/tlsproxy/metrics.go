@@ -17,7 +17,6 @@ type metrics struct {
 	bytesOut      prometheus.Counter
 	backendErrs   *prometheus.CounterVec
 	certExpiry    prometheus.Gauge
-	certReloads   *prometheus.CounterVec
 	rejected      *prometheus.CounterVec
 }
 
@@ -56,9 +55,6 @@ func newMetrics() *metrics {
 		certExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "podkit_tlsproxy_cert_expiry_timestamp_seconds", Help: "Unix time the served certificate expires (NotAfter).",
 		}),
-		certReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "podkit_tlsproxy_cert_reloads_total", Help: "Certificate reloads, by result (ok, error); on error the previous certificate is kept.",
-		}, []string{"result"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podkit_tlsproxy_requests_rejected_total", Help: "HTTP requests answered by the proxy itself, by reason (bad_request, header_too_large, not_implemented, backend).",
 		}, []string{"reason"}),
@@ -71,9 +67,6 @@ func newMetrics() *metrics {
 	for _, k := range []string{"dial", "write", "read", "protocol", "timeout"} {
 		m.backendErrs.WithLabelValues(k)
 	}
-	for _, r := range []string{"ok", "error"} {
-		m.certReloads.WithLabelValues(r)
-	}
 	for _, r := range []string{"bad_request", "header_too_large", "not_implemented", "backend"} {
 		m.rejected.WithLabelValues(r)
 	}
@@ -83,7 +76,7 @@ func newMetrics() *metrics {
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
 		m.open, m.accepted, m.handshakeErrs, m.handshakeDur, m.requestDur, m.connDur,
-		m.bytesIn, m.bytesOut, m.backendErrs, m.certExpiry, m.certReloads, m.rejected,
+		m.bytesIn, m.bytesOut, m.backendErrs, m.certExpiry, m.rejected,
 	} {
 		if err := r.Register(c); err != nil {
 			return err

@@ -61,8 +61,7 @@ type Proxy struct {
 	conns  map[*trackedConn]struct{}
 	connWG sync.WaitGroup
 
-	hupCount  atomic.Int64 // SIGHUP reloads handled, for tests
-	pollCount atomic.Int64 // file change checks made, for tests
+	reloader *container.Reloader[*material] // the certificates'
 
 	gc *gcSettings // applied by Command, for the log
 
@@ -101,6 +100,20 @@ func New(cfg Config) (*Proxy, error) {
 	if p.log == nil {
 		p.log = slog.Default().With("component", "tls-proxy")
 	}
+	// Made before the first load, so that a change during it is seen.
+	p.reloader = container.NewReloader(container.Reload[*material]{
+		Subsystem: "tlsproxy",
+		What:      "certificate",
+		Files:     func() []string { return certFiles(&p.cfg) },
+		Interval:  cfg.WatchInterval,
+		Load:      func(ctx context.Context) (*material, error) { return p.certs.reload(ctx) },
+		Apply:     p.installCert,
+		Attrs: func(m *material) []any {
+			return []any{"subject", m.leaf.Subject.String(), "dns", m.leaf.DNSNames, "uris", sanURIs(m.leaf.URIs),
+				"not_after", m.leaf.NotAfter.UTC().Format(time.RFC3339)}
+		},
+		Logger: p.log,
+	})
 	certs, err := newCertStore(&p.cfg, alpn)
 	if err != nil {
 		return nil, err
@@ -193,10 +206,13 @@ func (p *Proxy) Run(ctx context.Context, h *container.Host) error {
 	})
 
 	// SIGHUP and file changes reload the certificates.
-	hup := h.Reloads()
 	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	go p.watch(watchCtx, hup)
+	reloads, rerr := p.reloader.Start(watchCtx, h)
+	if rerr != nil {
+		stopWatch()
+		return rerr
+	}
+	defer func() { stopWatch(); <-reloads }()
 
 	if p.cfg.Mode == ModeHTTP {
 		p.engine = p.newEngine()
@@ -541,47 +557,14 @@ func (p *Proxy) shutdown(ctx context.Context) {
 	}
 }
 
-// watch reloads the certificates on SIGHUP and when the files change.
-func (p *Proxy) watch(ctx context.Context, hup <-chan struct{}) {
-	var tick <-chan time.Time
-	if p.cfg.WatchInterval > 0 && (!p.cfg.SelfSigned || p.cfg.ClientCA != "") {
-		t := time.NewTicker(p.cfg.WatchInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			p.reload(true, "SIGHUP")
-			p.hupCount.Add(1)
-		case <-tick:
-			p.reload(false, "file change")
-			p.pollCount.Add(1)
-		}
-	}
-}
-
 // Reload re-reads the certificate files now, as SIGHUP does. On error the
 // certificate being served is kept.
-func (p *Proxy) Reload() error { return p.reload(true, "Reload") }
+func (p *Proxy) Reload() error { return p.reloader.Reload(context.Background()) }
 
-func (p *Proxy) reload(force bool, why string) error {
-	changed, err := p.certs.reload(force)
-	if err != nil {
-		p.m.certReloads.WithLabelValues("error").Inc()
-		p.log.Error("certificate reload failed; keeping the current certificate", "trigger", why, "error", err,
-			"current_not_after", p.certs.current().leaf.NotAfter.UTC().Format(time.RFC3339))
-		return err
-	}
-	if changed {
-		p.m.certReloads.WithLabelValues("ok").Inc()
-		p.setCertMetrics()
-		leaf := p.certs.current().leaf
-		p.log.Info("certificate reloaded", "trigger", why, "subject", leaf.Subject.String(),
-			"dns", leaf.DNSNames, "uris", sanURIs(leaf.URIs), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
-	}
+// installCert is a reload's swap step.
+func (p *Proxy) installCert(m *material) error {
+	p.certs.install(m)
+	p.setCertMetrics()
 	return nil
 }
 

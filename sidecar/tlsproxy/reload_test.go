@@ -128,10 +128,12 @@ func TestCertRotationUnderLoad(t *testing.T) {
 				cp, kp, next := ca.issue(leafOpts{cn: "localhost", dns: []string{"localhost"}})
 				sec.write(cp, kp)
 				if trigger == "SIGHUP" {
-					before := r.p.hupCount.Load()
+					// No file watching (WatchInterval 0): only SIGHUP
+					// reloads, and the counter says when it has.
+					before := r.metric(t, `podkit_tlsproxy_reloads_total{result="ok"}`)
 					syscall.Kill(os.Getpid(), syscall.SIGHUP)
 					eventually(t, "SIGHUP handled", func() error {
-						if r.p.hupCount.Load() == before {
+						if r.metric(t, `podkit_tlsproxy_reloads_total{result="ok"}`) == before {
 							return errors.New("not yet")
 						}
 						return nil
@@ -160,8 +162,8 @@ func TestCertRotationUnderLoad(t *testing.T) {
 				t.Error("no request succeeded")
 			}
 			mustGet(t, longLived, "https://"+r.addr+"/after")
-			if v := r.metric(t, `podkit_tlsproxy_cert_reloads_total{result="ok"}`); v != 3 {
-				t.Errorf("cert_reloads_total{ok} = %v, want 3", v)
+			if v := r.metric(t, `podkit_tlsproxy_reloads_total{result="ok"}`); v != 3 {
+				t.Errorf("reloads_total{ok} = %v, want 3", v)
 			}
 		})
 	}
@@ -210,8 +212,8 @@ func TestBadCertificateKept(t *testing.T) {
 			writeAtomic(t, keyFile, tt.key)
 			writeAtomic(t, certFile, tt.cert)
 			eventually(t, "reload rejected", func() error {
-				if v := r.metric(t, `podkit_tlsproxy_cert_reloads_total{result="error"}`); v < float64(i+1) {
-					return fmt.Errorf("cert_reloads_total{error} = %v", v)
+				if v := r.metric(t, `podkit_tlsproxy_reloads_total{result="error"}`); v < float64(i+1) {
+					return fmt.Errorf("reloads_total{error} = %v", v)
 				}
 				return nil
 			})
@@ -232,8 +234,8 @@ func TestBadCertificateKept(t *testing.T) {
 	writeAtomic(t, keyFile, otherKey)
 	writeAtomic(t, certFile, otherCert)
 	eventually(t, "good pair after bad ones", func() error {
-		if v := r.metric(t, `podkit_tlsproxy_cert_reloads_total{result="ok"}`); v < 1 {
-			return fmt.Errorf("cert_reloads_total{ok} = %v", v)
+		if v := r.metric(t, `podkit_tlsproxy_reloads_total{result="ok"}`); v < 1 {
+			return fmt.Errorf("reloads_total{ok} = %v", v)
 		}
 		return nil
 	})
@@ -289,8 +291,10 @@ func TestSessionResumption(t *testing.T) {
 }
 
 // TestSelfSignedClientCAWatch: with --self-signed --client-ca only the CA
-// bundle is watched. Polls that find it unchanged reload nothing and log
-// nothing; a changed bundle is reloaded and logged once.
+// bundle is watched. The bundle written again with the same bytes reloads
+// nothing and logs nothing; a changed bundle is reloaded and logged once.
+// (That polls of an unchanged file load nothing at all is the container's
+// Reloader's, tested there.)
 func TestSelfSignedClientCAWatch(t *testing.T) {
 	clientCA := newPKI(t, "client CA")
 	caFile := filepath.Join(t.TempDir(), "clients.pem")
@@ -303,35 +307,40 @@ func TestSelfSignedClientCAWatch(t *testing.T) {
 	cfg.WatchInterval = 5 * time.Millisecond
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	r := startProxy(t, cfg)
-	eventually(t, "five polls of the unchanged bundle", func() error {
-		if n := r.p.pollCount.Load(); n < 5 {
-			return fmt.Errorf("%d polls", n)
+	ok := func() float64 { return r.metric(t, `podkit_tlsproxy_reloads_total{result="ok"}`) }
+	for i, next := range [][]byte{newPKI(t, "new client CA").pem, newPKI(t, "third client CA").pem} {
+		prev, _ := os.ReadFile(caFile)
+		writeAtomic(t, caFile, prev) // the same bundle again
+		writeAtomic(t, caFile, next) // a new one
+		eventually(t, "the new bundle reloaded", func() error {
+			if v := ok(); v != float64(i+1) {
+				return fmt.Errorf(`reloads_total{result="ok"} = %v, want %d`, v, i+1)
+			}
+			return nil
+		})
+	}
+	for _, res := range []string{"error", "unchanged"} {
+		if v := r.metric(t, `podkit_tlsproxy_reloads_total{result="`+res+`"}`); v != 0 {
+			t.Errorf(`reloads_total{result=%q} = %v, want 0`, res, v)
 		}
-		return nil
-	})
-	if v := r.metric(t, `podkit_tlsproxy_cert_reloads_total{result="ok"}`); v != 0 {
-		t.Errorf(`cert_reloads_total{result="ok"} = %v with nothing changed, want 0`, v)
 	}
-	if n := strings.Count(logs.String(), "certificate reloaded"); n != 0 {
-		t.Errorf("%d reloads logged with nothing changed:\n%s", n, logs.String())
+	if n := strings.Count(logs.String(), "certificate reloaded"); n != 2 {
+		t.Errorf("%d reloads logged for two changes, want 2:\n%s", n, logs.String())
 	}
+}
 
-	// A new bundle is picked up, and said so once.
-	writeAtomic(t, caFile, newPKI(t, "new client CA").pem)
-	eventually(t, "the new bundle reloaded", func() error {
-		if v := r.metric(t, `podkit_tlsproxy_cert_reloads_total{result="ok"}`); v != 1 {
-			return fmt.Errorf(`cert_reloads_total{result="ok"} = %v`, v)
-		}
-		return nil
-	})
-	polls := r.p.pollCount.Load()
-	eventually(t, "five more polls", func() error {
-		if n := r.p.pollCount.Load(); n < polls+5 {
-			return fmt.Errorf("%d polls", n-polls)
-		}
-		return nil
-	})
-	if n := strings.Count(logs.String(), "certificate reloaded"); n != 1 {
-		t.Errorf("%d reloads logged for one change, want 1:\n%s", n, logs.String())
+// TestSelfSignedSIGHUP: with --self-signed and no --client-ca there is
+// nothing to reload; Reload (as SIGHUP) says so and counts it as
+// unchanged.
+func TestSelfSignedSIGHUP(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Target = echoBackend(t)
+	cfg.SelfSigned = true
+	r := startProxy(t, cfg)
+	if err := r.p.Reload(); err != nil {
+		t.Fatalf("Reload = %v, want nil", err)
+	}
+	if v := r.metric(t, `podkit_tlsproxy_reloads_total{result="unchanged"}`); v != 1 {
+		t.Errorf(`reloads_total{result="unchanged"} = %v, want 1`, v)
 	}
 }
