@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/election/electiontest"
 	"github.com/podkit/podkit/internal/kubetest"
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 func TestBadInput(t *testing.T) {
@@ -112,17 +114,10 @@ func pauseLeader(t *testing.T, ps []*proc) {
 	time.Sleep(300 * time.Millisecond) // well past the lease
 	old.signal(syscall.SIGCONT)
 
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testdeps.WaitFor(t, fmt.Sprintf("the resumed replica %s to learn it was demoted (a leader at epoch %d or later)", old.id, epoch2), func() bool {
 		j, err := old.leader()
-		if err == nil && !j.Self && j.Leader != "" && j.Epoch >= epoch2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the resumed replica %s did not learn it was demoted: %+v %v", old.id, j, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && !j.Self && j.Leader != "" && j.Epoch >= epoch2
+	})
 	if code, err := res.write(old.id, epoch); err != nil || code != http.StatusConflict {
 		t.Errorf("write by the deposed leader at epoch %d: %d %v; want 409", epoch, code, err)
 	}
@@ -275,17 +270,10 @@ func TestAPI(t *testing.T) {
 	// Readiness follows leadership.
 	waitCode := func(p *proc, want int) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testdeps.WaitFor(t, fmt.Sprintf("%s /readyz to answer %d", p.id, want), func() bool {
 			code, _, err := get("http://" + p.admin + "/readyz")
-			if err == nil && code == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s /readyz = %d (%v), want %d", p.id, code, err, want)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err == nil && code == want
+		})
 	}
 	waitCode(leader, 200)
 	waitCode(follower, 503)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // containerLines are the contract's own lines (container.Run logs them
@@ -89,13 +90,12 @@ func TestCommandLinesNameTheReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(out.String(), `"msg":"leading"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the single replica did not lead within a minute:\n%s", out.String())
+	defer func() {
+		if t.Failed() {
+			t.Logf("output:\n%s", out.String())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	}()
+	testdeps.WaitFor(t, "the single replica to lead", func() bool { return strings.Contains(out.String(), `"msg":"leading"`) })
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit: %v\n%s", err, out.String())
