@@ -10,6 +10,8 @@ import (
 	"io"
 	"math"
 	"strconv"
+
+	"github.com/podkit/podkit/internal/frame"
 )
 
 // ErrProtocol is wrapped by every error about malformed input.
@@ -34,20 +36,13 @@ var DefaultLimits = Limits{MaxBulk: 64 << 20, MaxArgs: 1 << 20, MaxInline: 64 <<
 
 // Reader reads RESP frames from an io.Reader through its own buffer.
 type Reader struct {
-	rd     io.Reader
-	buf    []byte
-	r, w   int
+	in     frame.Reader
 	limits Limits
 	args   [][]byte
-	err    error // sticky read error
-	need   int   // bytes the last Try call found missing
 }
 
 // NewReader returns a Reader with an initial buffer of size bytes.
 func NewReader(rd io.Reader, size int, limits Limits) *Reader {
-	if size < 512 {
-		size = 512
-	}
 	if limits.MaxBulk <= 0 {
 		limits.MaxBulk = DefaultLimits.MaxBulk
 	}
@@ -57,54 +52,17 @@ func NewReader(rd io.Reader, size int, limits Limits) *Reader {
 	if limits.MaxInline <= 0 {
 		limits.MaxInline = DefaultLimits.MaxInline
 	}
-	return &Reader{rd: rd, buf: make([]byte, size), limits: limits}
+	r := &Reader{limits: limits}
+	r.in.Init(rd, size)
+	return r
 }
 
 // Reset makes r read from rd, dropping anything buffered.
-func (r *Reader) Reset(rd io.Reader) {
-	r.rd, r.r, r.w, r.err = rd, 0, 0, nil
-}
+func (r *Reader) Reset(rd io.Reader) { r.in.Reset(rd) }
 
 // Buffered is the number of bytes read from the connection and not yet
 // returned as a frame.
-func (r *Reader) Buffered() int { return r.w - r.r }
-
-// room compacts or grows the buffer so that need more bytes fit.
-func (r *Reader) room(need int) {
-	if r.r > 0 && (r.r == r.w || len(r.buf)-r.w < need) {
-		n := copy(r.buf, r.buf[r.r:r.w])
-		r.r, r.w = 0, n
-	}
-	if len(r.buf)-r.w < need {
-		nb := make([]byte, max(2*len(r.buf), r.w+need))
-		copy(nb, r.buf[:r.w])
-		r.buf = nb
-	}
-}
-
-// fill reads more input, making room for at least need more bytes.
-func (r *Reader) fill(need int) error {
-	if r.err != nil {
-		return r.err
-	}
-	r.room(need)
-	for range 100 {
-		n, err := r.rd.Read(r.buf[r.w:])
-		r.w += n
-		if err != nil {
-			r.err = err
-			if n > 0 {
-				return nil
-			}
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
-	}
-	r.err = io.ErrNoProgress
-	return r.err
-}
+func (r *Reader) Buffered() int { return r.in.Buffered() }
 
 // ReadCommand reads one client command, an array of bulk strings or an
 // inline command, and returns its arguments and its raw bytes. Both alias
@@ -112,28 +70,22 @@ func (r *Reader) fill(need int) error {
 // line is skipped.
 func (r *Reader) ReadCommand() (args [][]byte, raw []byte, err error) {
 	for {
-		if r.r < r.w {
-			n, need, args, err := r.parseCommand(r.buf[r.r:r.w])
+		need := 1
+		if r.in.Buffered() > 0 {
+			var n int
+			n, need, args, err = r.parseCommand(r.in.Bytes())
 			if err != nil {
 				return nil, nil, err
 			}
 			if n > 0 {
-				raw = r.buf[r.r : r.r+n]
-				r.r += n
+				raw = r.in.Next(n)
 				if len(args) == 0 {
 					continue // empty inline line
 				}
 				return args, raw, nil
 			}
-			if err := r.fill(need); err != nil {
-				if err == io.EOF && r.w > r.r {
-					err = io.ErrUnexpectedEOF
-				}
-				return nil, nil, err
-			}
-			continue
 		}
-		if err := r.fill(1); err != nil {
+		if err := r.in.More(need); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -235,25 +187,19 @@ func (r *Reader) parseInline(b []byte, args [][]byte) (n, need int, _ [][]byte, 
 // sets included, and returns its raw bytes (valid until the next call).
 func (r *Reader) ReadReply() ([]byte, error) {
 	for {
-		if r.r < r.w {
-			n, need, err := r.scanValue(r.buf[r.r:r.w], 0, 0)
+		need := 1
+		if r.in.Buffered() > 0 {
+			var n int
+			var err error
+			n, need, err = r.scanValue(r.in.Bytes(), 0, 0)
 			if err != nil {
 				return nil, err
 			}
 			if n > 0 {
-				raw := r.buf[r.r : r.r+n]
-				r.r += n
-				return raw, nil
+				return r.in.Next(n), nil
 			}
-			if err := r.fill(need); err != nil {
-				if err == io.EOF && r.w > r.r {
-					err = io.ErrUnexpectedEOF
-				}
-				return nil, err
-			}
-			continue
 		}
-		if err := r.fill(1); err != nil {
+		if err := r.in.More(need); err != nil {
 			return nil, err
 		}
 	}
@@ -476,17 +422,16 @@ func AppendCommand(b []byte, args ...[]byte) []byte {
 // returns ok false when no complete command is buffered. Earlier
 // commands' slices stay valid (the buffer is not moved).
 func (r *Reader) TryCommand() (args [][]byte, raw []byte, ok bool, err error) {
-	for r.r < r.w {
-		n, need, args, err := r.parseCommand(r.buf[r.r:r.w])
+	for r.in.Buffered() > 0 {
+		n, need, args, err := r.parseCommand(r.in.Bytes())
 		if err != nil {
 			return nil, nil, false, err
 		}
 		if n == 0 {
-			r.need = need
+			r.in.Want(need)
 			return nil, nil, false, nil
 		}
-		raw = r.buf[r.r : r.r+n]
-		r.r += n
+		raw = r.in.Next(n)
 		if len(args) > 0 {
 			return args, raw, true, nil
 		}
@@ -497,18 +442,16 @@ func (r *Reader) TryCommand() (args [][]byte, raw []byte, ok bool, err error) {
 // TryReply is ReadReply without reading from the connection: it returns
 // ok false when no complete reply is buffered.
 func (r *Reader) TryReply() (raw []byte, ok bool, err error) {
-	if r.r == r.w {
-		r.need = 1
+	if r.in.Buffered() == 0 {
+		r.in.Want(1)
 		return nil, false, nil
 	}
-	n, need, err := r.scanValue(r.buf[r.r:r.w], 0, 0)
+	n, need, err := r.scanValue(r.in.Bytes(), 0, 0)
 	if err != nil || n == 0 {
-		r.need = need
+		r.in.Want(need)
 		return nil, false, err
 	}
-	raw = r.buf[r.r : r.r+n]
-	r.r += n
-	return raw, true, nil
+	return r.in.Next(n), true, nil
 }
 
 // Fill reads from the connection once, into room for at least the bytes
@@ -517,32 +460,21 @@ func (r *Reader) TryReply() (raw []byte, ok bool, err error) {
 // and whether they filled the free space (more may be waiting). Unlike
 // the Read methods it does not keep the error: a non-blocking reader's
 // "try again" is just returned.
-func (r *Reader) Fill() (n int, full bool, err error) {
-	r.room(max(r.need, 1))
-	free := len(r.buf) - r.w
-	n, err = r.rd.Read(r.buf[r.w:])
-	if n < 0 || n > free {
-		return 0, false, io.ErrShortBuffer
-	}
-	r.w += n
-	return n, n == free, err
-}
+func (r *Reader) Fill() (n int, full bool, err error) { return r.in.Fill() }
 
 // TryReplies is TryReply for n replies in a row, returned as one slice.
 func (r *Reader) TryReplies(n int) (raw []byte, ok bool, err error) {
-	b := r.buf[r.r:r.w]
+	b := r.in.Bytes()
 	pos := 0
 	for range n {
 		end, need, err := r.scanValue(b, pos, 0)
 		if err != nil || end == 0 {
-			r.need = need
+			r.in.Want(need)
 			return nil, false, err
 		}
 		pos = end
 	}
-	raw = b[:pos]
-	r.r += pos
-	return raw, true, nil
+	return r.in.Next(pos), true, nil
 }
 
 // LastValue returns the last complete value of raw, a run of replies

@@ -274,6 +274,68 @@ func FuzzTry(f *testing.F) {
 
 // tryRepliesFrom runs TryReplies(n) over b as buffered input.
 func (r *Reader) tryRepliesFrom(b []byte, n int) ([]byte, bool, error) {
-	r.buf, r.r, r.w = bytes.Clone(b), 0, len(b)
+	r.Reset(bytes.NewReader(b))
+	for r.Buffered() < len(b) {
+		if _, _, err := r.Fill(); err != nil {
+			return nil, false, err
+		}
+	}
 	return r.TryReplies(n)
+}
+
+// loopSource returns chunk on every Read, as a busy connection would.
+type loopSource struct{ chunk []byte }
+
+func (s *loopSource) Read(p []byte) (int, error) { return copy(p, s.chunk), nil }
+
+// BenchmarkTryCommand is the shard's client path: take the buffered
+// commands, then read once more.
+func BenchmarkTryCommand(b *testing.B) {
+	var chunk []byte
+	for range 16 {
+		chunk = AppendCommand(chunk, []byte("GET"), []byte("key:000123"))
+	}
+	rd := NewReader(&loopSource{chunk}, 16<<10, DefaultLimits)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		for {
+			_, _, ok, err := rd.TryCommand()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+		}
+		if _, _, err := rd.Fill(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkTryReply is the shard's server path: take the buffered
+// replies, then read once more.
+func BenchmarkTryReply(b *testing.B) {
+	var chunk []byte
+	for range 16 {
+		chunk = append(chunk, "$10\r\nvalue:0001\r\n"...)
+	}
+	rd := NewReader(&loopSource{chunk}, 16<<10, DefaultLimits)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		for {
+			_, ok, err := rd.TryReply()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+		}
+		if _, _, err := rd.Fill(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/podkit/podkit/internal/frame"
 )
 
 // ErrProtocol is wrapped by every error about malformed input. After a
@@ -78,20 +80,14 @@ var DefaultLimits = Limits{MaxValue: 1 << 20, MaxLine: 64 << 10, MaxKeys: 1 << 1
 
 // Reader reads requests or replies from an io.Reader.
 type Reader struct {
-	rd     io.Reader
-	buf    []byte
-	r, w   int
+	in     frame.Reader
 	limits Limits
 	req    Request
-	err    error
-	need   int // bytes the last Try call found missing
+	toks   [][]byte // the request line's tokens, name first
 }
 
 // NewReader returns a Reader with an initial buffer of size bytes.
 func NewReader(rd io.Reader, size int, limits Limits) *Reader {
-	if size < 512 {
-		size = 512
-	}
 	if limits.MaxValue <= 0 {
 		limits.MaxValue = DefaultLimits.MaxValue
 	}
@@ -101,58 +97,26 @@ func NewReader(rd io.Reader, size int, limits Limits) *Reader {
 	if limits.MaxKeys <= 0 {
 		limits.MaxKeys = DefaultLimits.MaxKeys
 	}
-	return &Reader{rd: rd, buf: make([]byte, size), limits: limits}
+	r := &Reader{limits: limits}
+	r.in.Init(rd, size)
+	return r
 }
 
 // Buffered is the number of bytes read and not yet returned.
-func (r *Reader) Buffered() int { return r.w - r.r }
-
-// room compacts or grows the buffer so that need more bytes fit.
-func (r *Reader) room(need int) {
-	if r.r > 0 && (r.r == r.w || len(r.buf)-r.w < need) {
-		n := copy(r.buf, r.buf[r.r:r.w])
-		r.r, r.w = 0, n
-	}
-	if len(r.buf)-r.w < need {
-		nb := make([]byte, max(2*len(r.buf), r.w+need))
-		copy(nb, r.buf[:r.w])
-		r.buf = nb
-	}
-}
-
-func (r *Reader) fill(need int) error {
-	if r.err != nil {
-		return r.err
-	}
-	r.room(need)
-	for range 100 {
-		n, err := r.rd.Read(r.buf[r.w:])
-		r.w += n
-		if err != nil {
-			r.err = err
-			if n > 0 {
-				return nil
-			}
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
-	}
-	r.err = io.ErrNoProgress
-	return r.err
-}
+func (r *Reader) Buffered() int { return r.in.Buffered() }
 
 // ReadRequest reads one request. The Request and its slices are valid
 // until the next call. A line error (ErrUnknownCommand, ErrBadLine) has
 // consumed the line; the next call reads the next request.
 func (r *Reader) ReadRequest() (*Request, error) {
 	for {
-		if r.r < r.w {
-			n, need, err := r.parseRequest(r.buf[r.r:r.w])
+		need := 1
+		if r.in.Buffered() > 0 {
+			var n int
+			var err error
+			n, need, err = r.parseRequest(r.in.Bytes())
 			if n > 0 {
-				r.req.Raw = r.buf[r.r : r.r+n]
-				r.r += n
+				r.req.Raw = r.in.Next(n)
 			}
 			if err != nil {
 				return nil, err
@@ -163,15 +127,8 @@ func (r *Reader) ReadRequest() (*Request, error) {
 				}
 				return &r.req, nil
 			}
-			if err := r.fill(need); err != nil {
-				if err == io.EOF && r.w > r.r {
-					err = io.ErrUnexpectedEOF
-				}
-				return nil, err
-			}
-			continue
 		}
-		if err := r.fill(1); err != nil {
+		if err := r.in.More(need); err != nil {
 			return nil, err
 		}
 	}
@@ -192,16 +149,18 @@ func (r *Reader) parseRequest(b []byte) (n, need int, err error) {
 		line = line[:len(line)-1]
 	}
 	q := &r.req
-	args := q.Args[:0]
+	var args [][]byte
 	keys := q.Keys[:0]
 	*q = Request{Line: line}
 	defer func() { q.Args, q.Keys = args, keys }()
-	args = tokens(line, args)
-	if len(args) == 0 {
+	// r.toks keeps the tokens' full capacity for the next request (Args
+	// starts after the name).
+	r.toks = tokens(line, r.toks[:0])
+	if len(r.toks) == 0 {
 		return nl + 1, 0, nil
 	}
-	q.Name = args[0]
-	args = args[1:]
+	q.Name = r.toks[0]
+	args = r.toks[1:]
 	lineLen := nl + 1
 	switch string(q.Name) {
 	case "get", "gets", "gat", "gats":
@@ -345,25 +304,19 @@ func (r *Reader) ReadLineReply() ([]byte, error) {
 
 func (r *Reader) readReply(scan func(b []byte, l Limits) (int, int, error)) ([]byte, error) {
 	for {
-		if r.r < r.w {
-			n, need, err := scan(r.buf[r.r:r.w], r.limits)
+		need := 1
+		if r.in.Buffered() > 0 {
+			var n int
+			var err error
+			n, need, err = scan(r.in.Bytes(), r.limits)
 			if err != nil {
 				return nil, err
 			}
 			if n > 0 {
-				raw := r.buf[r.r : r.r+n]
-				r.r += n
-				return raw, nil
+				return r.in.Next(n), nil
 			}
-			if err := r.fill(need); err != nil {
-				if err == io.EOF && r.w > r.r {
-					err = io.ErrUnexpectedEOF
-				}
-				return nil, err
-			}
-			continue
 		}
-		if err := r.fill(1); err != nil {
+		if err := r.in.More(need); err != nil {
 			return nil, err
 		}
 	}
@@ -379,7 +332,8 @@ func scanMeta(b []byte, l Limits) (int, int, error) {
 	}
 	if len(b) >= 3 && b[0] == 'V' && b[1] == 'A' && b[2] == ' ' {
 		line := bytes.TrimRight(b[:nl], "\r")
-		toks := tokens(line, nil)
+		var buf [8][]byte
+		toks := tokens(line, buf[:0])
 		if len(toks) < 2 {
 			return 0, 0, fmt.Errorf("%w: bad VA line", ErrProtocol)
 		}
@@ -412,7 +366,8 @@ func scanValues(b []byte, l Limits) (int, int, error) {
 			// END, or an error line (ERROR, CLIENT_ERROR, SERVER_ERROR).
 			return next, 0, nil
 		}
-		toks := tokens(bytes.TrimRight(line, "\r"), nil)
+		var buf [8][]byte
+		toks := tokens(bytes.TrimRight(line, "\r"), buf[:0])
 		if len(toks) < 4 {
 			return 0, 0, fmt.Errorf("%w: bad VALUE line", ErrProtocol)
 		}
@@ -446,7 +401,8 @@ func SplitValues(raw []byte, vals []Value) (_ []Value, ok bool) {
 		if !bytes.HasPrefix(line, []byte("VALUE ")) {
 			return vals, bytes.Equal(bytes.TrimRight(line, "\r"), []byte("END"))
 		}
-		toks := tokens(bytes.TrimRight(line, "\r"), nil)
+		var buf [8][]byte
+		toks := tokens(bytes.TrimRight(line, "\r"), buf[:0])
 		if len(toks) < 4 {
 			return vals, false
 		}
@@ -504,17 +460,16 @@ func isNumber(b []byte) bool {
 // returns nil and no error when no complete request is buffered. Earlier
 // requests' slices stay valid, but the Request itself is reused.
 func (r *Reader) TryRequest() (*Request, error) {
-	for r.r < r.w {
-		n, need, err := r.parseRequest(r.buf[r.r:r.w])
+	for r.in.Buffered() > 0 {
+		n, need, err := r.parseRequest(r.in.Bytes())
 		if n > 0 {
-			r.req.Raw = r.buf[r.r : r.r+n]
-			r.r += n
+			r.req.Raw = r.in.Next(n)
 		}
 		if err != nil {
 			return nil, err
 		}
 		if n == 0 {
-			r.need = need
+			r.in.Want(need)
 			return nil, nil
 		}
 		if len(r.req.Name) > 0 {
@@ -527,10 +482,10 @@ func (r *Reader) TryRequest() (*Request, error) {
 // Wait blocks until input is buffered, or returns the read error (io.EOF
 // when the peer closed).
 func (r *Reader) Wait() error {
-	if r.r < r.w {
+	if r.in.Buffered() > 0 {
 		return nil
 	}
-	return r.fill(1)
+	return r.in.More(1)
 }
 
 // TryValueReply is ReadValueReply without reading from the connection:
@@ -568,31 +523,20 @@ func scanThroughMN(b []byte, l Limits) (int, int, error) {
 }
 
 func (r *Reader) tryReply(scan func(b []byte, l Limits) (int, int, error)) ([]byte, bool, error) {
-	if r.r == r.w {
-		r.need = 1
+	if r.in.Buffered() == 0 {
+		r.in.Want(1)
 		return nil, false, nil
 	}
-	n, need, err := scan(r.buf[r.r:r.w], r.limits)
+	n, need, err := scan(r.in.Bytes(), r.limits)
 	if err != nil || n == 0 {
-		r.need = need
+		r.in.Want(need)
 		return nil, false, err
 	}
-	raw := r.buf[r.r : r.r+n]
-	r.r += n
-	return raw, true, nil
+	return r.in.Next(n), true, nil
 }
 
 // Fill reads from the connection once, into room for at least the bytes
 // the last Try call found missing; it may move the buffer. It reports how
 // many bytes it read and whether they filled the free space. Unlike the
 // Read methods it does not keep the error.
-func (r *Reader) Fill() (n int, full bool, err error) {
-	r.room(max(r.need, 1))
-	free := len(r.buf) - r.w
-	n, err = r.rd.Read(r.buf[r.w:])
-	if n < 0 || n > free {
-		return 0, false, io.ErrShortBuffer
-	}
-	r.w += n
-	return n, n == free, err
-}
+func (r *Reader) Fill() (n int, full bool, err error) { return r.in.Fill() }

@@ -278,3 +278,54 @@ func FuzzTry(f *testing.F) {
 		}
 	})
 }
+
+// loopSource returns chunk on every Read, as a busy connection would.
+type loopSource struct{ chunk []byte }
+
+func (s *loopSource) Read(p []byte) (int, error) { return copy(p, s.chunk), nil }
+
+// BenchmarkTryRequest is the shard's client path: take the buffered
+// requests, then read once more.
+func BenchmarkTryRequest(b *testing.B) {
+	chunk := []byte(strings.Repeat("get key:000123\r\n", 16))
+	rd := NewReader(&loopSource{chunk}, 16<<10, DefaultLimits)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		for {
+			req, err := rd.TryRequest()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if req == nil {
+				break
+			}
+		}
+		if _, _, err := rd.Fill(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkTryValueReply is the shard's server path: take the buffered
+// replies, then read once more.
+func BenchmarkTryValueReply(b *testing.B) {
+	chunk := []byte(strings.Repeat("VALUE key:000123 0 10\r\nvalue:0001\r\nEND\r\n", 16))
+	rd := NewReader(&loopSource{chunk}, 16<<10, DefaultLimits)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		for {
+			_, ok, err := rd.TryValueReply()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+		}
+		if _, _, err := rd.Fill(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
