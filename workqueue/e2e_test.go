@@ -420,12 +420,12 @@ func TestWorkerWaitsOutAnUnreachableQueue(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	waitUntil(t, "the worker's failure line", func() bool { return w.Count(`"msg":"queue requests failing; retrying"`) == 1 })
-	waitUntil(t, "/readyz 503", func() bool { code, _ := get("/readyz"); return code == 503 })
+	testdeps.WaitFor(t, "the worker's failure line", func() bool { return w.Count(`"msg":"queue requests failing; retrying"`) == 1 })
+	testdeps.WaitFor(t, "/readyz 503", func() bool { code, _ := get("/readyz"); return code == 503 })
 	if code, body := get("/healthz?verbose"); code != 503 || !strings.Contains(body, `"queue `+queueURL+`"`) || !strings.Contains(body, "connection refused") {
 		t.Errorf("/healthz?verbose: %d %s", code, body)
 	}
-	waitUntil(t, "the error metric", func() bool {
+	testdeps.WaitFor(t, "the error metric", func() bool {
 		_, m := get("/metrics")
 		return strings.Contains(m, `podkit_worker_queue_errors_total{reason="unreachable"}`)
 	})
@@ -436,8 +436,8 @@ func TestWorkerWaitsOutAnUnreachableQueue(t *testing.T) {
 	}
 
 	startQueue(t, bin, addr, t.TempDir())
-	waitUntil(t, "the recovery line", func() bool { return w.Count(`"msg":"queue requests work again"`) == 1 })
-	waitUntil(t, "/readyz 200", func() bool { code, _ := get("/readyz"); return code == 200 })
+	testdeps.WaitFor(t, "the recovery line", func() bool { return w.Count(`"msg":"queue requests work again"`) == 1 })
+	testdeps.WaitFor(t, "/readyz 200", func() bool { code, _ := get("/readyz"); return code == 200 })
 	c := client.New("http://"+addr, nil)
 	if _, err := c.Enqueue(context.Background(), "later", []client.Item{{Payload: json.RawMessage(`1`)}}); err != nil {
 		t.Fatal(err)
@@ -445,13 +445,3 @@ func TestWorkerWaitsOutAnUnreachableQueue(t *testing.T) {
 	waitDrained(t, c, "later", 30*time.Second)
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
