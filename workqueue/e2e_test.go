@@ -444,4 +444,3 @@ func TestWorkerWaitsOutAnUnreachableQueue(t *testing.T) {
 	}
 	waitDrained(t, c, "later", 30*time.Second)
 }
-
