@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/podkit/podkit/adapter/internal/dbwire"
@@ -200,9 +201,20 @@ func (e expectation) String() string {
 type Adapter struct {
 	cfg Config
 	chk *checker
+
+	addrMu sync.Mutex
+	addr   net.Addr // the health endpoints', once Run listens
 }
 
 var _ container.Component = (*Adapter)(nil)
+
+// Addr returns the bound address of the health endpoints' listener
+// (--listen, or Config.Listener), or nil before Run listens.
+func (a *Adapter) Addr() net.Addr {
+	a.addrMu.Lock()
+	defer a.addrMu.Unlock()
+	return a.addr
+}
 
 // New validates cfg and returns an Adapter.
 func New(cfg Config) (*Adapter, error) {
@@ -269,6 +281,9 @@ func (a *Adapter) Run(ctx context.Context, h *container.Host) error {
 			return fmt.Errorf("--listen: %w", err)
 		}
 	}
+	a.addrMu.Lock()
+	a.addr = ln.Addr()
+	a.addrMu.Unlock()
 	checkCtx, stop := context.WithCancel(context.Background())
 	defer stop()
 	done := make(chan struct{})

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -14,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podkit/podkit/adapter/internal/adaptertest"
 	"github.com/podkit/podkit/adapter/internal/dbwire"
 	"github.com/podkit/podkit/cli"
-	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -29,45 +28,21 @@ type running struct {
 // its admin listener on a free port.
 func start(t *testing.T, cfg Config) running {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln, adminLn := adaptertest.Listen(t), adaptertest.Listen(t)
 	cfg.Listener = ln
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &testdeps.Buffer{}
-	o := container.DefaultOptions()
-	o.AdminListener = adminLn
-	o.AdminAddr = adminLn.Addr().String()
-	o.DrainDelay = 0
-	o.DrainTimeout = 5 * time.Second
-	o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- container.Run(ctx, a, o) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("adapter stopped with %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("adapter did not stop")
-		}
-	})
+	logs := adaptertest.Run(t, a, adminLn)
 	r := running{base: "http://" + ln.Addr().String(), admin: "http://" + adminLn.Addr().String(), logs: logs}
-	waitFor(t, "the adapter to answer /livez", func() bool {
+	testdeps.WaitFor(t, "the adapter to answer /livez", func() bool {
 		code, _ := get(t, r.base+"/livez")
 		return code == 200
 	})
+	if got := a.Addr(); got == nil || got.String() != ln.Addr().String() {
+		t.Fatalf("Addr() = %v, want the listener's %v", got, ln.Addr())
+	}
 	return r
 }
 
@@ -92,17 +67,6 @@ func get(t *testing.T, url string) (int, map[string]any) {
 		body = map[string]any{"text": string(b)}
 	}
 	return resp.StatusCode, body
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // waitStatus polls url until it answers code, and returns the last body.
@@ -258,7 +222,7 @@ func TestUnreachable(t *testing.T) {
 	ln.Close() // nothing listens there now
 	r := start(t, fast(Config{Redis: addr}))
 	body := waitStatus(t, r.base+"/readyz", 503)
-	waitFor(t, "a failed check", func() bool {
+	testdeps.WaitFor(t, "a failed check", func() bool {
 		_, body = get(t, r.base+"/readyz")
 		return reason(body) == ReasonConnect
 	})
@@ -352,7 +316,7 @@ func TestRedisReplica(t *testing.T) {
 	host, port, _ := net.SplitHostPort(primary)
 	replica := testdeps.StartRedis(t, "--replicaof", host, port)
 	r := start(t, fast(Config{Redis: replica}))
-	waitFor(t, "the replica to link", func() bool {
+	testdeps.WaitFor(t, "the replica to link", func() bool {
 		code, body := get(t, r.base+"/readyz?lag=1h")
 		last, _ := body["last"].(map[string]any)
 		return code == 200 && last["replica"] == true
@@ -408,21 +372,21 @@ func TestMariaDB(t *testing.T) {
 	})
 	t.Run("expect mismatch", func(t *testing.T) {
 		r := start(t, cfg("SELECT 1", "2", 0))
-		waitFor(t, "a failed check", func() bool {
+		testdeps.WaitFor(t, "a failed check", func() bool {
 			_, body := get(t, r.base+"/readyz")
 			return reason(body) == ReasonExpect
 		})
 	})
 	t.Run("max latency", func(t *testing.T) {
 		r := start(t, cfg("SELECT SLEEP(0.3)", "", 50*time.Millisecond))
-		waitFor(t, "a slow check", func() bool {
+		testdeps.WaitFor(t, "a slow check", func() bool {
 			_, body := get(t, r.base+"/readyz")
 			return reason(body) == ReasonLatency
 		})
 	})
 	t.Run("query error", func(t *testing.T) {
 		r := start(t, cfg("SELECT * FROM no_such_table", "", 0))
-		waitFor(t, "a failed query", func() bool {
+		testdeps.WaitFor(t, "a failed query", func() bool {
 			_, body := get(t, r.base+"/readyz")
 			return reason(body) == ReasonQuery
 		})
@@ -467,7 +431,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("timeout", func(t *testing.T) {
 		c := fast(Config{Postgres: dsn, Query: "SELECT pg_sleep(5)"})
 		r := start(t, c)
-		waitFor(t, "a check to time out", func() bool {
+		testdeps.WaitFor(t, "a check to time out", func() bool {
 			_, body := get(t, r.base+"/readyz")
 			return reason(body) == ReasonTimeout
 		})
@@ -482,29 +446,12 @@ func TestRedisWrongPassword(t *testing.T) {
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pwFile, []byte("not-the-password\n"), 0o600)
 	r := start(t, fast(Config{Redis: addr, PasswordFile: pwFile}))
-	waitFor(t, "an auth failure", func() bool {
+	testdeps.WaitFor(t, "an auth failure", func() bool {
 		_, body := get(t, r.base+"/readyz")
 		return reason(body) == ReasonAuth
 	})
 	if strings.Contains(r.logs.String(), "not-the-password") {
 		t.Fatal("the password is in the log")
-	}
-}
-
-// sqlAdmin runs statements as the test server's superuser.
-func sqlAdmin(t *testing.T, st dbwire.SQLTarget, password string, stmts ...string) {
-	t.Helper()
-	db, err := dbwire.Open(st, password, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for _, q := range stmts {
-		if _, err := db.Query(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
 	}
 }
 
@@ -523,7 +470,7 @@ func TestMariaDBMissingGrant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sqlAdmin(t, admin, testdeps.MariaDBPassword,
+	adaptertest.SQLAdmin(t, admin, testdeps.MariaDBPassword,
 		"CREATE USER 'health'@'%' IDENTIFIED BY 'h3alth'",
 		"CREATE USER 'health2'@'%' IDENTIFIED BY 'h3alth'")
 	pwFile := filepath.Join(t.TempDir(), "pw")
@@ -534,7 +481,7 @@ func TestMariaDBMissingGrant(t *testing.T) {
 		c.Period, c.Timeout = time.Second, time.Second
 		r := start(t, c)
 		var body map[string]any
-		waitFor(t, "/readyz 503 naming the privilege", func() bool {
+		testdeps.WaitFor(t, "/readyz 503 naming the privilege", func() bool {
 			var code int
 			code, body = get(t, r.base+"/readyz")
 			why, _ := body["reason"].(string)
@@ -546,12 +493,12 @@ func TestMariaDBMissingGrant(t *testing.T) {
 		if v := metric(t, r.admin, `podkit_health_replication_lag_seconds`); v != "NaN" {
 			t.Fatalf("podkit_health_replication_lag_seconds = %q while the lag is unknown, want NaN", v)
 		}
-		waitFor(t, "a log line about the replication status", func() bool {
+		testdeps.WaitFor(t, "a log line about the replication status", func() bool {
 			return strings.Contains(r.logs.String(), `"msg":"replication status unreadable"`) &&
 				strings.Contains(r.logs.String(), `"reason":"permission"`)
 		})
 
-		sqlAdmin(t, admin, testdeps.MariaDBPassword, "GRANT SLAVE MONITOR ON *.* TO 'health'@'%'")
+		adaptertest.SQLAdmin(t, admin, testdeps.MariaDBPassword, "GRANT SLAVE MONITOR ON *.* TO 'health'@'%'")
 		body = waitStatus(t, r.base+"/readyz", 200)
 		if last := body["last"].(map[string]any); last["replica"] != false || last["replication_lag_seconds"] != 0.0 {
 			t.Fatalf("after the GRANT: %v", last)
@@ -571,7 +518,7 @@ func TestMariaDBMissingGrant(t *testing.T) {
 		c.Period, c.Timeout = time.Second, time.Second
 		r := start(t, c)
 		body := waitStatus(t, r.base+"/readyz", 200)
-		waitFor(t, "a warning in /readyz", func() bool {
+		testdeps.WaitFor(t, "a warning in /readyz", func() bool {
 			_, body = get(t, r.base+"/readyz")
 			w, _ := body["warning"].(string)
 			return strings.Contains(w, "permission") && strings.Contains(w, "SLAVE MONITOR")
@@ -589,7 +536,7 @@ func TestMariaDBMissingGrant(t *testing.T) {
 		c := fast(Config{MySQL: "health2@tcp(" + admin.Addr + ")/", PasswordFile: pwFile, Query: "SELECT COUNT(*) FROM mysql.user"})
 		c.Period, c.Timeout = time.Second, time.Second
 		r := start(t, c)
-		waitFor(t, "a permission failure", func() bool {
+		testdeps.WaitFor(t, "a permission failure", func() bool {
 			_, body := get(t, r.base+"/readyz")
 			return reason(body) == ReasonPermission
 		})
@@ -604,7 +551,7 @@ func TestPostgresUnprivileged(t *testing.T) {
 		return
 	}
 	admin, _ := dbwire.ParsePostgres(dsn)
-	sqlAdmin(t, admin, "", "CREATE ROLE health LOGIN", "CREATE TABLE secret (x int)")
+	adaptertest.SQLAdmin(t, admin, "", "CREATE ROLE health LOGIN", "CREATE TABLE secret (x int)")
 	user := strings.Replace(dsn, testdeps.PostgresUser+"@", "health@", 1)
 	r := start(t, fast(Config{Postgres: user, MaxLag: time.Second}))
 	body := waitStatus(t, r.base+"/readyz", 200)
@@ -612,7 +559,7 @@ func TestPostgresUnprivileged(t *testing.T) {
 		t.Fatalf("last: %v", last)
 	}
 	r2 := start(t, fast(Config{Postgres: user, Query: "SELECT count(*) FROM secret"}))
-	waitFor(t, "a permission failure", func() bool {
+	testdeps.WaitFor(t, "a permission failure", func() bool {
 		_, body := get(t, r2.base+"/readyz")
 		return reason(body) == ReasonPermission
 	})
@@ -626,7 +573,7 @@ func TestRedisNoPerm(t *testing.T) {
 	}
 	pwFile := testdeps.RedisUser(t, addr, "health", "pw", "+ping")
 	r := start(t, fast(Config{Redis: "redis://health@" + addr, PasswordFile: pwFile, MaxLag: time.Minute}))
-	waitFor(t, "/readyz 503 naming the permission", func() bool {
+	testdeps.WaitFor(t, "/readyz 503 naming the permission", func() bool {
 		code, body := get(t, r.base+"/readyz")
 		why, _ := body["reason"].(string)
 		last, _ := body["last"].(map[string]any)

@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/podkit/podkit/adapter/internal/adaptertest"
 	"github.com/podkit/podkit/adapter/internal/dbwire"
 	"github.com/podkit/podkit/internal/testdeps"
 )
@@ -129,7 +130,7 @@ func TestKubernetesExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sqlAdmin(t, admin, testdeps.MariaDBPassword, stmts...)
+	adaptertest.SQLAdmin(t, admin, testdeps.MariaDBPassword, stmts...)
 
 	_, pwFile := splitDSN(t, "", "h3alth")
 	_, port, _ := strings.Cut(admin.Addr, ":")

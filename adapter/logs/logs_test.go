@@ -276,17 +276,6 @@ func readEvents(t *testing.T, paths ...string) []event {
 	return evs
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func seqLine(i int) string { return fmt.Sprintf("seq=%08d %s", i, strings.Repeat("y", i%47)) }
 
 // TestRestartUnderRotation runs the real process on files rotated by
@@ -324,13 +313,13 @@ func TestRestartUnderRotation(t *testing.T) {
 	<-half
 	// SIGTERM before the process has set up its signal handling would
 	// kill it, not stop it: wait until it ships lines.
-	waitFor(t, "the first run's first lines", func() bool { return len(readEvents(t, out1)) > 0 })
+	testdeps.WaitFor(t, "the first run's first lines", func() bool { return len(readEvents(t, out1)) > 0 })
 	p1.stop(t)
 	close(resume)
 	time.Sleep(20 * time.Millisecond)
 	p2 := startLogs(t, out2, nil, args...)
 	<-written
-	waitFor(t, "every line", func() bool { return len(readEvents(t, out1, out2)) >= n })
+	testdeps.WaitFor(t, "every line", func() bool { return len(readEvents(t, out1, out2)) >= n })
 	time.Sleep(300 * time.Millisecond) // late duplicates would show now
 	p2.stop(t)
 	first := readEvents(t, out1)
@@ -370,7 +359,7 @@ func TestMultilineCheckpoint(t *testing.T) {
 	p1 := startLogs(t, out1, nil, args...)
 	// SIGTERM only once the process handles it (it logs "following file"
 	// after installing its signal handler) and has read the file.
-	waitFor(t, "the file to be followed", func() bool { return strings.Contains(p1.stderr.String(), "following file") })
+	testdeps.WaitFor(t, "the file to be followed", func() bool { return strings.Contains(p1.stderr.String(), "following file") })
 	time.Sleep(300 * time.Millisecond) // the trace is open: nothing says it ended
 	if evs := readEvents(t, out1); len(evs) != 0 {
 		t.Fatalf("open event emitted early: %v", evs)
@@ -384,8 +373,8 @@ func TestMultilineCheckpoint(t *testing.T) {
 	f.WriteString("2024-01-02 03:04:06,000 INFO [main] a.B - next\n2024-01-02 03:04:07,000 INFO [main] a.B - last\n")
 	f.Close()
 	p2 := startLogs(t, out2, nil, args...)
-	waitFor(t, "the next line", func() bool { return len(readEvents(t, out2)) >= 1 })
-	waitFor(t, "the file to be followed", func() bool { return strings.Contains(p2.stderr.String(), "following file") })
+	testdeps.WaitFor(t, "the next line", func() bool { return len(readEvents(t, out2)) >= 1 })
+	testdeps.WaitFor(t, "the file to be followed", func() bool { return strings.Contains(p2.stderr.String(), "following file") })
 	p2.stop(t)
 	evs = readEvents(t, out2)
 	if len(evs) != 2 || evs[0].Body != "next" || evs[1].Body != "last" {
@@ -514,7 +503,7 @@ func TestSlowlog(t *testing.T) {
 		return m
 	}
 	redisDo(t, addr, []string{"SET", "k1", "v1"}, []string{"SET", "k2", "two words"})
-	waitFor(t, "the SET entries", func() bool { b := bodies(); return b["SET k1 v1"] == 1 && b["SET k2 two words"] == 1 })
+	testdeps.WaitFor(t, "the SET entries", func() bool { b := bodies(); return b["SET k1 v1"] == 1 && b["SET k2 two words"] == 1 })
 	time.Sleep(300 * time.Millisecond) // a few more polls: still once each
 	if b := bodies(); b["SET k1 v1"] != 1 || b["SET k2 two words"] != 1 {
 		t.Fatalf("entries not written exactly once: %v", b)
@@ -534,7 +523,7 @@ func TestSlowlog(t *testing.T) {
 		burst = append(burst, []string{"SET", fmt.Sprintf("burst%d", i), "x"})
 	}
 	redisDo(t, addr, burst...)
-	waitFor(t, "an overflow event", func() bool {
+	testdeps.WaitFor(t, "an overflow event", func() bool {
 		for _, ev := range readEvents(t, out) {
 			if ev.Attributes["event"] == "redis.slowlog.overflow" && ev.Attributes["lost_entries"].(float64) > 0 {
 				return true
@@ -542,11 +531,11 @@ func TestSlowlog(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, "the last burst entry", func() bool { return bodies()["SET burst39 x"] == 1 })
+	testdeps.WaitFor(t, "the last burst entry", func() bool { return bodies()["SET burst39 x"] == 1 })
 
 	// Restart: the server re-executes itself.
 	redisDo(t, addr, []string{"DEBUG", "RESTART"})
-	waitFor(t, "redis back", func() bool {
+	testdeps.WaitFor(t, "redis back", func() bool {
 		c, err := resp.Dial(context.Background(), "tcp", addr, resp.DialOptions{Timeout: time.Second})
 		if err != nil {
 			return false
@@ -556,7 +545,7 @@ func TestSlowlog(t *testing.T) {
 		return err == nil
 	})
 	redisDo(t, addr, []string{"SET", "after", "restart"})
-	waitFor(t, "a restart event and the entry after it", func() bool {
+	testdeps.WaitFor(t, "a restart event and the entry after it", func() bool {
 		restart := false
 		for _, ev := range readEvents(t, out) {
 			if ev.Attributes["event"] == "redis.slowlog.restart" {
@@ -565,7 +554,7 @@ func TestSlowlog(t *testing.T) {
 		}
 		return restart && bodies()["SET after restart"] == 1
 	})
-	waitFor(t, "the metrics", func() bool {
+	testdeps.WaitFor(t, "the metrics", func() bool {
 		return metricValue(t, admin, "podkit_logs_slowlog_restarts_total") == "1" &&
 			metricValue(t, admin, `podkit_logs_slowlog_overflows_total{addr="`+addr+`",reason="overflow"}`) != "" &&
 			metricValue(t, admin, "podkit_logs_slowlog_up") == "1"

@@ -63,12 +63,12 @@ func TestFilesNoMatch(t *testing.T) {
 		later := filepath.Join(t.TempDir(), "later.log")
 		out := filepath.Join(t.TempDir(), "out")
 		p := startLogs(t, out, nil, "--files", later, "--scan-interval", "50ms", "--admin-addr", "off")
-		waitFor(t, "a warning naming the pattern", func() bool {
+		testdeps.WaitFor(t, "a warning naming the pattern", func() bool {
 			s := p.stderr.String()
 			return strings.Contains(s, "level=WARN") && strings.Contains(s, later)
 		})
 		os.WriteFile(later, []byte("hello\n"), 0o644)
-		waitFor(t, "the file to be read once it exists", func() bool {
+		testdeps.WaitFor(t, "the file to be read once it exists", func() bool {
 			evs := readEvents(t, out)
 			return len(evs) == 1 && evs[0].Body == "hello"
 		})
@@ -131,7 +131,7 @@ func TestStdinFilterWithoutAdminPort(t *testing.T) {
 	defer pw.Close()
 	p = startLogs(t, filepath.Join(dir, "out3"), pr, "--admin-addr", admin)
 	pr.Close()
-	waitFor(t, "the explicit admin listener", func() bool {
+	testdeps.WaitFor(t, "the explicit admin listener", func() bool {
 		resp, err := http.Get("http://" + admin + "/livez")
 		if err != nil {
 			return false
@@ -156,7 +156,7 @@ func TestSlowlogStartNoWarning(t *testing.T) {
 	dir := t.TempDir()
 	admin := freeAddr(t)
 	p := startLogs(t, filepath.Join(dir, "out"), nil, "--redis-slowlog", addr, "--every", "200ms", "--admin-addr", admin)
-	waitFor(t, "the slowlog check to pass", func() bool {
+	testdeps.WaitFor(t, "the slowlog check to pass", func() bool {
 		return metricValue(t, admin, `podkit_check_ok{check="redis-slowlog `+addr+`"}`) == "1"
 	})
 	p.stop(t)
@@ -187,7 +187,7 @@ func TestSlowlogPasswordNotOwnAuth(t *testing.T) {
 	if _, err := c.Do(context.Background(), "SET", "k", "v"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the SET entry", func() bool {
+	testdeps.WaitFor(t, "the SET entry", func() bool {
 		for _, ev := range readEvents(t, out) {
 			if ev.Body == "SET k v" {
 				return true

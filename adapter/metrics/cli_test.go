@@ -73,7 +73,7 @@ func TestBinary(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	var body string
-	waitFor(t, "the binary to serve /metrics", func() bool {
+	testdeps.WaitFor(t, "the binary to serve /metrics", func() bool {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			return false

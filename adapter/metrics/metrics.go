@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -195,9 +196,20 @@ type Adapter struct {
 	cfg     Config
 	targets []*target
 	sh      *shared
+
+	addrMu sync.Mutex
+	addr   net.Addr // /metrics', once Run listens
 }
 
 var _ container.Component = (*Adapter)(nil)
+
+// Addr returns the bound address of the /metrics listener (--listen, or
+// Config.Listener), or nil before Run listens.
+func (a *Adapter) Addr() net.Addr {
+	a.addrMu.Lock()
+	defer a.addrMu.Unlock()
+	return a.addr
+}
 
 // New validates cfg and returns an Adapter.
 func New(cfg Config) (*Adapter, error) {
@@ -336,6 +348,9 @@ func (a *Adapter) Run(ctx context.Context, h *container.Host) error {
 			return fmt.Errorf("--listen: %w", err)
 		}
 	}
+	a.addrMu.Lock()
+	a.addr = ln.Addr()
+	a.addrMu.Unlock()
 	srv := &http.Server{Handler: a.Handler(h.Gatherer()), ReadHeaderTimeout: 10 * time.Second}
 	h.Logger().Info("serving metrics", "listen", ln.Addr().String(), "targets", len(a.targets))
 	return container.ServeHTTP(ctx, h, srv, ln)

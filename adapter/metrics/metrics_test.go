@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,8 +25,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/podkit/podkit/adapter/internal/adaptertest"
 	"github.com/podkit/podkit/adapter/internal/dbwire"
-	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/resp"
 	"github.com/podkit/podkit/internal/secretfile"
 	"github.com/podkit/podkit/internal/testdeps"
@@ -41,48 +40,26 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 // and returns the base URL of its --listen address and its log.
 func startAdapter(t *testing.T, cfg Config) (string, *testdeps.Buffer) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := adaptertest.Listen(t)
 	cfg.Listener = ln
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &testdeps.Buffer{}
-	o := container.DefaultOptions()
-	o.AdminAddr = "off"
-	o.DrainDelay = 0
-	o.DrainTimeout = 5 * time.Second
-	o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- container.Run(ctx, a, o) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("adapter stopped with %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("adapter did not stop")
-		}
-	})
+	logs := adaptertest.Run(t, a, nil)
 	base := "http://" + ln.Addr().String()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testdeps.WaitFor(t, "the adapter to answer /", func() bool {
 		resp, err := http.Get(base + "/")
-		if err == nil {
-			resp.Body.Close()
-			return base, logs
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("adapter never answered: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		resp.Body.Close()
+		return true
+	})
+	if got := a.Addr(); got == nil || got.String() != ln.Addr().String() {
+		t.Fatalf("Addr() = %v, want the listener's %v", got, ln.Addr())
 	}
+	return base, logs
 }
 
 // scrape GETs /metrics, requires 200, and returns the body.
@@ -641,21 +618,9 @@ func TestRealRedis(t *testing.T) {
 	if _, err := c.Do(ctx, "SHUTDOWN", "NOSAVE"); err == nil {
 		t.Fatal("SHUTDOWN answered")
 	}
-	waitFor(t, "redis_up 0 after SHUTDOWN", func() bool {
+	testdeps.WaitFor(t, "redis_up 0 after SHUTDOWN", func() bool {
 		return value(t, parseText(t, scrape(t, base)), "redis_up", l) == 0
 	})
-}
-
-// waitFor polls cond for up to 30 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // mysqlKeep keeps, of mysqld_exporter's generic families (one per server
@@ -726,7 +691,7 @@ func TestRealMariaDB(t *testing.T) {
 	if _, err := db.Query(ctx, "SHUTDOWN"); err != nil {
 		t.Fatalf("SHUTDOWN: %v", err)
 	}
-	waitFor(t, "mysql_up 0 after SHUTDOWN", func() bool {
+	testdeps.WaitFor(t, "mysql_up 0 after SHUTDOWN", func() bool {
 		return value(t, parseText(t, scrape(t, base)), "mysql_up", l) == 0
 	})
 }
@@ -758,7 +723,7 @@ func TestRealPostgres(t *testing.T) {
 
 	// Stop the server (fast shutdown of the postmaster): pg_up 0.
 	killPostgres(t, dsn)
-	waitFor(t, "pg_up 0 after the postmaster stopped", func() bool {
+	testdeps.WaitFor(t, "pg_up 0 after the postmaster stopped", func() bool {
 		return value(t, parseText(t, scrape(t, base)), "pg_up", l) == 0
 	})
 }

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,26 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podkit/podkit/adapter/internal/adaptertest"
 	"github.com/podkit/podkit/adapter/internal/dbwire"
 	"github.com/podkit/podkit/internal/testdeps"
 )
-
-// sqlAdmin runs statements as the test server's superuser.
-func sqlAdmin(t *testing.T, st dbwire.SQLTarget, password string, stmts ...string) {
-	t.Helper()
-	db, err := dbwire.Open(st, password, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for _, q := range stmts {
-		if _, err := db.Query(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-}
 
 // has reports whether fams has a sample of name whose labels include want.
 func has(fams map[string]*familyT, name string, want map[string]string) bool {
@@ -62,7 +45,7 @@ func TestMySQLCollectorFailsAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sqlAdmin(t, admin, testdeps.MariaDBPassword, "CREATE USER 'exporter'@'%' IDENTIFIED BY 'exp0rter'")
+	adaptertest.SQLAdmin(t, admin, testdeps.MariaDBPassword, "CREATE USER 'exporter'@'%' IDENTIFIED BY 'exp0rter'")
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pwFile, []byte("exp0rter\n"), 0o600)
 	base, logs := startAdapter(t, Config{Listen: "127.0.0.1:0", MySQL: []string{"exporter@tcp(" + admin.Addr + ")/"}, MySQLPasswordFile: pwFile, Timeout: 10 * time.Second})
@@ -107,8 +90,8 @@ func TestMySQLCollectorFailsAlone(t *testing.T) {
 	}
 	lint(t, text)
 
-	sqlAdmin(t, admin, testdeps.MariaDBPassword, "GRANT SLAVE MONITOR ON *.* TO 'exporter'@'%'")
-	waitFor(t, "slave_status to succeed after the GRANT", func() bool {
+	adaptertest.SQLAdmin(t, admin, testdeps.MariaDBPassword, "GRANT SLAVE MONITOR ON *.* TO 'exporter'@'%'")
+	testdeps.WaitFor(t, "slave_status to succeed after the GRANT", func() bool {
 		return value(t, parseText(t, scrape(t, base)), "mysql_exporter_collector_success", map[string]string{"addr": admin.Addr, "collector": "collect.slave_status"}) == 1
 	})
 }
@@ -123,7 +106,7 @@ func TestPostgresCollectorFailsAlone(t *testing.T) {
 		return
 	}
 	admin, _ := dbwire.ParsePostgres(dsn)
-	sqlAdmin(t, admin, "", "CREATE DATABASE private", "REVOKE CONNECT ON DATABASE private FROM PUBLIC", "CREATE ROLE exporter LOGIN")
+	adaptertest.SQLAdmin(t, admin, "", "CREATE DATABASE private", "REVOKE CONNECT ON DATABASE private FROM PUBLIC", "CREATE ROLE exporter LOGIN")
 	user := strings.Replace(dsn, testdeps.PostgresUser+"@", "exporter@", 1)
 	base, logs := startAdapter(t, Config{Listen: "127.0.0.1:0", Postgres: []string{user}, Timeout: 10 * time.Second})
 	text := scrape(t, base)
@@ -151,7 +134,7 @@ func TestPostgresCollectorFailsAlone(t *testing.T) {
 	}
 	lint(t, text)
 
-	sqlAdmin(t, admin, "", "GRANT pg_monitor TO exporter")
+	adaptertest.SQLAdmin(t, admin, "", "GRANT pg_monitor TO exporter")
 	fams = parseText(t, scrape(t, base))
 	if got := value(t, fams, "pg_scrape_collector_success", map[string]string{"server": admin.Addr, "collector": "database"}); got != 1 {
 		t.Errorf("after GRANT pg_monitor: pg_scrape_collector_success{collector=database} = %v", got)

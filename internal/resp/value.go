@@ -1,5 +1,9 @@
 package resp
 
+// Value, ReadValue and Client are for clients (the adapters, SLOWLOG): a
+// Value is a copy of what was decoded. The shard's data path uses the
+// Reader's zero-copy ReadCommand and ReadReply instead.
+
 import (
 	"errors"
 	"fmt"

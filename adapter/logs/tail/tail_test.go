@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // collector is a Handler that "writes" lines to a slice on Flush and
@@ -113,18 +115,6 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
-// waitFor polls cond for up to 60 s (a loaded machine with -race).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func line(i int) string {
 	return fmt.Sprintf("seq=%08d payload=%s", i, strings.Repeat("x", i%61))
 }
@@ -202,9 +192,9 @@ func TestFollowsAppends(t *testing.T) {
 	appendLines(t, p, 0, 100)
 	c := &collector{}
 	start(t, testConfig(dir, filepath.Join(dir, "*.log")), c)
-	waitFor(t, "first lines", func() bool { return c.count() == 100 })
+	testdeps.WaitFor(t, "first lines", func() bool { return c.count() == 100 })
 	appendLines(t, p, 100, 250)
-	waitFor(t, "appended lines", func() bool { return c.count() == 250 })
+	testdeps.WaitFor(t, "appended lines", func() bool { return c.count() == 250 })
 	checkExactlyOnce(t, c.lines(), 250)
 }
 
@@ -214,7 +204,7 @@ func TestPartialLineWaitsForNewline(t *testing.T) {
 	os.WriteFile(p, []byte("one\ntw"), 0o644)
 	c := &collector{}
 	start(t, testConfig(dir, p), c)
-	waitFor(t, "first line", func() bool { return c.count() == 1 })
+	testdeps.WaitFor(t, "first line", func() bool { return c.count() == 1 })
 	time.Sleep(50 * time.Millisecond)
 	if c.count() != 1 {
 		t.Fatalf("partial line emitted: %q", c.lines())
@@ -222,7 +212,7 @@ func TestPartialLineWaitsForNewline(t *testing.T) {
 	f, _ := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 	f.WriteString("o\r\nthree\n")
 	f.Close()
-	waitFor(t, "completed line", func() bool { return c.count() == 3 })
+	testdeps.WaitFor(t, "completed line", func() bool { return c.count() == 3 })
 	if got := strings.Join(c.lines(), "|"); got != "one|two|three" {
 		t.Fatalf("lines %q", got)
 	}
@@ -247,7 +237,7 @@ func TestRenameRotationUnderLoad(t *testing.T) {
 		}
 		return nf
 	})
-	waitFor(t, "every line", func() bool { return c.count() >= n })
+	testdeps.WaitFor(t, "every line", func() bool { return c.count() >= n })
 	time.Sleep(300 * time.Millisecond) // let late duplicates show up
 	checkExactlyOnce(t, c.lines(), n)
 }
@@ -286,7 +276,7 @@ func TestCopytruncateUnderLoad(t *testing.T) {
 		}
 		return f // O_APPEND: the next write lands at the new end
 	})
-	waitFor(t, "every line", func() bool { return c.count() >= n })
+	testdeps.WaitFor(t, "every line", func() bool { return c.count() >= n })
 	time.Sleep(300 * time.Millisecond)
 	checkExactlyOnce(t, c.lines(), n)
 }
@@ -299,7 +289,7 @@ func TestRotatedFileWithUnreadBytes(t *testing.T) {
 	appendLines(t, p, 0, 10)
 	c := &collector{}
 	start(t, testConfig(dir, p), c)
-	waitFor(t, "first lines", func() bool { return c.count() == 10 })
+	testdeps.WaitFor(t, "first lines", func() bool { return c.count() == 10 })
 	c.paused.Store(true)
 	time.Sleep(20 * time.Millisecond)
 	appendLines(t, p, 10, 50000) // unread when the file is renamed away
@@ -308,7 +298,7 @@ func TestRotatedFileWithUnreadBytes(t *testing.T) {
 	}
 	appendLines(t, p, 50000, 50100)
 	c.paused.Store(false)
-	waitFor(t, "every line", func() bool { return c.count() >= 50100 })
+	testdeps.WaitFor(t, "every line", func() bool { return c.count() >= 50100 })
 	time.Sleep(300 * time.Millisecond)
 	checkExactlyOnce(t, c.lines(), 50100)
 }
@@ -322,15 +312,15 @@ func TestRestartFromCheckpoint(t *testing.T) {
 	appendLines(t, p, 0, 1000)
 	c1 := &collector{}
 	r1 := start(t, cfg, c1)
-	waitFor(t, "first run", func() bool { return c1.count() == 1000 })
+	testdeps.WaitFor(t, "first run", func() bool { return c1.count() == 1000 })
 	appendLines(t, p, 1000, 1500)
-	waitFor(t, "more lines", func() bool { return c1.count() == 1500 })
+	testdeps.WaitFor(t, "more lines", func() bool { return c1.count() == 1500 })
 	r1.stop(t)
 	appendLines(t, p, 1500, 3000) // written while stopped
 	c2 := &collector{}
 	start(t, cfg, c2)
 	appendLines(t, p, 3000, 3500)
-	waitFor(t, "second run", func() bool { return c2.count() >= 2000 })
+	testdeps.WaitFor(t, "second run", func() bool { return c2.count() >= 2000 })
 	time.Sleep(100 * time.Millisecond)
 	checkExactlyOnce(t, append(c1.lines(), c2.lines()...), 3500)
 	if c2.lines()[0] != line(1500) {
@@ -347,7 +337,7 @@ func TestCheckpointOnlyAfterFlush(t *testing.T) {
 	h := &holdLast{collector: &collector{}}
 	cfg := testConfig(dir, p)
 	r := start(t, cfg, h)
-	waitFor(t, "lines", func() bool { return h.count() == 9 })
+	testdeps.WaitFor(t, "lines", func() bool { return h.count() == 9 })
 	r.stop(t)
 	cps, err := LoadState(cfg.StateDir)
 	if err != nil || len(cps) != 1 {
@@ -384,7 +374,7 @@ func TestInodeReuseReadsFromStart(t *testing.T) {
 	appendLines(t, p, 0, 100)
 	c1 := &collector{}
 	r1 := start(t, cfg, c1)
-	waitFor(t, "first run", func() bool { return c1.count() == 100 })
+	testdeps.WaitFor(t, "first run", func() bool { return c1.count() == 100 })
 	r1.stop(t)
 	// Replace the file; the new one may get the same inode, but its head
 	// differs, so it is new: read from the start.
@@ -394,7 +384,7 @@ func TestInodeReuseReadsFromStart(t *testing.T) {
 	}
 	c2 := &collector{}
 	start(t, cfg, c2)
-	waitFor(t, "new file", func() bool { return c2.count() == 2 })
+	testdeps.WaitFor(t, "new file", func() bool { return c2.count() == 2 })
 	if got := strings.Join(c2.lines(), "|"); got != "fresh one|fresh two" {
 		t.Fatalf("lines %q", got)
 	}
@@ -410,7 +400,7 @@ func TestReadFromEnd(t *testing.T) {
 	start(t, cfg, c)
 	time.Sleep(50 * time.Millisecond)
 	appendLines(t, p, 100, 110)
-	waitFor(t, "new lines", func() bool { return c.count() == 10 })
+	testdeps.WaitFor(t, "new lines", func() bool { return c.count() == 10 })
 	if c.lines()[0] != line(100) {
 		t.Fatalf("first line %q", c.lines()[0])
 	}
@@ -425,7 +415,7 @@ func TestLongLinesAreCut(t *testing.T) {
 	cfg.ReadBytes = 300
 	c := &collector{}
 	start(t, cfg, c)
-	waitFor(t, "lines", func() bool { return c.count() == 4 })
+	testdeps.WaitFor(t, "lines", func() bool { return c.count() == 4 })
 	got := c.lines()
 	if len(got[0]) != 1000 || len(got[1]) != 1000 || len(got[2]) != 500 || got[3] != "short" {
 		t.Fatalf("line lengths %d %d %d, last %q", len(got[0]), len(got[1]), len(got[2]), got[3])
