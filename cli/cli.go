@@ -1,8 +1,8 @@
 // Package cli is podkit's command-line layer: one explicit table of
-// subcommands, stdlib flag sets whose every flag can also come from a
-// PODKIT_<NAME> environment variable (flag > env > default), help text that
-// names each flag's variable and default, and exit codes (2 for usage
-// errors).
+// subcommands (and their verbs, such as podkit queue push), stdlib flag
+// sets whose every flag can also come from a PODKIT_<NAME> environment
+// variable (flag > env > default), help text that names each flag's
+// variable and default, and exit codes (2 for usage errors).
 package cli
 
 import (
