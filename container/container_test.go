@@ -529,7 +529,7 @@ type reloadComponent struct {
 func (c *reloadComponent) Name() string { return "reloader" }
 
 func (c *reloadComponent) Run(ctx context.Context, h *Host) error {
-	r := h.Reloads()
+	r := h.sighups()
 	close(c.installed) // SIGHUP is caught from here on
 	for {
 		select {

@@ -48,7 +48,8 @@ type Host struct {
 	checks *checker
 	events *broker
 
-	reloads     chan struct{} // made by Reloads
+	hupSubs     []chan struct{} // one per sighups call
+	hupStarted  bool            // SIGHUP is caught (or was, until Run returned)
 	stopReloads func()
 
 	readyGauge, pausedGauge, drainingGauge prometheus.Gauge
@@ -305,16 +306,18 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// Reloads returns a channel that receives once per SIGHUP (bursts
-// coalesce), for components that reload their configuration or
-// certificates on it. The first call starts catching SIGHUP for the
-// process; catching stops when Run returns. While no component asks,
+// sighups returns a channel of its own that receives once per SIGHUP
+// (bursts coalesce), for a Watcher (see Host.Watch and Reloader, through
+// which components reload). The first call starts catching SIGHUP for the
+// process; catching stops when Run returns. While no component watches,
 // SIGHUP keeps its default action.
-func (h *Host) Reloads() <-chan struct{} {
+func (h *Host) sighups() <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.reloads == nil {
-		h.reloads = make(chan struct{}, 1)
+	ch := make(chan struct{}, 1)
+	h.hupSubs = append(h.hupSubs, ch)
+	if !h.hupStarted {
+		h.hupStarted = true
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGHUP)
 		done := make(chan struct{})
@@ -325,18 +328,23 @@ func (h *Host) Reloads() <-chan struct{} {
 				case <-done:
 					return
 				case <-sig:
-					select {
-					case h.reloads <- struct{}{}:
-					default: // one pending reload covers this one too
+					h.mu.Lock()
+					subs := h.hupSubs
+					h.mu.Unlock()
+					for _, c := range subs {
+						select {
+						case c <- struct{}{}:
+						default: // one pending reload covers this one too
+						}
 					}
 				}
 			}
 		}()
 	}
-	return h.reloads
+	return ch
 }
 
-// stopReloadSignals ends SIGHUP catching started by Reloads.
+// stopReloadSignals ends SIGHUP catching started by sighups.
 func (h *Host) stopReloadSignals() {
 	h.mu.Lock()
 	stop := h.stopReloads

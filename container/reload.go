@@ -314,8 +314,9 @@ type Watcher struct {
 	rewatch func()
 }
 
-// Watch starts a Watcher that runs until ctx ends. SIGHUP (see Reloads)
-// and file events are caught from when it returns. If file events are not available, it says so
+// Watch starts a Watcher that runs until ctx ends. SIGHUP and file
+// events are caught from when it returns; while no component watches,
+// SIGHUP keeps its default action (the process ends). If file events are not available, it says so
 // in the log and the poll does the work.
 func (h *Host) Watch(ctx context.Context, cfg WatchConfig) *Watcher {
 	w := &Watcher{c: make(chan Trigger), rewatch: func() {}}
@@ -334,7 +335,7 @@ func (h *Host) Watch(ctx context.Context, cfg WatchConfig) *Watcher {
 			stop, w.rewatch = s, re
 		}
 	}
-	hup := h.Reloads()
+	hup := h.sighups()
 	go w.run(ctx, cfg, hup, events, stop)
 	return w
 }

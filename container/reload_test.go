@@ -439,3 +439,38 @@ func TestWatchDirsStops(t *testing.T) {
 	testdeps.WaitFor(t, "an inotify event", func() bool { return n.Load() > 0 })
 	stop()
 }
+
+// TestSIGHUPToEveryWatcher: each Watcher of a host gets every SIGHUP.
+func TestSIGHUPToEveryWatcher(t *testing.T) {
+	c := &twoWatchers{got: make(chan [2]*Watcher, 1)}
+	o := DefaultOptions()
+	o.AdminAddr = "off"
+	o.DrainDelay = 0
+	o.Logger = slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, c, o) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	ws := <-c.got
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range ws {
+		if tr := <-w.C(); !tr.Signal {
+			t.Errorf("watcher %d: trigger %+v, want SIGHUP", i, tr)
+		}
+	}
+}
+
+type twoWatchers struct{ got chan [2]*Watcher }
+
+func (c *twoWatchers) Name() string { return "watchers" }
+
+func (c *twoWatchers) Run(ctx context.Context, h *Host) error {
+	c.got <- [2]*Watcher{h.Watch(ctx, WatchConfig{}), h.Watch(ctx, WatchConfig{})}
+	<-ctx.Done()
+	return nil
+}
