@@ -34,7 +34,7 @@ func TestRunStopsCleanly(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, &out) }()
 
-	waitUntil(t, "the demo table", 3*time.Minute, func() bool { return strings.Contains(out.String(), "SERVICE") })
+	testdeps.WaitForWithin(t, 3*time.Minute, "the demo table", func() bool { return strings.Contains(out.String(), "SERVICE") })
 	// Let the queue's workers hold items when the stop comes: wait until
 	// items have been processed, so work is in flight.
 	queueURL := ""
@@ -46,7 +46,7 @@ func TestRunStopsCleanly(t *testing.T) {
 	if queueURL == "" {
 		t.Fatalf("the demo table has no queue line:\n%s", out.String())
 	}
-	waitUntil(t, "the queue's workers to complete an item", 2*time.Minute, func() bool {
+	testdeps.WaitForWithin(t, 2*time.Minute, "the queue's workers to complete an item", func() bool {
 		resp, err := http.Get(queueURL)
 		if err != nil {
 			return false
@@ -57,8 +57,8 @@ func TestRunStopsCleanly(t *testing.T) {
 		}
 		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.Acked > 0
 	})
-	waitUntil(t, "a log line from elector n1", time.Minute, func() bool { return strings.Contains(logBuf.String(), " id=n1") })
-	waitUntil(t, "a log line from worker-1", time.Minute, func() bool { return strings.Contains(logBuf.String(), " worker=worker-1") })
+	testdeps.WaitForWithin(t, time.Minute, "a log line from elector n1", func() bool { return strings.Contains(logBuf.String(), " id=n1") })
+	testdeps.WaitForWithin(t, time.Minute, "a log line from worker-1", func() bool { return strings.Contains(logBuf.String(), " worker=worker-1") })
 
 	cancel()
 	select {
@@ -91,16 +91,5 @@ func TestRunStopsCleanly(t *testing.T) {
 	}
 	if len(left) > 0 {
 		t.Errorf("the demo left temporary directories behind: %v", left)
-	}
-}
-
-func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
