@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // httpComponent serves a handler with a /slow endpoint under ServeHTTP.
@@ -113,18 +115,6 @@ func post(t *testing.T, url string) int {
 	return resp.StatusCode
 }
 
-// eventually polls f until it is true or 10 s pass.
-func eventually(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func status(t *testing.T, url string) func() int {
 	return func() int { c, _ := get(t, url); return c }
 }
@@ -133,7 +123,7 @@ func TestAdminEndpoints(t *testing.T) {
 	c := &httpComponent{ln: testListen(t), secret: "s3cret", release: make(chan struct{})}
 	r := start(t, c, nil)
 	readyz := status(t, r.admin+"/readyz")
-	eventually(t, "ready", func() bool { return readyz() == 200 })
+	testdeps.WaitFor(t, "ready", func() bool { return readyz() == 200 })
 
 	tests := []struct {
 		method, path string
@@ -183,7 +173,7 @@ func TestPauseResume(t *testing.T) {
 	c := &httpComponent{ln: testListen(t), release: make(chan struct{})}
 	r := start(t, c, nil)
 	readyz := status(t, r.admin+"/readyz")
-	eventually(t, "ready", func() bool { return readyz() == 200 })
+	testdeps.WaitFor(t, "ready", func() bool { return readyz() == 200 })
 	changed := r.host.PauseChanged()
 
 	if code := post(t, r.admin+"/pause"); code != 200 {
@@ -267,7 +257,7 @@ func TestReadinessChecks(t *testing.T) {
 		{Name: "panics", Period: time.Hour, Func: func(context.Context) error { panic("boom") }},
 	}}
 	r := start(t, c, nil)
-	eventually(t, "check to run", func() bool {
+	testdeps.WaitFor(t, "check to run", func() bool {
 		_, b := get(t, r.admin+"/readyz")
 		return strings.Contains(b, "check backend failing")
 	})
@@ -276,7 +266,7 @@ func TestReadinessChecks(t *testing.T) {
 	}
 	fail.Store(false)
 	readyz := status(t, r.admin+"/readyz")
-	eventually(t, "ready once backend passes", func() bool { return readyz() == 200 })
+	testdeps.WaitFor(t, "ready once backend passes", func() bool { return readyz() == 200 })
 	// healthz still fails on the informational and the panicking checks.
 	code, body := get(t, r.admin+"/healthz?verbose")
 	if code != 503 {
@@ -322,7 +312,7 @@ func TestDrainAndLifecycle(t *testing.T) {
 		o.DrainTimeout = 10 * time.Second
 	})
 	readyz := status(t, r.admin+"/readyz")
-	eventually(t, "ready", func() bool { return readyz() == 200 })
+	testdeps.WaitFor(t, "ready", func() bool { return readyz() == 200 })
 
 	resp, err := http.Get(r.admin + "/lifecycle")
 	if err != nil {
@@ -351,9 +341,9 @@ func TestDrainAndLifecycle(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // let the request reach the handler
 
 	r.cancel() // as SIGTERM
-	eventually(t, "readyz 503 while draining", func() bool { return readyz() == 503 })
+	testdeps.WaitFor(t, "readyz 503 while draining", func() bool { return readyz() == 503 })
 	// After the drain delay the listener is closed: new connections are refused.
-	eventually(t, "new connections refused", func() bool {
+	testdeps.WaitFor(t, "new connections refused", func() bool {
 		conn, err := net.DialTimeout("tcp", c.ln.Addr().String(), time.Second)
 		if err != nil {
 			return true
@@ -400,7 +390,7 @@ func TestDrainTimeoutClosesStragglers(t *testing.T) {
 	c := &httpComponent{ln: testListen(t), release: make(chan struct{})}
 	r := start(t, c, func(o *Options) { o.DrainTimeout = 300 * time.Millisecond })
 	readyz := status(t, r.admin+"/readyz")
-	eventually(t, "ready", func() bool { return readyz() == 200 })
+	testdeps.WaitFor(t, "ready", func() bool { return readyz() == 200 })
 	errc := make(chan error, 1)
 	go func() {
 		resp, err := http.Get("http://" + c.ln.Addr().String() + "/slow")
@@ -518,7 +508,7 @@ func TestWaitForHoldsReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	readyz := status(t, r.admin+"/readyz")
-	eventually(t, "ready after dependency", func() bool { return readyz() == 200 })
+	testdeps.WaitFor(t, "ready after dependency", func() bool { return readyz() == 200 })
 }
 
 type reloadComponent struct {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // durComponent's effective configuration has durations in every shape a
@@ -81,7 +83,7 @@ func TestInfoDurations(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	var resp *http.Response
-	eventually(t, "the admin listener", func() bool {
+	testdeps.WaitFor(t, "the admin listener", func() bool {
 		var err error
 		resp, err = http.Get("http://" + adm.Addr().String() + "/info")
 		return err == nil
