@@ -342,21 +342,12 @@ func TestRedisReplica(t *testing.T) {
 	}
 }
 
-func splitDSN(t *testing.T, dsn, password string) (string, string) {
-	t.Helper()
-	file := filepath.Join(t.TempDir(), "password")
-	if err := os.WriteFile(file, []byte(password+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return strings.Replace(dsn, ":"+password+"@", "@", 1), file
-}
-
 func TestMariaDB(t *testing.T) {
 	dsn := testdeps.StartMariaDB(t)
 	if dsn == "" {
 		return
 	}
-	dsn, pwFile := splitDSN(t, dsn, testdeps.MariaDBPassword)
+	dsn, pwFile := adaptertest.SplitDSN(t, dsn, testdeps.MariaDBPassword)
 	cfg := func(q, expect string, maxLatency time.Duration) Config {
 		c := fast(Config{MySQL: dsn, PasswordFile: pwFile, Query: q, Expect: expect, MaxLatency: maxLatency})
 		c.Timeout = 2 * time.Second
@@ -462,13 +453,9 @@ func TestRedisWrongPassword(t *testing.T) {
 // Granting the privilege on the running server turns /readyz 200 without
 // restarting the adapter.
 func TestMariaDBMissingGrant(t *testing.T) {
-	dsn := testdeps.StartMariaDB(t)
-	if dsn == "" {
+	admin, ok := adaptertest.MariaDB(t)
+	if !ok {
 		return
-	}
-	admin, err := dbwire.ParseMySQL(strings.Replace(dsn, ":"+testdeps.MariaDBPassword+"@", "@", 1))
-	if err != nil {
-		t.Fatal(err)
 	}
 	adaptertest.SQLAdmin(t, admin, testdeps.MariaDBPassword,
 		"CREATE USER 'health'@'%' IDENTIFIED BY 'h3alth'",

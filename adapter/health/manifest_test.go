@@ -13,7 +13,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/podkit/podkit/adapter/internal/adaptertest"
-	"github.com/podkit/podkit/adapter/internal/dbwire"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -122,17 +121,13 @@ func TestKubernetesExample(t *testing.T) {
 		t.Errorf("mariadb readinessProbe is %q, want the adapter's /readyz", path)
 	}
 
-	dsn := testdeps.StartMariaDB(t)
-	if dsn == "" {
+	admin, ok := adaptertest.MariaDB(t)
+	if !ok {
 		return
-	}
-	admin, err := dbwire.ParseMySQL(strings.Replace(dsn, ":"+testdeps.MariaDBPassword+"@", "@", 1))
-	if err != nil {
-		t.Fatal(err)
 	}
 	adaptertest.SQLAdmin(t, admin, testdeps.MariaDBPassword, stmts...)
 
-	_, pwFile := splitDSN(t, "", "h3alth")
+	_, pwFile := adaptertest.SplitDSN(t, "", "h3alth")
 	_, port, _ := strings.Cut(admin.Addr, ":")
 	var args []string
 	for _, a := range dig(health, "args").([]any)[1:] { // after "health"

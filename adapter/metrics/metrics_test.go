@@ -642,23 +642,12 @@ func mysqlKeep(name string) bool {
 	return true
 }
 
-// splitDSN takes testdeps' DSN (user:password@...) apart into a DSN
-// without the password and a password file.
-func splitDSN(t *testing.T, dsn, password string) (string, string) {
-	t.Helper()
-	file := filepath.Join(t.TempDir(), "password")
-	if err := os.WriteFile(file, []byte(password+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return strings.Replace(dsn, ":"+password+"@", "@", 1), file
-}
-
 func TestRealMariaDB(t *testing.T) {
 	dsn := testdeps.StartMariaDB(t)
 	if dsn == "" {
 		return
 	}
-	dsn, pwFile := splitDSN(t, dsn, testdeps.MariaDBPassword)
+	dsn, pwFile := adaptertest.SplitDSN(t, dsn, testdeps.MariaDBPassword)
 	st, err := dbwire.ParseMySQL(dsn)
 	if err != nil {
 		t.Fatal(err)

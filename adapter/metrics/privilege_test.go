@@ -37,13 +37,9 @@ next:
 // variables are still exported, the failure is counted with reason
 // permission (not auth), and a GRANT on the running server fixes it.
 func TestMySQLCollectorFailsAlone(t *testing.T) {
-	dsn := testdeps.StartMariaDB(t)
-	if dsn == "" {
+	admin, ok := adaptertest.MariaDB(t)
+	if !ok {
 		return
-	}
-	admin, err := dbwire.ParseMySQL(strings.Replace(dsn, ":"+testdeps.MariaDBPassword+"@", "@", 1))
-	if err != nil {
-		t.Fatal(err)
 	}
 	adaptertest.SQLAdmin(t, admin, testdeps.MariaDBPassword, "CREATE USER 'exporter'@'%' IDENTIFIED BY 'exp0rter'")
 	pwFile := filepath.Join(t.TempDir(), "pw")

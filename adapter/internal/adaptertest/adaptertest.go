@@ -8,6 +8,9 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +62,33 @@ func Listen(t testing.TB) net.Listener {
 	}
 	t.Cleanup(func() { ln.Close() })
 	return ln
+}
+
+// SplitDSN moves the password out of dsn into a file, as the adapters
+// take it (--password-file), and returns the DSN without it and the file.
+func SplitDSN(t testing.TB, dsn, password string) (string, string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(file, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Replace(dsn, ":"+password+"@", "@", 1), file
+}
+
+// MariaDB starts a MariaDB server (testdeps.StartMariaDB) and returns its
+// superuser's target, without the password (testdeps.MariaDBPassword).
+// ok is false when no server can run here.
+func MariaDB(t testing.TB) (admin dbwire.SQLTarget, ok bool) {
+	t.Helper()
+	dsn := testdeps.StartMariaDB(t)
+	if dsn == "" {
+		return dbwire.SQLTarget{}, false
+	}
+	admin, err := dbwire.ParseMySQL(strings.Replace(dsn, ":"+testdeps.MariaDBPassword+"@", "@", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return admin, true
 }
 
 // SQLAdmin runs statements on the database st as the account whose
