@@ -3,10 +3,11 @@
 // the process table and in /info.
 //
 // The rule, the same for every component: the file's content is the
-// secret, without its trailing line ending (any run of \n and \r\n at the
-// end is dropped, as an editor or `echo` leaves one). A file that is
-// empty, or holds only line endings, is an error naming the file: a
-// component that needs no password is given no password file.
+// secret, without its trailing line ending: the \n or \r\n an editor or
+// `echo` leaves (every \r and \n at the end is dropped, as podkit always
+// did; a secret cannot end with one). A file that is empty, or holds only
+// line endings, is an error naming the file: a component that needs no
+// password is given no password file.
 package secretfile
 
 import (
