@@ -18,20 +18,18 @@ type BackendFactory struct {
 }
 
 // Raft is the raft backend, embedded among the electors: the default,
-// available whether or not it is wired (its settings are Config.Raft).
+// built in whether or not it is wired (its settings are Config.Raft, so
+// this package links it anyway).
 func Raft() BackendFactory {
 	return BackendFactory{Name: BackendRaft, New: func(cfg Config) (Backend, error) {
 		return raft.New(cfg.Raft)
 	}}
 }
 
-// newBackend builds the backend cfg.Backend names, from cfg.Backends (or
-// raft alone when none are wired).
+// newBackend builds the backend cfg.Backend names, from cfg.Backends, or
+// raft, which is built in.
 func newBackend(cfg Config) (Backend, error) {
-	backends := cfg.Backends
-	if backends == nil {
-		backends = []BackendFactory{Raft()}
-	}
+	backends := append(slices.Clip(cfg.Backends), Raft())
 	i := slices.IndexFunc(backends, func(f BackendFactory) bool { return f.Name == cfg.Backend })
 	if i < 0 {
 		return nil, fmt.Errorf("--backend: backend %q is not built in", cfg.Backend)

@@ -86,8 +86,8 @@ type Config struct {
 	Etcd       EtcdConfig  `json:"etcd"`
 	Kubernetes KubeConfig  `json:"kubernetes"`
 
-	// Backends are the backends Backend may name; nil means raft alone
-	// (see Raft and package election/backends).
+	// Backends are the backends Backend may name besides raft, which is
+	// built in (see package election/backends).
 	Backends []BackendFactory `json:"-"`
 	// Custom, if set, is used instead of the backend Backend names (for
 	// programs that bring their own).
@@ -386,8 +386,8 @@ func New(cfg Config) (*Elector, error) {
 }
 
 // Command is the `podkit elect` subcommand, with the backends --backend
-// may name (none: raft alone). cmd/podkit wires raft, etcd and kubernetes
-// (election/backends.All).
+// may name besides raft, which is built in. cmd/podkit wires raft, etcd
+// and kubernetes (election/backends.All).
 func Command(backends ...BackendFactory) cli.Command {
 	return container.InvocationCommand("elect",
 		"leader election as a container: who leads over HTTP, a leader proxy, fencing epochs; raft, etcd or kubernetes",
