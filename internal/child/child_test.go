@@ -1,6 +1,6 @@
 //go:build unix
 
-package child
+package child_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podkit/podkit/internal/child"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -29,34 +30,34 @@ func TestStartExit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.script, func(t *testing.T) {
-			p, err := Start(exec.Command("sh", "-c", tt.script), Options{})
+			p, err := child.Start(exec.Command("sh", "-c", tt.script), child.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			err = p.Wait()
-			if got := ExitCode(p.State(), err); got != tt.code {
-				t.Errorf("ExitCode = %d, want %d", got, tt.code)
+			if got := child.ExitCode(p.State(), err); got != tt.code {
+				t.Errorf("child.ExitCode = %d, want %d", got, tt.code)
 			}
-			if got := Describe(p.State(), err); got != tt.describe {
-				t.Errorf("Describe = %q, want %q", got, tt.describe)
+			if got := child.Describe(p.State(), err); got != tt.describe {
+				t.Errorf("child.Describe = %q, want %q", got, tt.describe)
 			}
 		})
 	}
-	if _, err := Start(exec.Command("/nonexistent/podkit-child"), Options{}); err == nil {
-		t.Fatal("Start of a missing program: want an error")
+	if _, err := child.Start(exec.Command("/nonexistent/podkit-child"), child.Options{}); err == nil {
+		t.Fatal("child.Start of a missing program: want an error")
 	}
-	if got := ExitCode(nil, os.ErrNotExist); got != 1 {
-		t.Errorf("ExitCode(nil) = %d, want 1", got)
+	if got := child.ExitCode(nil, os.ErrNotExist); got != 1 {
+		t.Errorf("child.ExitCode(nil) = %d, want 1", got)
 	}
 }
 
 // TestGroupStop checks that Stop reaches a grandchild through the group,
 // and kills a child that ignores the signal once the grace has passed.
 func TestGroupStop(t *testing.T) {
-	out := NewTail(64)
+	out := child.NewTail(64)
 	cmd := exec.Command("sh", "-c", `trap '' TERM; sleep 300 & echo $!; wait`)
 	cmd.Stdout = out
-	p, err := Start(cmd, Options{Group: true})
+	p, err := child.Start(cmd, child.Options{Group: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestGroupStop(t *testing.T) {
 		return grandchild > 0
 	})
 	err = p.Stop(syscall.SIGTERM, 50*time.Millisecond)
-	if sig, ok := Signaled(p.State()); !ok || sig != syscall.SIGKILL {
+	if sig, ok := child.Signaled(p.State()); !ok || sig != syscall.SIGKILL {
 		t.Fatalf("Stop: %v, state %v; want the shell killed by SIGKILL", err, p.State())
 	}
 	testdeps.WaitFor(t, "the grandchild to be gone", func() bool { return !alive(grandchild) || zombie(grandchild) })
@@ -86,12 +87,12 @@ func zombie(pid int) bool {
 }
 
 func TestStopWithinGrace(t *testing.T) {
-	p, err := Start(exec.Command("sleep", "300"), Options{})
+	p, err := child.Start(exec.Command("sleep", "300"), child.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.Stop(syscall.SIGTERM, time.Minute)
-	if sig, ok := Signaled(p.State()); !ok || sig != syscall.SIGTERM {
+	if sig, ok := child.Signaled(p.State()); !ok || sig != syscall.SIGTERM {
 		t.Fatalf("state %v, want killed by SIGTERM", p.State())
 	}
 	select {
@@ -104,15 +105,15 @@ func TestStopWithinGrace(t *testing.T) {
 func TestPrepareKeepsAttributes(t *testing.T) {
 	cmd := exec.CommandContext(context.Background(), "true")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	Prepare(cmd, Options{Group: true})
+	child.Prepare(cmd, child.Options{Group: true})
 	if !cmd.SysProcAttr.Setsid || !cmd.SysProcAttr.Setpgid {
 		t.Fatalf("SysProcAttr = %+v, want Setsid kept and Setpgid set", cmd.SysProcAttr)
 	}
-	// exec.Command has no Cancel: Prepare must not add one (Start would refuse it).
+	// exec.Command has no Cancel: child.Prepare must not add one (child.Start would refuse it).
 	plain := exec.Command("true")
-	Prepare(plain, Options{Group: true})
+	child.Prepare(plain, child.Options{Group: true})
 	if plain.Cancel != nil {
-		t.Fatal("Prepare set Cancel on a cmd without a context")
+		t.Fatal("child.Prepare set Cancel on a cmd without a context")
 	}
 	if err := plain.Run(); err != nil {
 		t.Fatal(err)
@@ -123,11 +124,11 @@ func TestPrepareKeepsAttributes(t *testing.T) {
 // killed with its group when the context ends.
 func TestContextKillsGroup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out := NewTail(64)
+	out := child.NewTail(64)
 	cmd := exec.CommandContext(ctx, "sh", "-c", `sleep 300 & echo $!; wait`)
 	cmd.Stdout = out
 	cmd.WaitDelay = time.Second
-	p, err := Start(cmd, Options{Group: true})
+	p, err := child.Start(cmd, child.Options{Group: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package child
+package child_test
 
 import (
 	"os"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/podkit/podkit/internal/child"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -14,7 +15,7 @@ import (
 // child and is then killed with SIGKILL: the child must die with it.
 func TestKilledOnParentDeath(t *testing.T) {
 	if os.Getenv("PODKIT_CHILD_PARENT") == "1" {
-		p, err := Start(exec.Command("sleep", "300"), Options{})
+		p, err := child.Start(exec.Command("sleep", "300"), child.Options{})
 		if err != nil {
 			os.Exit(2)
 		}
@@ -22,10 +23,10 @@ func TestKilledOnParentDeath(t *testing.T) {
 		p.Wait()
 		os.Exit(0)
 	}
-	if !KillsOnParentDeath {
-		t.Fatal("KillsOnParentDeath is false on Linux")
+	if !child.KillsOnParentDeath {
+		t.Fatal("child.KillsOnParentDeath is false on Linux")
 	}
-	out := NewTail(64)
+	out := child.NewTail(64)
 	parent := exec.Command(os.Args[0], "-test.run=^TestKilledOnParentDeath$")
 	parent.Env = append(os.Environ(), "PODKIT_CHILD_PARENT=1")
 	parent.Stdout = out

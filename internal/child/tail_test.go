@@ -1,8 +1,10 @@
-package child
+package child_test
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/podkit/podkit/internal/child"
 )
 
 func TestTail(t *testing.T) {
@@ -24,7 +26,7 @@ func TestTail(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tl := NewTail(tt.max)
+			tl := child.NewTail(tt.max)
 			for _, w := range tt.writes {
 				if n, err := tl.Write([]byte(w)); n != len(w) || err != nil {
 					t.Fatalf("Write = %d, %v", n, err)
@@ -38,7 +40,7 @@ func TestTail(t *testing.T) {
 			}
 		})
 	}
-	big := NewTail(1 << 10)
+	big := child.NewTail(1 << 10)
 	for range 1000 {
 		big.Write([]byte(strings.Repeat("x", 100)))
 	}

@@ -1,3 +1,5 @@
+//go:build unix
+
 package testdeps
 
 import (
@@ -6,17 +8,16 @@ import (
 	"os/user"
 	"strconv"
 	"syscall"
+
+	"github.com/podkit/podkit/internal/child"
 )
 
 // ownGroup puts the server in its own process group, so that killGroup can
-// reach the workers it forks, and has the kernel kill it if the test binary
-// dies without running its cleanups.
+// reach the workers it forks, and, where the platform allows it (Linux),
+// has the kernel kill it if the test binary dies without running its
+// cleanups.
 func ownGroup(cmd *exec.Cmd) {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setpgid = true
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	child.Prepare(cmd, child.Options{Group: true})
 }
 
 // killGroup kills the process group ownGroup made.
