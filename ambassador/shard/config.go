@@ -512,8 +512,9 @@ type Config struct {
 	// ConfigFile is a nutcracker.yml file; it is watched, and reread on
 	// SIGHUP.
 	ConfigFile string `json:"config_file,omitempty"`
-	// WatchInterval is how often ConfigFile is checked for changes (0: only
-	// SIGHUP reloads it).
+	// WatchInterval is how often ConfigFile is checked for changes; on
+	// Linux a change is also seen at once through inotify (0: neither,
+	// only SIGHUP reloads it). See container.Reload.
 	WatchInterval time.Duration `json:"watch_interval"`
 
 	// The single pool of the flags-only form.
