@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -56,6 +57,11 @@ func (c *fileConfig) Run(ctx context.Context, h *Host) error {
 // read[0] if given.
 func startFileConfig(t *testing.T, content string, mod func(*Reload[string]), read ...string) (*fileConfig, *Host, *testdeps.Buffer) {
 	t.Helper()
+	return startFileConfigOpts(t, content, mod, nil, read...)
+}
+
+func startFileConfigOpts(t *testing.T, content string, mod func(*Reload[string]), modOpts func(*Options), read ...string) (*fileConfig, *Host, *testdeps.Buffer) {
+	t.Helper()
 	c := &fileConfig{path: filepath.Join(t.TempDir(), "app.conf"), host: make(chan *Host, 1)}
 	writeFile(t, c.path, content)
 	spec := Reload[string]{
@@ -104,6 +110,9 @@ func startFileConfig(t *testing.T, content string, mod func(*Reload[string]), re
 	o.AdminAddr = "off"
 	o.DrainDelay = 0
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	if modOpts != nil {
+		modOpts(&o)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, c, o) }()
@@ -473,4 +482,36 @@ func (c *twoWatchers) Run(ctx context.Context, h *Host) error {
 	c.got <- [2]*Watcher{h.Watch(ctx, WatchConfig{}), h.Watch(ctx, WatchConfig{})}
 	<-ctx.Done()
 	return nil
+}
+
+// TestReloadEventOnLifecycle: a subscriber of GET /lifecycle is told of
+// each reload, with its result and, for a refused one, the reason.
+func TestReloadEventOnLifecycle(t *testing.T) {
+	admin := testListen(t)
+	c, _, _ := startFileConfigOpts(t, "v1", nil, func(o *Options) { o.AdminListener = admin })
+	resp, err := http.Get("http://" + admin.Addr().String() + "/lifecycle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan Event, 16)
+	go readEvents(t, resp.Body, events)
+	next := func() Event {
+		t.Helper()
+		for e := range events {
+			if e.Type == EventReload {
+				return e
+			}
+		}
+		t.Fatal("the event stream ended")
+		return Event{}
+	}
+	writeFile(t, c.path, "bad")
+	if e := next(); e.Result != ReloadError || e.What != "configuration" || !strings.Contains(e.Error, "is bad") {
+		t.Errorf("event %+v, want a refused configuration with the reason", e)
+	}
+	writeFile(t, c.path, "v2")
+	if e := next(); e.Result != ReloadOK || e.Error != "" {
+		t.Errorf("event %+v, want ok", e)
+	}
 }
