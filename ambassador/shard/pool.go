@@ -342,10 +342,10 @@ func (s *server) downReply(protocol string) []byte {
 }
 
 // retireSettle is how long a retired server keeps its connections before
-// they may close when idle: on the goroutine-per-client path a client
-// that routed a request with the previous ring just before a reload may
-// not have queued it yet. (An event loop routes and queues in one step,
-// and checks busy in the loop.)
+// they may close when idle: on the goroutine-per-client path (off Linux)
+// a client that routed a request with the previous ring just before a
+// reload may not have queued it yet. (An event loop routes and queues in
+// one step, and checks busy in the loop.)
 const retireSettle = 250 * time.Millisecond
 
 // retire closes the server's connections once nothing is in flight on
