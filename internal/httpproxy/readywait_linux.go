@@ -55,8 +55,45 @@ func newReadyWait(c net.Conn) *readyWait {
 // as long as serve returns false ("wait"); it returns when serve returns
 // true, or with the error that ended a wait (the deadline, or the
 // connection being closed).
+//
+// The duplicate's readiness is reset when the wait starts, so bytes (or
+// the client's FIN) that arrived after the connection's last read but
+// before then raise nothing the wait would see: a pipelining client that
+// sent its last request and closed could wait out the idle timeout. So
+// the first time serve asks to wait, the socket is peeked once (one
+// recv per connection, not per request).
 func (w *readyWait) run(serve func() bool) error {
-	return w.rc.Read(func(uintptr) bool { return serve() })
+	first := true
+	return w.rc.Read(func(fd uintptr) bool {
+		for {
+			if serve() {
+				return true
+			}
+			if !first {
+				return false
+			}
+			first = false
+			if !readable(fd) {
+				return false
+			}
+		}
+	})
+}
+
+// readable reports whether a read of the non-blocking socket fd would not
+// block: bytes, the end of input or an error are waiting.
+func readable(fd uintptr) bool {
+	var b [1]byte
+	for {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		return true
+	}
 }
 
 // SetReadDeadline bounds the waits; a past time ends the current one.
