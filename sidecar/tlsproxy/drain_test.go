@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -52,19 +54,11 @@ func TestDrain(t *testing.T) {
 	defer busy.Close()
 	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
 	<-arrived
-	eventually(t, "both connections open", func() error {
-		if v := r.metric(t, "podkit_tlsproxy_connections_open"); v != 2 {
-			return io.ErrNoProgress
-		}
-		return nil
+	testdeps.WaitFor(t, "both connections open", func() bool {
+		return r.metric(t, "podkit_tlsproxy_connections_open") == 2
 	})
 	r.cancel()
-	eventually(t, "the proxy stopping", func() error {
-		if !r.p.stopped.Load() {
-			return io.ErrNoProgress
-		}
-		return nil
-	})
+	testdeps.WaitFor(t, "the proxy stopping", r.p.stopped.Load)
 	close(stopping)
 	resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // pki is a test CA that issues server and client certificates.
@@ -241,20 +242,18 @@ func (r *running) readyz(t testing.TB) int {
 	return resp.StatusCode
 }
 
-// eventually polls f every 20ms until it returns nil or 10s pass.
+// eventually is testdeps.WaitFor for a condition that reports why it
+// does not hold yet (the last reason is logged on failure). Only
+// reload_test.go still uses it.
 func eventually(t testing.TB, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
+	var last error
+	defer func() {
+		if t.Failed() && last != nil {
+			t.Logf("%s: last: %v", what, last)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after 10s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	}()
+	testdeps.WaitFor(t, what, func() bool { last = f(); return last == nil })
 }
 
 func testLogger(t testing.TB) *slog.Logger {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // httpsClient trusts ca and speaks HTTP/1.1 only, or HTTP/2 when h2.
@@ -328,11 +330,8 @@ func TestBackendDown(t *testing.T) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "up") })}
 	go srv.Serve(ln)
 	defer srv.Close()
-	eventually(t, "readiness after the target came up", func() error {
-		if got := r.readyz(t); got != 200 {
-			return fmt.Errorf("/readyz = %d", got)
-		}
-		return nil
+	testdeps.WaitFor(t, "/readyz 200 after the target came up", func() bool {
+		return r.readyz(t) == 200
 	})
 }
 

@@ -145,11 +145,8 @@ func TestRejectedClientLogged(t *testing.T) {
 		}
 		rejected += n
 		for reason := range clients {
-			eventually(t, reason+" rejections counted", func() error {
-				if v := r.metric(t, `podkit_tlsproxy_handshake_errors_total{reason="`+reason+`"}`); v != float64(rejected) {
-					return fmt.Errorf("%v counted, want %d", v, rejected)
-				}
-				return nil
+			testdeps.WaitFor(t, fmt.Sprintf("%d %s rejections counted", rejected, reason), func() bool {
+				return r.metric(t, `podkit_tlsproxy_handshake_errors_total{reason="`+reason+`"}`) == float64(rejected)
 			})
 		}
 	}

@@ -16,6 +16,8 @@ import (
 
 	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // echoTCP is a TCP echo server on loopback. With proxyProto it first
@@ -309,11 +311,12 @@ func TestRedirectHTTP(t *testing.T) {
 	_, port, _ := net.SplitHostPort(r.addr)
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var resp *http.Response
-	eventually(t, "redirect listener", func() (err error) {
+	testdeps.WaitFor(t, "the redirect listener answering", func() bool {
 		req, _ := http.NewRequest("GET", "http://"+redirect+"/a/b?c=d", nil)
 		req.Host = "app.example.com:8080"
+		var err error
 		resp, err = c.Do(req)
-		return err
+		return err == nil
 	})
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMovedPermanently {
