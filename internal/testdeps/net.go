@@ -73,11 +73,17 @@ func FreePort(t testing.TB) string {
 }
 
 // FreePortRange finds n consecutive loopback ports that are free now, for
-// a program (the demo) that takes its ports from a base upward.
+// a program (the demo) that takes its ports from a base upward. It looks
+// below Linux's default ephemeral range (32768 up), where the ports of
+// outgoing connections, and their TIME_WAIT after a busy test, do not
+// block a listener.
 func FreePortRange(t testing.TB, n int) int {
 	t.Helper()
-	for try := 0; try < 50; try++ {
-		base := 20000 + (os.Getpid()*13+try*131)%30000
+	const low, high = 10000, 32768
+	span := (high - low) / max(n, 1)
+	start := os.Getpid() % max(span, 1)
+	for try := 0; try < span; try++ {
+		base := low + (start+try*7919)%span*n // 7919 is prime: every slot once
 		ok := true
 		for i := 0; i < n && ok; i++ {
 			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
