@@ -517,7 +517,7 @@ func (c *conn) backend(b *Backend, probe bool, now time.Time) (*backendConn, boo
 	if bc := c.back; bc != nil {
 		c.back = nil
 		if bc.b != b {
-			b.put(bc)
+			bc.b.put(bc) // another backend's: back to its pool
 		} else {
 			idle := now.Sub(bc.idleSince)
 			if idle <= backendMaxIdleTime && (!(probe || idle > backendProbeAfter) || alive(bc.c)) {

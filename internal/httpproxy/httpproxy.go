@@ -154,8 +154,10 @@ func New(cfg Config) *Proxy {
 }
 
 // Drain makes every client connection close after the response it is
-// sending (with Connection: close) and idle ones close now, as far as
-// their Client.Tracker lets the engine see them (see Tracker).
+// sending (with Connection: close) instead of waiting for another
+// request. It does not interrupt a connection already waiting: the
+// caller wakes those, with a past read deadline on Client.Conn and on the
+// Waker its Tracker was given; they then see the drain and close.
 func (p *Proxy) Drain() { p.draining.Store(true) }
 
 func (p *Proxy) rejected(reason string) {
