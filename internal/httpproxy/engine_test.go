@@ -110,7 +110,9 @@ func exchange(t testing.TB, raw []byte) (answer string, backend []string) {
 	b := NewBackend("tcp", rec.ln.Addr().String(), 5*time.Second)
 	p := New(Config{
 		Name: "test", Backend: b,
-		IdleTimeout: 10 * time.Second, HeaderTimeout: 10 * time.Second,
+		// Every exchange ends with the client's FIN: no wait ends by a
+		// timeout, and a connection that stalls fails the read below.
+		IdleTimeout: 10 * time.Minute, HeaderTimeout: 10 * time.Minute,
 		Logger: testLogger(),
 	})
 	client, server := testdeps.TCPPair(t)
@@ -246,6 +248,13 @@ func TestSmuggling(t *testing.T) {
 		},
 
 		// Accepted forms.
+		{
+			// The second request and the FIN arrive before the
+			// connection starts waiting for a next request: it must
+			// still see them (it waited out the idle timeout once).
+			name: "pipelined, then the end", req: ok + ok,
+			want: []int{200, 200}, backend: []string{ok + ok},
+		},
 		{
 			name: "chunk extension and trailer", req: "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;a=b\r\nabc\r\n0\r\nX-T: 1\r\n\r\n" + ok,
 			want:    []int{200, 200},
