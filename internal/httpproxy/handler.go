@@ -224,8 +224,11 @@ func (p *Proxy) writeHTTPRequestHead(w *bufio.Writer, r *http.Request, b *Backen
 	}
 	w.WriteString(headerSafe(host))
 	w.WriteString("\r\n")
+	// Fields named by Connection are hop-by-hop too (an HTTP/1.1
+	// request; HTTP/2 has no Connection).
+	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
-		if httpDrop[k] || k == p.dropCanon || !validHeaderName(k) {
+		if httpDrop[k] || k == p.dropCanon || !validHeaderName(k) || len(conn) > 0 && namedIn(conn, k) {
 			continue
 		}
 		if k == "Cookie" && len(vv) > 1 {
@@ -346,6 +349,19 @@ func skipTrailers(br *bufio.Reader) error {
 			return nil
 		}
 	}
+}
+
+// namedIn reports whether one of the Connection field values lists
+// name.
+func namedIn(conn []string, name string) bool {
+	for _, v := range conn {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // headerSafe drops bytes that may not appear in a header value.
