@@ -3,6 +3,7 @@ package testdeps
 import (
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
@@ -61,9 +62,19 @@ func TCPPair(t testing.TB) (a, b net.Conn) {
 
 // FreePort returns a loopback host:port that is free now, for a program
 // that must be told its address before it listens (a subprocess's
-// --listen).
+// --listen). Like FreePortRange it looks below the ephemeral port range,
+// so that the port is not handed to another test's 127.0.0.1:0 listener
+// (or outgoing connection) before the program takes it.
 func FreePort(t testing.TB) string {
 	t.Helper()
+	for range 200 {
+		port := freeLow + rand.IntN(freeHigh-freeLow)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			ln.Close()
+			return ln.Addr().String()
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +83,11 @@ func FreePort(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// The ports FreePort and FreePortRange choose from: below Linux's default
+// ephemeral range (32768-60999), which 127.0.0.1:0 listeners and outgoing
+// connections take from.
+const freeLow, freeHigh = 10000, 32768
+
 // FreePortRange finds n consecutive loopback ports that are free now, for
 // a program (the demo) that takes its ports from a base upward. It looks
 // below Linux's default ephemeral range (32768 up), where the ports of
@@ -79,11 +95,10 @@ func FreePort(t testing.TB) string {
 // block a listener.
 func FreePortRange(t testing.TB, n int) int {
 	t.Helper()
-	const low, high = 10000, 32768
-	span := (high - low) / max(n, 1)
+	span := (freeHigh - freeLow) / max(n, 1)
 	start := os.Getpid() % max(span, 1)
 	for try := 0; try < span; try++ {
-		base := low + (start+try*7919)%span*n // 7919 is prime: every slot once
+		base := freeLow + (start+try*7919)%span*n // 7919 is prime: every slot once
 		ok := true
 		for i := 0; i < n && ok; i++ {
 			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))

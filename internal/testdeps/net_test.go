@@ -10,7 +10,7 @@ import (
 // where a busy machine's outgoing connections do not take them.
 func TestFreePortRange(t *testing.T) {
 	base := FreePortRange(t, 40)
-	if base < 10000 || base+40 > 32768 {
+	if base < freeLow || base+40 > freeHigh {
 		t.Fatalf("base %d: the range is not within 10000-32767", base)
 	}
 	for i := range 40 {
@@ -20,7 +20,21 @@ func TestFreePortRange(t *testing.T) {
 		}
 		ln.Close()
 	}
-	if _, _, err := net.SplitHostPort(FreePort(t)); err != nil {
+}
+
+// TestFreePort: the port is free, and below the ephemeral range.
+func TestFreePort(t *testing.T) {
+	addr := FreePort(t)
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
 		t.Fatal(err)
 	}
+	if p, _ := strconv.Atoi(port); p < freeLow || p >= freeHigh {
+		t.Errorf("FreePort = %s, want a port from %d to %d", addr, freeLow, freeHigh-1)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
 }
