@@ -38,9 +38,9 @@
 //     whitespace inside is 400; several field lines with differing values
 //     are 400, with the same value one line is forwarded.
 //   - A chunked body's size lines must be hex (at most 15 digits) with an
-//     optional extension, every line ends in CRLF, chunk data is followed
-//     by CRLF, and trailer lines are field lines; anything else is 400,
-//     sent if the client has not been answered yet.
+//     optional extension, every line ends in CRLF and is at most 4 KiB,
+//     chunk data is followed by CRLF, and trailer lines are field lines;
+//     anything else is 400.
 //
 // A request that fails these checks is answered by the engine itself
 // (Rejected is told why) and the client connection is closed; nothing of
