@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/podkit/podkit/adapter/logs/internal/slowlog"
 	"github.com/podkit/podkit/adapter/logs/parse"
-	"github.com/podkit/podkit/adapter/logs/slowlog"
 	"github.com/podkit/podkit/adapter/logs/tail"
 	"github.com/podkit/podkit/internal/resp"
 )
