@@ -333,7 +333,7 @@ func checkUnambiguous(s []byte) error {
 		s = s[i+4:]
 		lines := strings.Split(string(head[:len(head)-2]), "\r\n")
 		parts := strings.Split(lines[0], " ")
-		if len(parts) != 3 || parts[2] != "HTTP/1.1" && parts[2] != "HTTP/1.0" || !validHeaderName(parts[0]) {
+		if len(parts) != 3 || parts[2] != "HTTP/1.1" && parts[2] != "HTTP/1.0" || !ValidHeaderName(parts[0]) {
 			return fmt.Errorf("request line %q", lines[0])
 		}
 		cl, te, host := -1, 0, 0
@@ -346,7 +346,7 @@ func checkUnambiguous(s []byte) error {
 				return fmt.Errorf("line %q", l)
 			}
 			name, value, ok := strings.Cut(l, ":")
-			if !ok || !validHeaderName(name) {
+			if !ok || !ValidHeaderName(name) {
 				return fmt.Errorf("field line %q", l)
 			}
 			value = strings.Trim(value, " \t")

@@ -179,7 +179,7 @@ func requestView(r *http.Request) *Request {
 	var sb strings.Builder
 	sb.WriteString(r.Method + " " + r.URL.RequestURI() + " HTTP/1.1\r\nHost: " + headerSafe(r.Host) + "\r\n")
 	for k, vv := range r.Header {
-		if !validHeaderName(k) {
+		if !ValidHeaderName(k) {
 			continue
 		}
 		for _, v := range vv {
@@ -228,7 +228,7 @@ func (p *Proxy) writeHTTPRequestHead(w *bufio.Writer, r *http.Request, b *Backen
 	// request; HTTP/2 has no Connection).
 	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
-		if httpDrop[k] || k == p.dropCanon || !validHeaderName(k) || len(conn) > 0 && namedIn(conn, k) {
+		if httpDrop[k] || k == p.dropCanon || !ValidHeaderName(k) || len(conn) > 0 && namedIn(conn, k) {
 			continue
 		}
 		if k == "Cookie" && len(vv) > 1 {
@@ -379,7 +379,9 @@ func headerSafe(s string) string {
 	return s
 }
 
-func validHeaderName(s string) bool {
+// ValidHeaderName reports whether s is a valid HTTP field name: a
+// non-empty RFC 9110 token.
+func ValidHeaderName(s string) bool {
 	if s == "" {
 		return false
 	}

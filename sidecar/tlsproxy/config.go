@@ -13,6 +13,7 @@ import (
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/gctune"
+	"github.com/podkit/podkit/internal/httpproxy"
 )
 
 // Modes of operation.
@@ -232,7 +233,7 @@ func (c Config) Validate() error {
 			add("--allow-san-uri: %q is not an absolute URI", u)
 		}
 	}
-	if c.ClientCertHeader == "" || !validHeaderName(c.ClientCertHeader) {
+	if c.ClientCertHeader == "" || !httpproxy.ValidHeaderName(c.ClientCertHeader) {
 		add("--client-cert-header: %q is not a valid header name", c.ClientCertHeader)
 	}
 	if c.RedirectHTTP != "" {
@@ -289,36 +290,3 @@ func parseMinVersion(s string) (uint16, error) {
 	}
 	return 0, fmt.Errorf("%q is not 1.2 or 1.3", s)
 }
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isTokenChar(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-// isTokenChar reports whether b is an RFC 9110 tchar.
-func isTokenChar(b byte) bool {
-	return tokenTable[b]
-}
-
-var tokenTable = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
