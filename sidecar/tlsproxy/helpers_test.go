@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/container"
-	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // pki is a test CA that issues server and client certificates.
@@ -240,20 +239,6 @@ func (r *running) readyz(t testing.TB) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// eventually is testdeps.WaitFor for a condition that reports why it
-// does not hold yet (the last reason is logged on failure). Only
-// reload_test.go still uses it.
-func eventually(t testing.TB, what string, f func() error) {
-	t.Helper()
-	var last error
-	defer func() {
-		if t.Failed() && last != nil {
-			t.Logf("%s: last: %v", what, last)
-		}
-	}()
-	testdeps.WaitFor(t, what, func() bool { last = f(); return last == nil })
 }
 
 func testLogger(t testing.TB) *slog.Logger {

@@ -132,23 +132,26 @@ func TestCertRotationUnderLoad(t *testing.T) {
 					// reloads, and the counter says when it has.
 					before := r.metric(t, `podkit_tlsproxy_reloads_total{result="ok"}`)
 					syscall.Kill(os.Getpid(), syscall.SIGHUP)
-					eventually(t, "SIGHUP handled", func() error {
-						if r.metric(t, `podkit_tlsproxy_reloads_total{result="ok"}`) == before {
-							return errors.New("not yet")
-						}
-						return nil
+					testdeps.WaitFor(t, "SIGHUP handled", func() bool {
+						return r.metric(t, `podkit_tlsproxy_reloads_total{result="ok"}`) != before
 					})
 				}
 				want := next.Leaf.SerialNumber
-				eventually(t, "new certificate served", func() error {
+				var last string
+				testdeps.WaitFor(t, "new certificate served", func() bool {
 					got, err := servedSerial(t, r.addr, ca)
+					if err == nil && got.Cmp(want) == 0 {
+						return true
+					}
+					why := fmt.Sprintf("serial %v, want %v (previous %v)", got, want, prev)
 					if err != nil {
-						return err
+						why = err.Error()
 					}
-					if got.Cmp(want) != 0 {
-						return fmt.Errorf("serial %v, want %v (previous %v)", got, want, prev)
+					if why != last { // shown if the wait fails
+						t.Logf("new certificate not served yet: %s", why)
+						last = why
 					}
-					return nil
+					return false
 				})
 				prev = want
 				time.Sleep(50 * time.Millisecond) // let load run on the new certificate
@@ -211,11 +214,8 @@ func TestBadCertificateKept(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			writeAtomic(t, keyFile, tt.key)
 			writeAtomic(t, certFile, tt.cert)
-			eventually(t, "reload rejected", func() error {
-				if v := r.metric(t, `podkit_tlsproxy_reloads_total{result="error"}`); v < float64(i+1) {
-					return fmt.Errorf("reloads_total{error} = %v", v)
-				}
-				return nil
+			testdeps.WaitFor(t, fmt.Sprintf(`reloads_total{result="error"} >= %d`, i+1), func() bool {
+				return r.metric(t, `podkit_tlsproxy_reloads_total{result="error"}`) >= float64(i+1)
 			})
 			got, err := servedSerial(t, r.addr, ca)
 			if err != nil {
@@ -233,11 +233,8 @@ func TestBadCertificateKept(t *testing.T) {
 	// A good pair is picked up again.
 	writeAtomic(t, keyFile, otherKey)
 	writeAtomic(t, certFile, otherCert)
-	eventually(t, "good pair after bad ones", func() error {
-		if v := r.metric(t, `podkit_tlsproxy_reloads_total{result="ok"}`); v < 1 {
-			return fmt.Errorf("reloads_total{ok} = %v", v)
-		}
-		return nil
+	testdeps.WaitFor(t, `good pair after bad ones (reloads_total{result="ok"} >= 1)`, func() bool {
+		return r.metric(t, `podkit_tlsproxy_reloads_total{result="ok"}`) >= 1
 	})
 	if v := r.metric(t, "podkit_tlsproxy_cert_expiry_timestamp_seconds"); v <= float64(time.Now().Unix()) {
 		t.Errorf("cert expiry metric %v is not in the future", v)
@@ -312,11 +309,8 @@ func TestSelfSignedClientCAWatch(t *testing.T) {
 		prev, _ := os.ReadFile(caFile)
 		writeAtomic(t, caFile, prev) // the same bundle again
 		writeAtomic(t, caFile, next) // a new one
-		eventually(t, "the new bundle reloaded", func() error {
-			if v := ok(); v != float64(i+1) {
-				return fmt.Errorf(`reloads_total{result="ok"} = %v, want %d`, v, i+1)
-			}
-			return nil
+		testdeps.WaitFor(t, fmt.Sprintf(`the new bundle reloaded (reloads_total{result="ok"} = %d)`, i+1), func() bool {
+			return ok() == float64(i+1)
 		})
 	}
 	for _, res := range []string{"error", "unchanged"} {
