@@ -39,7 +39,7 @@ func (h *Host) startAdmin(o Options) (*adminServer, error) {
 	if o.AdminListener == nil && o.AdminAddr == "off" {
 		return nil, nil
 	}
-	ln, err := listen(o.AdminAddr, o.AdminListener)
+	ln, err := Listen("--admin-addr "+o.AdminAddr, o.AdminAddr, o.AdminListener)
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"sync"
@@ -295,16 +294,4 @@ func mainDone(target string) bool {
 	}
 	_, err := os.Stat(target)
 	return err == nil
-}
-
-// listen opens the admin listener unless one was given.
-func listen(addr string, ln net.Listener) (net.Listener, error) {
-	if ln != nil {
-		return ln, nil
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--admin-addr %s: %w", addr, err)
-	}
-	return l, nil
 }

@@ -25,7 +25,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/podkit/podkit/adapter/internal/dbwire"
@@ -202,19 +201,14 @@ type Adapter struct {
 	cfg Config
 	chk *checker
 
-	addrMu sync.Mutex
-	addr   net.Addr // the health endpoints', once Run listens
+	addr container.BoundAddr // the health endpoints', once Run listens
 }
 
 var _ container.Component = (*Adapter)(nil)
 
 // Addr returns the bound address of the health endpoints' listener
 // (--listen, or Config.Listener), or nil before Run listens.
-func (a *Adapter) Addr() net.Addr {
-	a.addrMu.Lock()
-	defer a.addrMu.Unlock()
-	return a.addr
-}
+func (a *Adapter) Addr() net.Addr { return a.addr.Addr() }
 
 // New validates cfg and returns an Adapter.
 func New(cfg Config) (*Adapter, error) {
@@ -275,15 +269,11 @@ func (a *Adapter) Run(ctx context.Context, h *container.Host) error {
 	if err := chk.register(h.Registerer()); err != nil {
 		return err
 	}
-	ln := a.cfg.Listener
-	if ln == nil {
-		if ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
-			return fmt.Errorf("--listen: %w", err)
-		}
+	ln, err := container.Listen("--listen", a.cfg.Listen, a.cfg.Listener)
+	if err != nil {
+		return err
 	}
-	a.addrMu.Lock()
-	a.addr = ln.Addr()
-	a.addrMu.Unlock()
+	a.addr.Set(ln)
 	checkCtx, stop := context.WithCancel(context.Background())
 	defer stop()
 	done := make(chan struct{})

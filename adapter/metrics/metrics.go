@@ -29,7 +29,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -197,19 +196,14 @@ type Adapter struct {
 	targets []*target
 	sh      *shared
 
-	addrMu sync.Mutex
-	addr   net.Addr // /metrics', once Run listens
+	addr container.BoundAddr // /metrics', once Run listens
 }
 
 var _ container.Component = (*Adapter)(nil)
 
 // Addr returns the bound address of the /metrics listener (--listen, or
 // Config.Listener), or nil before Run listens.
-func (a *Adapter) Addr() net.Addr {
-	a.addrMu.Lock()
-	defer a.addrMu.Unlock()
-	return a.addr
-}
+func (a *Adapter) Addr() net.Addr { return a.addr.Addr() }
 
 // New validates cfg and returns an Adapter.
 func New(cfg Config) (*Adapter, error) {
@@ -341,16 +335,11 @@ func (a *Adapter) Run(ctx context.Context, h *container.Host) error {
 			t.s.close()
 		}
 	}()
-	ln := a.cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
-			return fmt.Errorf("--listen: %w", err)
-		}
+	ln, err := container.Listen("--listen", a.cfg.Listen, a.cfg.Listener)
+	if err != nil {
+		return err
 	}
-	a.addrMu.Lock()
-	a.addr = ln.Addr()
-	a.addrMu.Unlock()
+	a.addr.Set(ln)
 	srv := &http.Server{Handler: a.Handler(h.Gatherer()), ReadHeaderTimeout: 10 * time.Second}
 	h.Logger().Info("serving metrics", "listen", ln.Addr().String(), "targets", len(a.targets))
 	return container.ServeHTTP(ctx, h, srv, ln)

@@ -113,7 +113,8 @@ type Topz struct {
 	lastStart time.Time // monotonic start of the last scan
 	lastEnd   time.Time
 	scanErr   error
-	addr      net.Addr // GET /topz's, once Run listens
+
+	addr container.BoundAddr // GET /topz's, once Run listens
 
 	procs    prometheus.Gauge
 	ctrs     prometheus.Gauge
@@ -183,11 +184,7 @@ func (t *Topz) Name() string { return "topz" }
 
 // Addr returns the bound address of the GET /topz listener, or nil before
 // Run listens.
-func (t *Topz) Addr() net.Addr {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.addr
-}
+func (t *Topz) Addr() net.Addr { return t.addr.Addr() }
 
 // EffectiveConfig implements container.Configured.
 func (t *Topz) EffectiveConfig() any { return t.cfg }
@@ -198,17 +195,12 @@ func (t *Topz) EffectiveConfig() any { return t.cfg }
 func (t *Topz) Run(ctx context.Context, h *container.Host) error {
 	h.Registerer().MustRegister(t.procs, t.ctrs, t.onlyOwn, t.duration, t.scans, t.parseErr, t.requests)
 	log := h.Logger()
-	ln := t.cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", t.cfg.Listen); err != nil {
-			return fmt.Errorf("--listen: %w", err)
-		}
+	ln, err := container.Listen("--listen", t.cfg.Listen, t.cfg.Listener)
+	if err != nil {
+		return err
 	}
 	defer ln.Close()
-	t.mu.Lock()
-	t.addr = ln.Addr()
-	t.mu.Unlock()
+	t.addr.Set(ln)
 	for range 2 {
 		if _, err := t.refresh(ctx, time.Now()); err != nil {
 			if ctx.Err() != nil {
