@@ -344,8 +344,9 @@ type Elector struct {
 	h          *container.Host
 	log        *slog.Logger
 	notifier   *notifier
-	apiAddr    net.Addr // once Run listens
-	proxyAddr  net.Addr
+
+	apiAddr   container.BoundAddr // once Run listens
+	proxyAddr container.BoundAddr // once Run listens, if the proxy is on
 }
 
 var (
@@ -423,19 +424,11 @@ func (e *Elector) EffectiveConfig() any { return e.cfg }
 func (e *Elector) Backend() Backend { return e.backend }
 
 // Addr returns the HTTP API's bound address, or nil before Run listens.
-func (e *Elector) Addr() net.Addr {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.apiAddr
-}
+func (e *Elector) Addr() net.Addr { return e.apiAddr.Addr() }
 
 // ProxyAddr returns the leader proxy's bound address, or nil before Run
 // listens or when the proxy is off (ProxyListen empty).
-func (e *Elector) ProxyAddr() net.Addr {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.proxyAddr
-}
+func (e *Elector) ProxyAddr() net.Addr { return e.proxyAddr.Addr() }
 
 // Leader returns what this replica currently knows of the leadership. A
 // claim of its own that has expired without renewal is never returned,
@@ -477,27 +470,21 @@ func (e *Elector) Run(ctx context.Context, h *container.Host) error {
 	e.m.register(h.Registerer(), e)
 	e.notifier = newNotifier(e.cfg.Notify, e.cfg.NotifyTimeout, e.log, e.m)
 
-	apiLn := e.cfg.Listener
-	if apiLn == nil {
-		var err error
-		if apiLn, err = net.Listen("tcp", e.cfg.Listen); err != nil {
-			return fmt.Errorf("--listen: %w", err)
-		}
+	apiLn, err := container.Listen("--listen", e.cfg.Listen, e.cfg.Listener)
+	if err != nil {
+		return err
 	}
 	var proxyLn net.Listener
 	if e.cfg.ProxyListen != "" {
-		var err error
-		if proxyLn, err = net.Listen("tcp", e.cfg.ProxyListen); err != nil {
+		if proxyLn, err = container.Listen("--proxy-listen", e.cfg.ProxyListen, nil); err != nil {
 			apiLn.Close()
-			return fmt.Errorf("--proxy-listen: %w", err)
+			return err
 		}
 	}
-	e.mu.Lock()
-	e.apiAddr = apiLn.Addr()
+	e.apiAddr.Set(apiLn)
 	if proxyLn != nil {
-		e.proxyAddr = proxyLn.Addr()
+		e.proxyAddr.Set(proxyLn)
 	}
-	e.mu.Unlock()
 	e.log.Info("electing", "election", e.cfg.Election, "backend", e.backendName(),
 		"listen", apiLn.Addr().String(), "advertise", e.cfg.Advertise)
 

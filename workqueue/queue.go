@@ -23,7 +23,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/podkit/podkit/cli"
@@ -162,7 +161,7 @@ func (c Config) Validate() error {
 type Coordinator struct {
 	cfg     Config
 	metrics *Metrics
-	addr    atomic.Pointer[net.Addr] // the API's, once Run listens
+	addr    container.BoundAddr // the API's, once Run listens
 }
 
 var (
@@ -189,12 +188,7 @@ func (c *Coordinator) EffectiveConfig() any {
 }
 
 // Addr returns the API's bound address, or nil before Run listens.
-func (c *Coordinator) Addr() net.Addr {
-	if a := c.addr.Load(); a != nil {
-		return *a
-	}
-	return nil
-}
+func (c *Coordinator) Addr() net.Addr { return c.addr.Addr() }
 
 // Run implements container.Component.
 func (c *Coordinator) Run(ctx context.Context, h *container.Host) error {
@@ -220,12 +214,9 @@ func (c *Coordinator) Run(ctx context.Context, h *container.Host) error {
 		defer ws.Close()
 		st = ws
 	}
-	ln := c.cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", c.cfg.Listen); err != nil {
-			return fmt.Errorf("--listen %s: %w", c.cfg.Listen, err)
-		}
+	ln, err := container.Listen("--listen "+c.cfg.Listen, c.cfg.Listen, c.cfg.Listener)
+	if err != nil {
+		return err
 	}
 	stopping := make(chan struct{})
 	api := NewHandler(st, HandlerOptions{
@@ -264,10 +255,9 @@ func (c *Coordinator) Run(ctx context.Context, h *container.Host) error {
 		close(stopping)
 	}()
 	log.Info("queue listening", "listen", ln.Addr().String(), "data_dir", c.cfg.DataDir)
-	addr := ln.Addr()
-	c.addr.Store(&addr)
+	c.addr.Set(ln)
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	err := container.ServeHTTP(runCtx, h, srv, ln)
+	err = container.ServeHTTP(runCtx, h, srv, ln)
 	if drainedErr != nil {
 		select {
 		case <-drainedErr:

@@ -115,12 +115,9 @@ func (a *App) Handler() http.Handler {
 
 // Run implements container.Component.
 func (a *App) Run(ctx context.Context, h *container.Host) error {
-	ln := a.ln
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
-			return fmt.Errorf("--listen %s: %w", a.cfg.Listen, err)
-		}
+	ln, err := container.Listen("--listen "+a.cfg.Listen, a.cfg.Listen, a.ln)
+	if err != nil {
+		return err
 	}
 	h.Logger().Info("serving", "listen", ln.Addr().String())
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
