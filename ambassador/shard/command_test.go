@@ -182,11 +182,11 @@ func TestNutcrackerCommandLine(t *testing.T) {
 
 // startShardCmd starts `podkit shard args...` (with the admin listener
 // off) and waits until it accepts connections on listen.
-func startShardCmd(t *testing.T, listen string, args ...string) (*exec.Cmd, *syncBuffer, chan error) {
+func startShardCmd(t *testing.T, listen string, args ...string) (*exec.Cmd, *testdeps.Buffer, chan error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"shard", "--admin-addr", "off", "--drain-delay", "0s"}, args...)...)
 	cmd.Env = append(os.Environ(), "PODKIT_SHARD_AS_COMMAND=1")
-	out := &syncBuffer{mu: make(chan struct{}, 1)}
+	out := &testdeps.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,13 +1,13 @@
 package shard
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,38 +20,18 @@ import (
 type running struct {
 	px    *Proxy
 	admin string
-	logs  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu  chan struct{}
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.String()
+	logs  *testdeps.Buffer
+	// stop stops the proxy and waits for Run to return (at the latest
+	// when the test ends).
+	stop func()
 }
 
 // start runs a Proxy for cfg until the test ends.
 func start(t *testing.T, cfg Config) *running { return startB(t, cfg) }
 
 // startB is start for tests and benchmarks.
-func startB(t testing.TB, cfg Config) *running { return startTuned(t, cfg, nil) }
-
-// startTuned is start with tune applied to the Proxy before it runs.
-func startTuned(t testing.TB, cfg Config, tune func(*Proxy)) *running {
+func startB(t testing.TB, cfg Config) *running {
 	t.Helper()
-	if strings.HasPrefix(t.Name(), "TestThreeLoops/") {
-		cfg.EventLoops = 3
-	}
 	if cfg.StatsAddr == "off" {
 		// Tests read the stats; they run side by side, each on its own port.
 		cfg.StatsAddr, cfg.StatsPort = "127.0.0.1", 0
@@ -60,14 +40,11 @@ func startTuned(t testing.TB, cfg Config, tune func(*Proxy)) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tune != nil {
-		tune(px)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{mu: make(chan struct{}, 1)}
+	logs := &testdeps.Buffer{}
 	o := container.DefaultOptions()
 	o.AdminListener = ln
 	o.AdminAddr = ln.Addr().String()
@@ -77,7 +54,7 @@ func startTuned(t testing.TB, cfg Config, tune func(*Proxy)) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- container.Run(ctx, px, o) }()
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -87,6 +64,9 @@ func startTuned(t testing.TB, cfg Config, tune func(*Proxy)) *running {
 		case <-time.After(20 * time.Second):
 			t.Errorf("proxy did not stop")
 		}
+	})
+	t.Cleanup(func() {
+		stop()
 		if t.Failed() {
 			t.Logf("proxy log:\n%s", logs.String())
 		}
@@ -100,7 +80,7 @@ func startTuned(t testing.TB, cfg Config, tune func(*Proxy)) *running {
 		return len(px.pools()) > 0 && px.PoolAddr(px.pools()[0].cfg.Name) != nil
 	})
 	checkDataPath(t, px, cfg)
-	return &running{px: px, admin: "http://" + ln.Addr().String(), logs: logs}
+	return &running{px: px, admin: "http://" + ln.Addr().String(), logs: logs, stop: stop}
 }
 
 // addr is the listen address of pool name ("" for the first pool).

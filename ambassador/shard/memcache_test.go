@@ -108,13 +108,18 @@ func TestMemcache(t *testing.T) {
 
 // TestMemcacheMultiGet splits a get over the servers and answers in the
 // order of the keys asked.
-func TestMemcacheMultiGet(t *testing.T) {
+func TestMemcacheMultiGet(t *testing.T) { testMemcacheMultiGet(t, 1) }
+
+// testMemcacheMultiGet is TestMemcacheMultiGet with loops event loops (the default is 1).
+func testMemcacheMultiGet(t *testing.T, loops int) {
 	t.Parallel()
 	a, b, d := testdeps.StartMemcached(t), testdeps.StartMemcached(t), testdeps.StartMemcached(t)
 	if a == "" {
 		return
 	}
-	r := start(t, mcConfig(a, b, d))
+	cfg := mcConfig(a, b, d)
+	cfg.EventLoops = loops
+	r := start(t, cfg)
 	c := dialMC(t, r.addr(""))
 	var get, want strings.Builder
 	get.WriteString("get")

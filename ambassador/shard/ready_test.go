@@ -38,7 +38,9 @@ func scrapeUp(t *testing.T, r *running) (map[string]string, int) {
 // podkit_shard_server_up many times across several retry cycles, with
 // traffic: the proxy stays ready (it can serve the pool) and the dead
 // server reads 0 in every sample. With both dead the proxy is not ready,
-// in every sample; with one back it is ready again.
+// in every sample; with one back it is ready again. Readiness follows the
+// check, which probes idle servers every probePeriod: the waits for a
+// change of /readyz are that long.
 func TestReadinessWithDeadServer(t *testing.T) {
 	for _, mode := range []string{"auto_eject_hosts", "fail_closed", "neither"} {
 		t.Run(mode, func(t *testing.T) {
@@ -52,7 +54,7 @@ func TestReadinessWithDeadServer(t *testing.T) {
 			cfg.FailureLimit = 1
 			cfg.RetryTimeout = 150 * time.Millisecond
 			cfg.Timeout = 10 * time.Second
-			r := startTuned(t, cfg, func(px *Proxy) { px.probePeriod = 40 * time.Millisecond })
+			r := start(t, cfg)
 			eventually(t, "ready with both servers up", func() string {
 				if up, code := scrapeUp(t, r); code != 200 || up["shard0"] != "1" || up["shard1"] != "1" {
 					return fmt.Sprintf("/readyz %d, server_up %v", code, up)

@@ -120,13 +120,18 @@ func TestRedisCommands(t *testing.T) {
 
 // TestPipeline sends 10k mixed commands in one pipeline and checks every
 // reply arrives, in order.
-func TestPipeline(t *testing.T) {
+func TestPipeline(t *testing.T) { testPipeline(t, 1) }
+
+// testPipeline is TestPipeline with loops event loops (the default is 1).
+func testPipeline(t *testing.T, loops int) {
 	t.Parallel()
 	a, b, c3 := testdeps.StartRedis(t), testdeps.StartRedis(t), testdeps.StartRedis(t)
 	if a == "" {
 		return
 	}
-	r := start(t, redisConfig(a, b, c3))
+	cfg := redisConfig(a, b, c3)
+	cfg.EventLoops = loops
+	r := start(t, cfg)
 	c := dialRedis(t, r.addr(""))
 	const n = 10000
 	var out []byte
@@ -161,7 +166,10 @@ func TestPipeline(t *testing.T) {
 
 // TestMultiKeySplit checks that MSET spreads keys over the servers as the
 // ring says, and that MGET, EXISTS and DEL merge the servers' replies.
-func TestMultiKeySplit(t *testing.T) {
+func TestMultiKeySplit(t *testing.T) { testMultiKeySplit(t, 1) }
+
+// testMultiKeySplit is TestMultiKeySplit with loops event loops (the default is 1).
+func testMultiKeySplit(t *testing.T, loops int) {
 	t.Parallel()
 	addrs := []string{testdeps.StartRedis(t), testdeps.StartRedis(t), testdeps.StartRedis(t)}
 	if addrs[0] == "" {
@@ -169,6 +177,7 @@ func TestMultiKeySplit(t *testing.T) {
 	}
 	cfg := redisConfig(addrs...)
 	cfg.Hash = "murmur" // twemproxy's fnv1a_64 clusters keys like split:N
+	cfg.EventLoops = loops
 	r := start(t, cfg)
 	c := dialRedis(t, r.addr(""))
 	args := []string{"MSET"}
@@ -319,7 +328,10 @@ func TestAuth(t *testing.T) {
 // and the other client's requests are answered before the slow one reads
 // anything. A proxy that let the slow client block the connection would
 // never answer them (the deadlines only bound that hang).
-func TestSlowReader(t *testing.T) {
+func TestSlowReader(t *testing.T) { testSlowReader(t, 1) }
+
+// testSlowReader is TestSlowReader with loops event loops (the default is 1).
+func testSlowReader(t *testing.T, loops int) {
 	t.Parallel()
 	a := testdeps.StartRedis(t)
 	if a == "" {
@@ -327,6 +339,7 @@ func TestSlowReader(t *testing.T) {
 	}
 	cfg := redisConfig(a)
 	cfg.Timeout = 0 // what is tested is who waits, not how long redis takes to send 16 MiB on a loaded machine
+	cfg.EventLoops = loops
 	r := start(t, cfg)
 	big := strings.Repeat("0123456789abcdef", 128<<10) // 2 MiB
 	setup := dialRedis(t, r.addr(""))
@@ -378,7 +391,10 @@ func TestSlowReader(t *testing.T) {
 // TestTransaction checks MULTI/EXEC on keys that share a hash tag: the
 // transaction runs on their server, atomically, and keys on two servers
 // abort it before anything is sent.
-func TestTransaction(t *testing.T) {
+func TestTransaction(t *testing.T) { testTransaction(t, 1) }
+
+// testTransaction is TestTransaction with loops event loops (the default is 1).
+func testTransaction(t *testing.T, loops int) {
 	t.Parallel()
 	addrs := []string{testdeps.StartRedis(t), testdeps.StartRedis(t)}
 	if addrs[0] == "" {
@@ -386,6 +402,7 @@ func TestTransaction(t *testing.T) {
 	}
 	cfg := redisConfig(addrs...)
 	cfg.HashTag = "{}"
+	cfg.EventLoops = loops
 	r := start(t, cfg)
 	pl := r.px.pools()[0]
 	// Two tags on different servers.
@@ -527,13 +544,13 @@ func TestRESP3(t *testing.T) {
 // TestThreeLoops runs the main tests again with three event loops, where
 // clients and server connections are spread over the loops.
 func TestThreeLoops(t *testing.T) {
-	for name, test := range map[string]func(*testing.T){
-		"Pipeline":      TestPipeline,
-		"MultiKeySplit": TestMultiKeySplit,
-		"Transaction":   TestTransaction,
-		"SlowReader":    TestSlowReader,
-		"MemcacheMulti": TestMemcacheMultiGet,
+	for name, test := range map[string]func(*testing.T, int){
+		"Pipeline":      testPipeline,
+		"MultiKeySplit": testMultiKeySplit,
+		"Transaction":   testTransaction,
+		"SlowReader":    testSlowReader,
+		"MemcacheMulti": testMemcacheMultiGet,
 	} {
-		t.Run(name, test)
+		t.Run(name, func(t *testing.T) { test(t, 3) })
 	}
 }

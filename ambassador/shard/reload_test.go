@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -139,8 +140,7 @@ func TestSIGHUP(t *testing.T) {
 	writeConf(t, file, fmt.Sprintf("web:\n  listen: %s\n  redis: true\n  servers:\n   - %s:1\n", ln, a))
 	cmd := exec.Command(os.Args[0], "shard", "--config", file, "--watch-interval", "0", "--admin-addr", admin, "--log-format", "json", "--drain-delay", "0s")
 	cmd.Env = append(os.Environ(), "PODKIT_SHARD_AS_COMMAND=1")
-	var out syncBuffer
-	out.mu = make(chan struct{}, 1)
+	var out testdeps.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -209,4 +209,44 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// TestReloadOutsideRun: Reload before Run has started the proxy, and
+// after Run has returned, is an error that changes nothing; while it
+// runs, Reload applies the file.
+func TestReloadOutsideRun(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "nutcracker.yml")
+	conf := "web:\n  listen: 127.0.0.1:0\n  redis: true\n  servers:\n   - 127.0.0.1:1:1\n"
+	writeConf(t, file, conf)
+	cfg := DefaultConfig()
+	cfg.ConfigFile = file
+	cfg.WatchInterval = 0
+	px, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := px.Reload(); !errors.Is(err, errNotRunning) {
+		t.Fatalf("Reload before Run: %v, want %v", err, errNotRunning)
+	}
+	if px.PoolAddr("web") != nil || len(px.pools()) != 0 {
+		t.Fatal("Reload before Run started a pool")
+	}
+
+	r := start(t, cfg)
+	writeConf(t, file, conf+"   - 127.0.0.1:2:1\n")
+	if err := r.px.Reload(); err != nil {
+		t.Fatalf("Reload while running: %v", err)
+	}
+	if n := len(r.px.pools()[0].servers); n != 2 {
+		t.Fatalf("%d servers after the reload, want 2", n)
+	}
+	r.stop()
+	writeConf(t, file, conf)
+	if err := r.px.Reload(); !errors.Is(err, errNotRunning) {
+		t.Fatalf("Reload after Run returned: %v, want %v", err, errNotRunning)
+	}
+	if n := len(r.px.pools()[0].servers); n != 2 {
+		t.Fatalf("%d servers after a Reload past Run, want the last 2", n)
+	}
 }

@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/retry"
 )
 
 // Proxy is the shard component.
@@ -50,10 +51,9 @@ type Proxy struct {
 	counters  map[string]*poolCounters
 	reloader  *container.Reloader[[]Pool]
 	path      dataPath
-	// probePeriod is how often idle servers are probed for readiness.
-	probePeriod time.Duration
-	started     time.Time
-	statsLn     net.Listener // twemproxy's stats port (px.mu)
+	running   bool // from the first configuration until the drain (px.mu)
+	started   time.Time
+	statsLn   net.Listener // twemproxy's stats port (px.mu)
 
 	wg sync.WaitGroup
 }
@@ -92,8 +92,6 @@ func New(cfg Config) (*Proxy, error) {
 		limits:    limits{maxBulk: cfg.MaxBulk},
 		listeners: map[string]*listener{},
 		counters:  map[string]*poolCounters{},
-
-		probePeriod: 5 * time.Second,
 	}
 	px.m = newMetrics(px.pools)
 	var files func() []string
@@ -146,9 +144,31 @@ func (px *Proxy) PoolAddr(name string) net.Addr {
 	return nil
 }
 
+// errNotRunning is Reload's error outside Run.
+var errNotRunning = errors.New("shard: Reload called before Run started the proxy, or after it stopped")
+
 // Reload rereads the configuration and applies it; on error the running
-// configuration is kept. It is what SIGHUP and a file change do.
-func (px *Proxy) Reload() error { return px.reloader.Reload(context.Background()) }
+// configuration is kept. It is what SIGHUP and a file change do. It
+// needs a running proxy: before Run has applied the first configuration,
+// or once Run is draining, it returns an error and changes nothing.
+func (px *Proxy) Reload() error {
+	px.mu.Lock()
+	running := px.running
+	px.mu.Unlock()
+	if !running {
+		return errNotRunning
+	}
+	return px.reloader.Reload(context.Background())
+}
+
+// probePeriod is how often the readiness check runs, probing the servers
+// that have no open connection.
+const probePeriod = 5 * time.Second
+
+// acceptRetry is the wait after a failed Accept (out of file
+// descriptors, say): a constant 50ms, so the loop neither spins nor
+// waits long once the cause has cleared.
+var acceptRetry = retry.Policy{Initial: 50 * time.Millisecond, Multiplier: 1}
 
 // Run implements container.Component.
 func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
@@ -195,14 +215,17 @@ func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
 		defer func() { stopStats(); <-statsDone }()
 	}
 	px.m.lastOK.Set(1)
+	px.mu.Lock()
+	px.running = true
+	px.mu.Unlock()
 	// The configuration reloads on SIGHUP and when --config changes.
 	reloads, err := px.reloader.Start(ctx, h)
 	if err != nil {
 		px.closeAll()
 		return err
 	}
-	h.AddCheck(container.Check{Name: "pools", Ready: true, Period: px.probePeriod, Func: px.checkServers})
-	h.AddCheck(container.Check{Name: "servers", Period: px.probePeriod, Func: px.checkEachServer})
+	h.AddCheck(container.Check{Name: "pools", Ready: true, Period: probePeriod, Func: px.checkServers})
+	h.AddCheck(container.Check{Name: "servers", Period: probePeriod, Func: px.checkEachServer})
 	h.SetReady(true)
 	watchdog := make(chan struct{})
 	defer close(watchdog)
@@ -239,9 +262,15 @@ func (px *Proxy) reloadPools(context.Context) ([]Pool, error) {
 	return specs, err
 }
 
-// reapply is the reload's swap step.
+// reapply is the reload's swap step. A reload that gets here as Run
+// drains changes nothing.
 func (px *Proxy) reapply(specs []Pool) error {
-	err := px.apply(specs)
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	if !px.running {
+		return errNotRunning
+	}
+	err := px.applyLocked(specs)
 	px.m.lastOK.Set(b2f(err == nil))
 	return err
 }
@@ -253,6 +282,11 @@ func (px *Proxy) reapply(specs []Pool) error {
 func (px *Proxy) apply(specs []Pool) error {
 	px.mu.Lock()
 	defer px.mu.Unlock()
+	return px.applyLocked(specs)
+}
+
+// applyLocked is apply with px.mu held.
+func (px *Proxy) applyLocked(specs []Pool) error {
 	old := map[string]*server{}
 	for _, p := range px.pools() {
 		for _, s := range p.servers {
@@ -406,7 +440,7 @@ func (px *Proxy) accept(l *listener) {
 				return
 			}
 			px.log.Warn("accept failed", "pool", l.name, "error", err)
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(acceptRetry.Delay(1))
 			continue
 		}
 		p := l.pool.Load()
@@ -445,6 +479,7 @@ func (l *listener) stop(grace time.Duration) {
 // the server connections.
 func (px *Proxy) drain(ctx context.Context) {
 	px.mu.Lock()
+	px.running = false
 	ls := make([]*listener, 0, len(px.listeners))
 	for _, l := range px.listeners {
 		ls = append(ls, l)

@@ -63,7 +63,7 @@ func (px *Proxy) serveStats(ctx context.Context, ln net.Listener) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(acceptRetry.Delay(1)):
 			}
 			continue
 		}
