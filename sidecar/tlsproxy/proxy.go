@@ -47,9 +47,8 @@ type Proxy struct {
 	m      *metrics
 	log    *slog.Logger
 
-	addrMu sync.Mutex
-	addr   net.Addr
-	ready  chan struct{}
+	addr  container.BoundAddr // the TLS listener's, once Run is serving
+	ready chan struct{}
 
 	engine  *httpproxy.Proxy   // the HTTP/1.1 engine (http mode), made by Run
 	backend *httpproxy.Backend // the target, with its keep-alive pool
@@ -157,11 +156,7 @@ func (p *Proxy) Name() string { return "tls-proxy" }
 func (p *Proxy) EffectiveConfig() any { return p.cfg }
 
 // Addr returns the TLS listener's address once Run is serving, or nil.
-func (p *Proxy) Addr() net.Addr {
-	p.addrMu.Lock()
-	defer p.addrMu.Unlock()
-	return p.addr
-}
+func (p *Proxy) Addr() net.Addr { return p.addr.Addr() }
 
 // Ready is closed once Run is serving.
 func (p *Proxy) Ready() <-chan struct{} { return p.ready }
@@ -178,20 +173,17 @@ func (p *Proxy) Run(ctx context.Context, h *container.Host) error {
 	if gc := p.gc; gc != nil {
 		p.log.Debug("garbage collector", "gc_percent", gc.percent, "memory_limit", gc.memoryLimit, "memory_limit_from", gc.limitFrom)
 	}
-	ln := p.cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", p.cfg.Listen); err != nil {
-			return fmt.Errorf("--listen %s: %w", p.cfg.Listen, err)
-		}
+	ln, err := container.Listen("--listen "+p.cfg.Listen, p.cfg.Listen, p.cfg.Listener)
+	if err != nil {
+		return err
 	}
 	defer ln.Close()
 
 	var redirect *http.Server
 	if p.cfg.RedirectHTTP != "" {
-		rln, err := net.Listen("tcp", p.cfg.RedirectHTTP)
+		rln, err := container.Listen("--redirect-http "+p.cfg.RedirectHTTP, p.cfg.RedirectHTTP, nil)
 		if err != nil {
-			return fmt.Errorf("--redirect-http %s: %w", p.cfg.RedirectHTTP, err)
+			return err
 		}
 		redirect = &http.Server{Handler: redirectHandler(ln.Addr()), ReadHeaderTimeout: p.cfg.HeaderTimeout, IdleTimeout: p.cfg.IdleTimeout}
 		go redirect.Serve(rln)
@@ -219,9 +211,7 @@ func (p *Proxy) Run(ctx context.Context, h *container.Host) error {
 		p.startH2()
 	}
 
-	p.addrMu.Lock()
-	p.addr = ln.Addr()
-	p.addrMu.Unlock()
+	p.addr.Set(ln)
 	acceptDone := make(chan error, 1)
 	go func() { acceptDone <- p.accept(ctx, h, ln) }()
 	h.SetReady(true)
@@ -229,7 +219,6 @@ func (p *Proxy) Run(ctx context.Context, h *container.Host) error {
 	p.log.Info("serving", "listen", ln.Addr().String(), "target", p.target.String(), "mode", p.cfg.Mode,
 		"mtls", p.cfg.ClientCA != "", "cert_not_after", p.certs.current().leaf.NotAfter.UTC().Format(time.RFC3339))
 
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-acceptDone:
