@@ -21,42 +21,26 @@ import (
 // net/http's parser, answers each "200 ok", and records every byte each
 // of its connections received.
 type recorder struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
+	srv   *testdeps.TCPServer
 	mu    sync.Mutex
 	conns []*bytes.Buffer
 }
 
 func newRecorder(t testing.TB) *recorder {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &recorder{ln: ln}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			buf := new(bytes.Buffer)
-			r.mu.Lock()
-			r.conns = append(r.conns, buf)
-			r.mu.Unlock()
-			r.wg.Add(1)
-			go func() {
-				defer r.wg.Done()
-				defer c.Close()
-				r.serve(c, buf)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
+	r := &recorder{}
+	r.srv = testdeps.ServeTCP(t, func(c net.Conn) {
+		buf := new(bytes.Buffer)
+		r.mu.Lock()
+		r.conns = append(r.conns, buf)
+		r.mu.Unlock()
+		r.serve(c, buf)
+	})
 	return r
 }
+
+// addr is the backend's host:port.
+func (r *recorder) addr() string { return r.srv.Addr() }
 
 // lockedWriter records into a buffer under the recorder's lock.
 type lockedWriter struct {
@@ -90,8 +74,7 @@ func (r *recorder) serve(c net.Conn, buf *bytes.Buffer) {
 // received waits for the backend's connections to end and returns what
 // each received.
 func (r *recorder) received() []string {
-	r.ln.Close()
-	r.wg.Wait()
+	r.srv.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []string
@@ -107,7 +90,7 @@ func (r *recorder) received() []string {
 func exchange(t testing.TB, raw []byte) (answer string, backend []string) {
 	t.Helper()
 	rec := newRecorder(t)
-	b := NewBackend("tcp", rec.ln.Addr().String(), 5*time.Second)
+	b := NewBackend("tcp", rec.addr(), 5*time.Second)
 	p := New(Config{
 		Name: "test", Backend: b,
 		// Every exchange ends with the client's FIN: no wait ends by a

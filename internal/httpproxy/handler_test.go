@@ -17,7 +17,7 @@ import (
 // length goes chunked; the answer comes back with its status and fields.
 func TestServeHTTP(t *testing.T) {
 	rec := newRecorder(t)
-	b := NewBackend("tcp", rec.ln.Addr().String(), 5*time.Second)
+	b := NewBackend("tcp", rec.addr(), 5*time.Second)
 	p := New(Config{Name: "test", Backend: b, IdleTimeout: time.Minute, DropHeader: "x-client-cert", Logger: testLogger()})
 	srv := httptest.NewUnstartedServer(p)
 	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {

@@ -17,8 +17,8 @@ import (
 // a 502 that names why; the hooks see each request.
 func TestRoute(t *testing.T) {
 	recA, recB := newRecorder(t), newRecorder(t)
-	a := NewBackend("tcp", recA.ln.Addr().String(), 5*time.Second)
-	b := NewBackend("tcp", recB.ln.Addr().String(), 5*time.Second)
+	a := NewBackend("tcp", recA.addr(), 5*time.Second)
+	b := NewBackend("tcp", recB.addr(), 5*time.Second)
 	var served, rejected int
 	p := New(Config{
 		Name: "test",

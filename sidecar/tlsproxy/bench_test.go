@@ -9,47 +9,34 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // fixedBackend answers every HTTP/1.1 request on a connection with the
 // same 1 KiB response, as cheaply as possible, so that benchmarks measure
 // the proxy.
 func fixedBackend(b testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
 	body := strings.Repeat("x", 1024)
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
-	go func() {
+	return testdeps.ServeTCP(b, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			// Read one head (these requests have no body).
+			for {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if len(line) == 2 {
+					break
+				}
+			}
+			if _, err := c.Write(resp); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					// Read one head (these requests have no body).
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(line) == 2 {
-							break
-						}
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return ln.Addr().String()
+	}).Addr()
 }
 
 // benchProxy measures keep-alive requests through the proxy over one

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/textproto"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,62 +22,27 @@ import (
 // request's Content-Length.
 func earlyAnswerBackend(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return testdeps.ServeTCP(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		tp := textproto.NewReader(br)
 		for {
-			c, err := ln.Accept()
+			if _, err := tp.ReadLine(); err != nil {
+				return
+			}
+			h, err := tp.ReadMIMEHeader()
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				tp := textproto.NewReader(br)
-				for {
-					if _, err := tp.ReadLine(); err != nil {
-						return
-					}
-					h, err := tp.ReadMIMEHeader()
-					if err != nil {
-						return
-					}
-					n, _ := strconv.ParseInt(h.Get("Content-Length"), 10, 64)
-					body := fmt.Sprintf("early %d", n)
-					if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body); err != nil {
-						return
-					}
-					if _, err := io.CopyN(io.Discard, br, n); err != nil {
-						return
-					}
-				}
-			}()
+			n, _ := strconv.ParseInt(h.Get("Content-Length"), 10, 64)
+			body := fmt.Sprintf("early %d", n)
+			if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body); err != nil {
+				return
+			}
+			if _, err := io.CopyN(io.Discard, br, n); err != nil {
+				return
+			}
 		}
-	}()
-	return ln.Addr().String()
+	}).Addr()
 }
 
 // postEarly sends POSTs of 64 KiB to 1 MiB over one client and wants each

@@ -10,30 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// rawTarget accepts connections and hands each to serve.
-func rawTarget(t *testing.T, serve func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				serve(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
+	"github.com/podkit/podkit/internal/testdeps"
+)
 
 // resetAfterHead reads a request head and makes the connection's close
 // a reset. It reports whether there was a head (the proxy's readiness
@@ -63,8 +42,8 @@ func TestTargetFailureText(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	silent := rawTarget(t, func(c net.Conn) { io.Copy(io.Discard, c) })
-	closes := rawTarget(t, func(c net.Conn) {
+	silent := testdeps.SilentTCP(t)
+	closes := testdeps.ServeTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
 			line, err := br.ReadString('\n')
@@ -72,11 +51,11 @@ func TestTargetFailureText(t *testing.T) {
 				return
 			}
 		}
-	})
-	garbage := rawTarget(t, func(c net.Conn) {
+	}).Addr()
+	garbage := testdeps.ServeTCP(t, func(c net.Conn) {
 		bufio.NewReader(c).ReadString('\n')
 		io.WriteString(c, "SMTP ready\r\n\r\n")
-	})
+	}).Addr()
 	missing := "unix:" + filepath.Join(t.TempDir(), "no.sock")
 	tests := []struct {
 		name, target string
@@ -122,12 +101,15 @@ func TestTargetFailureText(t *testing.T) {
 func TestBodyWriteFails(t *testing.T) {
 	ca := newPKI(t, "CA")
 	reset := make(chan struct{}, 1)
-	target := rawTarget(t, func(c net.Conn) {
+	target := testdeps.ServeTCP(t, func(c net.Conn) {
 		if resetAfterHead(c) {
 			c.Close()
-			reset <- struct{}{}
+			select {
+			case reset <- struct{}{}:
+			default: // told already
+			}
 		}
-	})
+	}).Addr()
 	r := serverProxy(t, ca, target, nil)
 	c, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
 	if err != nil {
@@ -164,12 +146,12 @@ func TestBodyWriteFails(t *testing.T) {
 // read: the client gets it, not a 502.
 func TestAnswerBeforeResetRelayed(t *testing.T) {
 	ca := newPKI(t, "CA")
-	target := rawTarget(t, func(c net.Conn) {
+	target := testdeps.ServeTCP(t, func(c net.Conn) {
 		if !resetAfterHead(c) {
 			return
 		}
 		io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 10\r\nConnection: close\r\n\r\ntoo large\n")
-	})
+	}).Addr()
 	r := serverProxy(t, ca, target, nil)
 	body := strings.Repeat("u", 32<<20) // far more than the socket buffers hold
 	for _, h2 := range []bool{false, true} {

@@ -339,30 +339,16 @@ func TestBackendDown(t *testing.T) {
 // one response, without saying so. Pooled connections are then stale;
 // requests must still succeed.
 func TestTargetClosesKeepAlive(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				b, _ := io.ReadAll(req.Body)
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(b)+2, "ok"+string(b))
-			}()
+	target := testdeps.ServeTCP(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
+		b, _ := io.ReadAll(req.Body)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(b)+2, "ok"+string(b))
+	}).Addr()
 	ca := newPKI(t, "CA")
-	r := serverProxy(t, ca, ln.Addr().String(), nil)
+	r := serverProxy(t, ca, target, nil)
 	c := httpsClient(ca, false)
 	for i := range 20 {
 		method, body := "GET", ""
@@ -386,28 +372,14 @@ func TestTargetClosesKeepAlive(t *testing.T) {
 // TestTruncatedResponse: a target that closes before sending the whole
 // body. The client must see an error, not a short body passed as whole.
 func TestTruncatedResponse(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..")
-			}()
+	target := testdeps.ServeTCP(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
 		}
-	}()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..")
+	}).Addr()
 	ca := newPKI(t, "CA")
-	r := serverProxy(t, ca, ln.Addr().String(), nil)
+	r := serverProxy(t, ca, target, nil)
 	for _, h2 := range []bool{false, true} {
 		resp, err := httpsClient(ca, h2).Get("https://" + r.addr + "/")
 		if err != nil {

@@ -25,37 +25,23 @@ import (
 // headers.
 func echoTCP(t *testing.T, proxyProto bool) (addr string, headers <-chan *proxyproto.Header) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	hc := make(chan *proxyproto.Header, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
+	addr = testdeps.ServeTCP(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if proxyProto {
+			h, err := proxyproto.Read(br)
 			if err != nil {
+				t.Errorf("PROXY header: %v", err)
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				if proxyProto {
-					h, err := proxyproto.Read(br)
-					if err != nil {
-						t.Errorf("PROXY header: %v", err)
-						return
-					}
-					if h.Command == proxyproto.LOCAL {
-						return // the proxy's health check
-					}
-					hc <- h
-				}
-				io.Copy(c, br)
-			}()
+			if h.Command == proxyproto.LOCAL {
+				return // the proxy's health check
+			}
+			hc <- h
 		}
-	}()
-	return ln.Addr().String(), hc
+		io.Copy(c, br)
+	}).Addr()
+	return addr, hc
 }
 
 func TestTCPModeProxyProtocol(t *testing.T) {
