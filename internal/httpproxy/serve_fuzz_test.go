@@ -10,7 +10,7 @@ import (
 // ambiguous (checkUnambiguous: one framing per message, strict lines),
 // whatever the client sent.
 func FuzzServe(f *testing.F) {
-	for _, s := range []string{
+	addSeeds(f,
 		"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
@@ -25,9 +25,7 @@ func FuzzServe(f *testing.F) {
 		"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
 		"POST / HTTP/1.0\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\nx",
 		"\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X\r\nX: 1\r\n\r\n",
-	} {
-		f.Add([]byte(s))
-	}
+	)
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		if len(raw) > 64<<10 {
 			return
