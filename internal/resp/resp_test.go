@@ -211,54 +211,24 @@ func FuzzTry(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte, step uint8, replies bool) {
 		lim := Limits{MaxBulk: 1 << 16, MaxArgs: 1 << 10, MaxInline: 1 << 12}
-		var want [][]byte
 		rd := NewReader(bytes.NewReader(in), 16, lim)
-		for {
-			var raw []byte
-			var err error
-			if replies {
-				raw, err = rd.ReadReply()
-			} else {
-				_, raw, err = rd.ReadCommand()
-			}
-			if err != nil {
-				break
-			}
-			want = append(want, bytes.Clone(raw))
-		}
-		var got [][]byte
 		tr := NewReader(&testdeps.Chunks{In: in, Step: int(step%64) + 1}, 16, lim)
-	outer:
-		for range 10000 {
-			for {
-				var raw []byte
-				var ok bool
-				var err error
+		want := testdeps.TryMatchesRead(t,
+			func() ([]byte, error) {
 				if replies {
-					raw, ok, err = tr.TryReply()
-				} else {
-					_, raw, ok, err = tr.TryCommand()
+					return rd.ReadReply()
 				}
-				if err != nil {
-					break outer
+				_, raw, err := rd.ReadCommand()
+				return raw, err
+			},
+			func() ([]byte, bool, error) {
+				if replies {
+					return tr.TryReply()
 				}
-				if !ok {
-					break
-				}
-				got = append(got, bytes.Clone(raw))
-			}
-			if _, _, err := tr.Fill(); err != nil && err != testdeps.ErrAgain {
-				break
-			}
-		}
-		if len(got) != len(want) {
-			t.Fatalf("Try read %d frames, Read %d", len(got), len(want))
-		}
-		for i := range got {
-			if !bytes.Equal(got[i], want[i]) {
-				t.Fatalf("frame %d: Try %q, Read %q", i, got[i], want[i])
-			}
-		}
+				_, raw, ok, err := tr.TryCommand()
+				return raw, ok, err
+			},
+			func() error { _, _, err := tr.Fill(); return err })
 		if replies && len(want) > 0 {
 			all := bytes.Join(want, nil)
 			if last := LastValue(all); !bytes.Equal(last, want[len(want)-1]) {
@@ -283,11 +253,6 @@ func (r *Reader) tryRepliesFrom(b []byte, n int) ([]byte, bool, error) {
 	return r.TryReplies(n)
 }
 
-// loopSource returns chunk on every Read, as a busy connection would.
-type loopSource struct{ chunk []byte }
-
-func (s *loopSource) Read(p []byte) (int, error) { return copy(p, s.chunk), nil }
-
 // BenchmarkTryCommand is the shard's client path: take the buffered
 // commands, then read once more.
 func BenchmarkTryCommand(b *testing.B) {
@@ -295,7 +260,7 @@ func BenchmarkTryCommand(b *testing.B) {
 	for range 16 {
 		chunk = AppendCommand(chunk, []byte("GET"), []byte("key:000123"))
 	}
-	rd := NewReader(&loopSource{chunk}, 16<<10, DefaultLimits)
+	rd := NewReader(&testdeps.Repeat{Chunk: chunk}, 16<<10, DefaultLimits)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(chunk)))
 	for b.Loop() {
@@ -321,7 +286,7 @@ func BenchmarkTryReply(b *testing.B) {
 	for range 16 {
 		chunk = append(chunk, "$10\r\nvalue:0001\r\n"...)
 	}
-	rd := NewReader(&loopSource{chunk}, 16<<10, DefaultLimits)
+	rd := NewReader(&testdeps.Repeat{Chunk: chunk}, 16<<10, DefaultLimits)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(chunk)))
 	for b.Loop() {

@@ -241,54 +241,20 @@ func FuzzTry(f *testing.F) {
 			}
 			return r.TryThroughMN()
 		}
-		var want [][]byte
 		rd := NewReader(bytes.NewReader(in), 16, lim)
-		for {
-			raw, err := read(rd)
-			if err != nil {
-				break
-			}
-			want = append(want, bytes.Clone(raw))
-		}
-		var got [][]byte
 		tr := NewReader(&testdeps.Chunks{In: in, Step: int(step%64) + 1}, 16, lim)
-	outer:
-		for range 10000 {
-			for {
-				raw, ok, err := try(tr)
-				if err != nil {
-					break outer
-				}
-				if !ok {
-					break
-				}
-				got = append(got, bytes.Clone(raw))
-			}
-			if _, _, err := tr.Fill(); err != nil && err != testdeps.ErrAgain {
-				break
-			}
-		}
-		if len(got) != len(want) {
-			t.Fatalf("Try read %d frames, Read %d", len(got), len(want))
-		}
-		for i := range got {
-			if !bytes.Equal(got[i], want[i]) {
-				t.Fatalf("frame %d: Try %q, Read %q", i, got[i], want[i])
-			}
-		}
+		testdeps.TryMatchesRead(t,
+			func() ([]byte, error) { return read(rd) },
+			func() ([]byte, bool, error) { return try(tr) },
+			func() error { _, _, err := tr.Fill(); return err })
 	})
 }
-
-// loopSource returns chunk on every Read, as a busy connection would.
-type loopSource struct{ chunk []byte }
-
-func (s *loopSource) Read(p []byte) (int, error) { return copy(p, s.chunk), nil }
 
 // BenchmarkTryRequest is the shard's client path: take the buffered
 // requests, then read once more.
 func BenchmarkTryRequest(b *testing.B) {
 	chunk := []byte(strings.Repeat("get key:000123\r\n", 16))
-	rd := NewReader(&loopSource{chunk}, 16<<10, DefaultLimits)
+	rd := NewReader(&testdeps.Repeat{Chunk: chunk}, 16<<10, DefaultLimits)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(chunk)))
 	for b.Loop() {
@@ -311,7 +277,7 @@ func BenchmarkTryRequest(b *testing.B) {
 // replies, then read once more.
 func BenchmarkTryValueReply(b *testing.B) {
 	chunk := []byte(strings.Repeat("VALUE key:000123 0 10\r\nvalue:0001\r\nEND\r\n", 16))
-	rd := NewReader(&loopSource{chunk}, 16<<10, DefaultLimits)
+	rd := NewReader(&testdeps.Repeat{Chunk: chunk}, 16<<10, DefaultLimits)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(chunk)))
 	for b.Loop() {
