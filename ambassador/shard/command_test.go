@@ -127,7 +127,7 @@ func TestNutcrackerCommandLine(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "nutcracker.yml")
 	listen, stats := freeAddr(t), freeAddr(t)
-	writeConf(t, file, fmt.Sprintf("alpha:\n  listen: %s\n  redis: true\n  servers:\n   - %s:1\n", listen, a))
+	testdeps.ReplaceFile(t, file, fmt.Sprintf("alpha:\n  listen: %s\n  redis: true\n  servers:\n   - %s:1\n", listen, a))
 	_, statsPort, _ := net.SplitHostPort(stats)
 	logFile, pidFile := filepath.Join(dir, "nutcracker.log"), filepath.Join(dir, "nutcracker.pid")
 	args := []string{"-c", file, "-s", statsPort, "-a", "127.0.0.1", "-i", "1000", "-v", "7", "-o", logFile, "-p", pidFile, "-m", "16384"}
@@ -236,7 +236,7 @@ func TestLogLevel(t *testing.T) {
 func TestNutcrackerFlags(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "nutcracker.yml")
-	writeConf(t, file, "alpha:\n  listen: 127.0.0.1:0\n  servers:\n   - 127.0.0.1:11211:1\n")
+	testdeps.ReplaceFile(t, file, "alpha:\n  listen: 127.0.0.1:0\n  servers:\n   - 127.0.0.1:11211:1\n")
 	tests := []struct {
 		args []string
 		code int
@@ -272,7 +272,7 @@ func TestStatsPortInUse(t *testing.T) {
 	defer busy.Close()
 	_, port, _ := net.SplitHostPort(busy.Addr().String())
 	file := filepath.Join(t.TempDir(), "nutcracker.yml")
-	writeConf(t, file, "alpha:\n  listen: 127.0.0.1:0\n  servers:\n   - 127.0.0.1:11211:1\n")
+	testdeps.ReplaceFile(t, file, "alpha:\n  listen: 127.0.0.1:0\n  servers:\n   - 127.0.0.1:11211:1\n")
 	code, out := runShard(t, "-c", file, "-s", port, "-a", "127.0.0.1", "--admin-addr", "off")
 	if code != 1 || !strings.Contains(out, "--stats-port/--stats-addr: stats listener: listen tcp 127.0.0.1:"+port) {
 		t.Fatalf("exit %d: %s", code, out)

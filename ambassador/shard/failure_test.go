@@ -183,25 +183,12 @@ func TestFailClosed(t *testing.T) {
 // naming it after the pool's timeout.
 func TestTimeout(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	cfg := redisConfig(ln.Addr().String())
+	silent := testdeps.SilentTCP(t)
+	cfg := redisConfig(silent)
 	cfg.Timeout = 200 * time.Millisecond
 	r := start(t, cfg)
 	c := dialRedis(t, r.addr(""))
-	want := fmt.Sprintf("-ERR podkit shard: server shard0 (%s): timed out after 200ms\r\n", ln.Addr())
+	want := fmt.Sprintf("-ERR podkit shard: server shard0 (%s): timed out after 200ms\r\n", silent)
 	if got := c.do("GET", "k"); got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}

@@ -18,17 +18,6 @@ import (
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
-func writeConf(t *testing.T, path, body string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestReloadUnderLoad changes the pool's servers while clients keep
 // sending: no request fails, a bad file is refused with its line and the
 // running configuration kept.
@@ -41,7 +30,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "nutcracker.yml")
 	one := fmt.Sprintf("web:\n  listen: 127.0.0.1:0\n  redis: true\n  timeout: 5000\n  servers:\n   - %s:1\n", a)
 	two := fmt.Sprintf("web:\n  listen: 127.0.0.1:0\n  redis: true\n  timeout: 5000\n  servers:\n   - %s:1\n   - %s:1\n", a, b)
-	writeConf(t, file, one)
+	testdeps.ReplaceFile(t, file, one)
 	cfg := DefaultConfig()
 	cfg.ConfigFile = file
 	cfg.WatchInterval = 50 * time.Millisecond
@@ -91,7 +80,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		})
 	}
 	waitRequests(500)
-	writeConf(t, file, two) // picked up by the file watch
+	testdeps.ReplaceFile(t, file, two) // picked up by the file watch
 	eventually(t, "two servers after the file changed", func() string {
 		if n := len(r.px.pools()[0].servers); n != 2 {
 			return fmt.Sprintf("%d servers", n)
@@ -99,7 +88,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		return ""
 	})
 	waitRequests(500)
-	writeConf(t, file, two+"  bogus: 1\n")
+	testdeps.ReplaceFile(t, file, two+"  bogus: 1\n")
 	if err := r.px.Reload(); err == nil || !strings.Contains(err.Error(), `line 8: pool "web": unknown key "bogus"`) {
 		t.Errorf("bad reload: %v", err)
 	}
@@ -107,7 +96,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Errorf("after a refused reload: %d servers, want the running 2", n)
 	}
 	waitRequests(500)
-	writeConf(t, file, strings.Replace(one, a, b, 1))
+	testdeps.ReplaceFile(t, file, strings.Replace(one, a, b, 1))
 	if err := r.px.Reload(); err != nil {
 		t.Errorf("reload: %v", err)
 	}
@@ -137,7 +126,7 @@ func TestSIGHUP(t *testing.T) {
 	file := filepath.Join(dir, "nutcracker.yml")
 	ln := freeAddr(t)
 	admin := freeAddr(t)
-	writeConf(t, file, fmt.Sprintf("web:\n  listen: %s\n  redis: true\n  servers:\n   - %s:1\n", ln, a))
+	testdeps.ReplaceFile(t, file, fmt.Sprintf("web:\n  listen: %s\n  redis: true\n  servers:\n   - %s:1\n", ln, a))
 	cmd := exec.Command(os.Args[0], "shard", "--config", file, "--watch-interval", "0", "--admin-addr", admin, "--log-format", "json", "--drain-delay", "0s")
 	cmd.Env = append(os.Environ(), "PODKIT_SHARD_AS_COMMAND=1")
 	var out testdeps.Buffer
@@ -163,7 +152,7 @@ func TestSIGHUP(t *testing.T) {
 		}
 		return ""
 	})
-	writeConf(t, file, fmt.Sprintf("web:\n  listen: %s\n  redis: true\n  servers:\n   - %s:1\n   - %s:1\n", ln, a, b))
+	testdeps.ReplaceFile(t, file, fmt.Sprintf("web:\n  listen: %s\n  redis: true\n  servers:\n   - %s:1\n   - %s:1\n", ln, a, b))
 	cmd.Process.Signal(syscall.SIGHUP)
 	eventually(t, "reloaded", func() string {
 		if !strings.Contains(out.String(), "configuration reloaded") {
@@ -171,7 +160,7 @@ func TestSIGHUP(t *testing.T) {
 		}
 		return ""
 	})
-	writeConf(t, file, "web:\n  listen: [\n")
+	testdeps.ReplaceFile(t, file, "web:\n  listen: [\n")
 	cmd.Process.Signal(syscall.SIGHUP)
 	eventually(t, "refused", func() string {
 		if !strings.Contains(out.String(), "configuration reload refused") {
@@ -218,7 +207,7 @@ func TestReloadOutsideRun(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "nutcracker.yml")
 	conf := "web:\n  listen: 127.0.0.1:0\n  redis: true\n  servers:\n   - 127.0.0.1:1:1\n"
-	writeConf(t, file, conf)
+	testdeps.ReplaceFile(t, file, conf)
 	cfg := DefaultConfig()
 	cfg.ConfigFile = file
 	cfg.WatchInterval = 0
@@ -234,7 +223,7 @@ func TestReloadOutsideRun(t *testing.T) {
 	}
 
 	r := start(t, cfg)
-	writeConf(t, file, conf+"   - 127.0.0.1:2:1\n")
+	testdeps.ReplaceFile(t, file, conf+"   - 127.0.0.1:2:1\n")
 	if err := r.px.Reload(); err != nil {
 		t.Fatalf("Reload while running: %v", err)
 	}
@@ -242,7 +231,7 @@ func TestReloadOutsideRun(t *testing.T) {
 		t.Fatalf("%d servers after the reload, want 2", n)
 	}
 	r.stop()
-	writeConf(t, file, conf)
+	testdeps.ReplaceFile(t, file, conf)
 	if err := r.px.Reload(); !errors.Is(err, errNotRunning) {
 		t.Fatalf("Reload after Run returned: %v, want %v", err, errNotRunning)
 	}
