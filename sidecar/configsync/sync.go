@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/retry"
 )
 
 // Result is the outcome of one pipeline run.
@@ -419,8 +420,9 @@ func (s *Syncer) Run(ctx context.Context, h *container.Host) error {
 
 func (s *Syncer) loop(ctx context.Context, h *container.Host, w *container.Watcher) error {
 	syncCtx := h.DrainContext() // a sync in flight at stop finishes, within the drain deadline
-	retry := newStoppedTimer()
-	defer retry.Stop()
+	again := newStoppedTimer()
+	defer again.Stop()
+	backoff := failureBackoff(s.cfg.PollInterval)
 	var (
 		ready    bool
 		failures int
@@ -439,11 +441,11 @@ func (s *Syncer) loop(ctx context.Context, h *container.Host, w *container.Watch
 		}
 		if err != nil {
 			failures++
-			retry.Reset(min(time.Duration(1<<min(failures-1, 10))*500*time.Millisecond, s.cfg.PollInterval))
+			again.Reset(backoff.Delay(failures))
 			return
 		}
 		failures = 0
-		retry.Stop()
+		again.Stop()
 		if !ready {
 			ready = true
 			h.SetReady(true)
@@ -469,7 +471,7 @@ func (s *Syncer) loop(ctx context.Context, h *container.Host, w *container.Watch
 				s.RetryRejected()
 			}
 			run()
-		case <-retry.C:
+		case <-again.C:
 			run()
 		case <-pauseCh:
 			if !h.Paused() && pending {
@@ -477,6 +479,14 @@ func (s *Syncer) loop(ctx context.Context, h *container.Host, w *container.Watch
 			}
 		}
 	}
+}
+
+// failureBackoff is the schedule of the syncs retried after a failure:
+// 500ms, doubling, at most poll (the poll comes anyway) and at most
+// 500ms·2^10.
+func failureBackoff(poll time.Duration) retry.Policy {
+	const first = 500 * time.Millisecond
+	return retry.Policy{Initial: min(first, poll), Max: min(poll, first<<10)}
 }
 
 func newStoppedTimer() *time.Timer {

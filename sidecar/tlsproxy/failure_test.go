@@ -171,3 +171,15 @@ func TestAnswerBeforeResetRelayed(t *testing.T) {
 		t.Errorf(`backend_errors_total{kind="write"} = %v, want 0: the target answered`, v)
 	}
 }
+
+// TestAcceptBackoff: accepts that fail for want of a resource are spaced
+// 5ms, doubling, at most 1s, as before the schedule came from retry.
+func TestAcceptBackoff(t *testing.T) {
+	var want time.Duration
+	for n := 1; n <= 20; n++ {
+		want = min(max(2*want, 5*time.Millisecond), time.Second)
+		if got := acceptBackoff.Delay(n); got != want {
+			t.Errorf("delay after %d failures = %s, want %s", n, got, want)
+		}
+	}
+}

@@ -37,6 +37,7 @@ import (
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/httpproxy"
 	"github.com/podkit/podkit/internal/rawsock"
+	"github.com/podkit/podkit/internal/retry"
 )
 
 // Proxy is the tls-proxy component.
@@ -241,7 +242,7 @@ func (p *Proxy) accept(ctx context.Context, h *container.Host, ln net.Listener) 
 	if p.cfg.MaxConns > 0 {
 		sem = make(chan struct{}, p.cfg.MaxConns)
 	}
-	var backoff time.Duration
+	failures := 0 // accept errors in a row
 	for {
 		if sem != nil {
 			select {
@@ -265,14 +266,15 @@ func (p *Proxy) accept(ctx context.Context, h *container.Host, ln net.Listener) 
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				p.log.Warn("accept error; retrying", "error", err, "delay", backoff.String())
-				time.Sleep(backoff)
+				failures++
+				delay := acceptBackoff.Delay(failures)
+				p.log.Warn("accept error; retrying", "error", err, "delay", delay.String())
+				time.Sleep(delay)
 				continue
 			}
 			return err
 		}
-		backoff = 0
+		failures = 0
 		tc := &trackedConn{Conn: c, sock: rawsock.New(c), p: p, scan: p.cfg.Mode == ModeHTTP}
 		if sem != nil {
 			tc.release = func() { <-sem }
@@ -286,6 +288,10 @@ func (p *Proxy) accept(ctx context.Context, h *container.Host, ln net.Listener) 
 		go p.serveConn(tc)
 	}
 }
+
+// acceptBackoff spaces accepts that fail for want of a resource (file
+// descriptors, memory): 5ms, doubling, at most 1s.
+var acceptBackoff = retry.Policy{Initial: 5 * time.Millisecond, Max: time.Second}
 
 func isTemporary(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
