@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // pki is a test CA that issues server and client certificates.
@@ -126,22 +126,9 @@ func (p *pki) serverFiles(dir string) (certFile, keyFile string, leaf *x509.Cert
 	p.t.Helper()
 	c, k, cert := p.issue(leafOpts{cn: "localhost", dns: []string{"localhost"}, ips: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	writeAtomic(p.t, certFile, c)
-	writeAtomic(p.t, keyFile, k)
+	testdeps.ReplaceFile(p.t, certFile, string(c))
+	testdeps.ReplaceFile(p.t, keyFile, string(k))
 	return certFile, keyFile, cert.Leaf
-}
-
-// writeAtomic replaces path's content with a rename, as Kubernetes and
-// cert-manager do.
-func writeAtomic(t testing.TB, path string, b []byte) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // running is a proxy started in-process under container.Run.

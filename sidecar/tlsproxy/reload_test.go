@@ -212,8 +212,8 @@ func TestBadCertificateKept(t *testing.T) {
 	c := httpsClient(ca, false)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			writeAtomic(t, keyFile, tt.key)
-			writeAtomic(t, certFile, tt.cert)
+			testdeps.ReplaceFile(t, keyFile, string(tt.key))
+			testdeps.ReplaceFile(t, certFile, string(tt.cert))
 			testdeps.WaitFor(t, fmt.Sprintf(`reloads_total{result="error"} >= %d`, i+1), func() bool {
 				return r.metric(t, `podkit_tlsproxy_reloads_total{result="error"}`) >= float64(i+1)
 			})
@@ -231,8 +231,8 @@ func TestBadCertificateKept(t *testing.T) {
 		})
 	}
 	// A good pair is picked up again.
-	writeAtomic(t, keyFile, otherKey)
-	writeAtomic(t, certFile, otherCert)
+	testdeps.ReplaceFile(t, keyFile, string(otherKey))
+	testdeps.ReplaceFile(t, certFile, string(otherCert))
 	testdeps.WaitFor(t, `good pair after bad ones (reloads_total{result="ok"} >= 1)`, func() bool {
 		return r.metric(t, `podkit_tlsproxy_reloads_total{result="ok"}`) >= 1
 	})
@@ -295,7 +295,7 @@ func TestSessionResumption(t *testing.T) {
 func TestSelfSignedClientCAWatch(t *testing.T) {
 	clientCA := newPKI(t, "client CA")
 	caFile := filepath.Join(t.TempDir(), "clients.pem")
-	writeAtomic(t, caFile, clientCA.pem)
+	testdeps.ReplaceFile(t, caFile, string(clientCA.pem))
 	var logs testdeps.Buffer
 	cfg := DefaultConfig()
 	cfg.Target = echoBackend(t)
@@ -307,8 +307,8 @@ func TestSelfSignedClientCAWatch(t *testing.T) {
 	ok := func() float64 { return r.metric(t, `podkit_tlsproxy_reloads_total{result="ok"}`) }
 	for i, next := range [][]byte{newPKI(t, "new client CA").pem, newPKI(t, "third client CA").pem} {
 		prev, _ := os.ReadFile(caFile)
-		writeAtomic(t, caFile, prev) // the same bundle again
-		writeAtomic(t, caFile, next) // a new one
+		testdeps.ReplaceFile(t, caFile, string(prev)) // the same bundle again
+		testdeps.ReplaceFile(t, caFile, string(next)) // a new one
 		testdeps.WaitFor(t, fmt.Sprintf(`the new bundle reloaded (reloads_total{result="ok"} = %d)`, i+1), func() bool {
 			return ok() == float64(i+1)
 		})
