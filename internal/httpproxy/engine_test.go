@@ -23,14 +23,14 @@ import (
 type recorder struct {
 	srv   *testdeps.TCPServer
 	mu    sync.Mutex
-	conns []*bytes.Buffer
+	conns []*testdeps.Buffer
 }
 
 func newRecorder(t testing.TB) *recorder {
 	t.Helper()
 	r := &recorder{}
 	r.srv = testdeps.ServeTCP(t, func(c net.Conn) {
-		buf := new(bytes.Buffer)
+		buf := new(testdeps.Buffer)
 		r.mu.Lock()
 		r.conns = append(r.conns, buf)
 		r.mu.Unlock()
@@ -42,21 +42,9 @@ func newRecorder(t testing.TB) *recorder {
 // addr is the backend's host:port.
 func (r *recorder) addr() string { return r.srv.Addr() }
 
-// lockedWriter records into a buffer under the recorder's lock.
-type lockedWriter struct {
-	r   *recorder
-	buf *bytes.Buffer
-}
-
-func (w lockedWriter) Write(b []byte) (int, error) {
-	w.r.mu.Lock()
-	defer w.r.mu.Unlock()
-	return w.buf.Write(b)
-}
-
-func (r *recorder) serve(c net.Conn, buf *bytes.Buffer) {
+func (r *recorder) serve(c net.Conn, buf *testdeps.Buffer) {
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(io.TeeReader(c, lockedWriter{r, buf}))
+	br := bufio.NewReader(io.TeeReader(c, buf))
 	for {
 		req, err := http.ReadRequest(br)
 		if err != nil {
