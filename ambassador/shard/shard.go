@@ -45,7 +45,7 @@ type Proxy struct {
 	m      *metrics
 	log    *slog.Logger
 
-	mu        sync.Mutex // serialises reloads
+	mu        sync.Mutex // serialises reloads; guards listeners, running, statsLn
 	listeners map[string]*listener
 	current   atomic.Pointer[[]*pool]
 	counters  map[string]*poolCounters
@@ -221,6 +221,9 @@ func (px *Proxy) Run(ctx context.Context, h *container.Host) error {
 	// The configuration reloads on SIGHUP and when --config changes.
 	reloads, err := px.reloader.Start(ctx, h)
 	if err != nil {
+		px.mu.Lock()
+		px.running = false
+		px.mu.Unlock()
 		px.closeAll()
 		return err
 	}
