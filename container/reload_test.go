@@ -63,7 +63,7 @@ func startFileConfig(t *testing.T, content string, mod func(*Reload[string]), re
 func startFileConfigOpts(t *testing.T, content string, mod func(*Reload[string]), modOpts func(*Options), read ...string) (*fileConfig, *Host, *testdeps.Buffer) {
 	t.Helper()
 	c := &fileConfig{path: filepath.Join(t.TempDir(), "app.conf"), host: make(chan *Host, 1)}
-	writeFile(t, c.path, content)
+	testdeps.ReplaceFile(t, c.path, content)
 	spec := Reload[string]{
 		Subsystem: "filecfg",
 		What:      "configuration",
@@ -125,17 +125,6 @@ func startFileConfigOpts(t *testing.T, content string, mod func(*Reload[string])
 	return c, <-c.host, &logs
 }
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // reloads returns podkit_filecfg_reloads_total by result, as gathered.
 func reloads(t *testing.T, h *Host) map[string]float64 {
 	t.Helper()
@@ -187,12 +176,12 @@ func TestReloaderValidateThenSwap(t *testing.T) {
 		t.Fatalf("reloads at start = %v, want %v", got, want)
 	}
 
-	writeFile(t, c.path, "v2")
+	testdeps.ReplaceFile(t, c.path, "v2")
 	testdeps.WaitFor(t, "v2 swapped in", func() bool { return c.current() == "v2" })
 	want[ReloadOK] = 1
 	testdeps.WaitFor(t, "one ok reload counted", func() bool { return fmt.Sprint(reloads(t, h)) == fmt.Sprint(want) })
 
-	writeFile(t, c.path, "bad v3")
+	testdeps.ReplaceFile(t, c.path, "bad v3")
 	want[ReloadError] = 1
 	testdeps.WaitFor(t, "the bad version refused", func() bool { return fmt.Sprint(reloads(t, h)) == fmt.Sprint(want) })
 	if got := c.current(); got != "v2" {
@@ -210,7 +199,7 @@ func TestReloaderValidateThenSwap(t *testing.T) {
 	}
 
 	// A good version after the bad one.
-	writeFile(t, c.path, "v4")
+	testdeps.ReplaceFile(t, c.path, "v4")
 	testdeps.WaitFor(t, "v4 swapped in", func() bool { return c.current() == "v4" })
 
 	evs := reloadEvents(h)
@@ -240,7 +229,7 @@ func TestReloaderValidateThenSwap(t *testing.T) {
 func TestReloaderUnchangedPolls(t *testing.T) {
 	c, h, logs := startFileConfig(t, "v1", nil)
 	// Rewritten with the same bytes: a file event, the same content.
-	writeFile(t, c.path, "v1")
+	testdeps.ReplaceFile(t, c.path, "v1")
 	polls := c.polls.Load()
 	testdeps.WaitFor(t, "ten polls", func() bool { return c.polls.Load() >= polls+10 })
 	if n := c.loads.Load(); n != 0 {
@@ -270,15 +259,15 @@ func TestReloaderSIGHUP(t *testing.T) {
 		t.Errorf("events %+v, want one with trigger SIGHUP", evs)
 	}
 
-	writeFile(t, c.path, "same")
+	testdeps.ReplaceFile(t, c.path, "same")
 	if err := c.r.Reload(context.Background()); err != nil {
 		t.Errorf("Reload with nothing new = %v, want nil", err)
 	}
-	writeFile(t, c.path, "bad")
+	testdeps.ReplaceFile(t, c.path, "bad")
 	if err := c.r.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "is bad") {
 		t.Errorf("Reload of a bad file = %v", err)
 	}
-	writeFile(t, c.path, "v2")
+	testdeps.ReplaceFile(t, c.path, "v2")
 	if err := c.r.Reload(context.Background()); err != nil || c.current() != "v2" {
 		t.Errorf("Reload = %v, running %q, want v2", err, c.current())
 	}
@@ -304,7 +293,7 @@ func TestReloaderApplyError(t *testing.T) {
 	c, h, logs := startFileConfig(t, "v1", func(s *Reload[string]) {
 		s.Apply = func(string) error { return errors.New("port in use") }
 	})
-	writeFile(t, c.path, "v2")
+	testdeps.ReplaceFile(t, c.path, "v2")
 	testdeps.WaitFor(t, "the apply error counted", func() bool { return reloads(t, h)[ReloadError] == 1 })
 	if !strings.Contains(logs.String(), "port in use") {
 		t.Errorf("the apply error is not logged:\n%s", logs.String())
@@ -322,7 +311,7 @@ func TestReloaderFileEvents(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "..1"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "..1", "app.conf"), "v1")
+	testdeps.ReplaceFile(t, filepath.Join(dir, "..1", "app.conf"), "v1")
 	if err := os.Symlink("..1", filepath.Join(dir, "..data")); err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +326,7 @@ func TestReloaderFileEvents(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "..2"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "..2", "app.conf"), "v2")
+	testdeps.ReplaceFile(t, filepath.Join(dir, "..2", "app.conf"), "v2")
 	if err := os.Symlink("..2", filepath.Join(dir, "..data_tmp")); err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +360,7 @@ func TestWatcherMergesCauses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 20 {
-		writeFile(t, filepath.Join(dir, fmt.Sprint(i)), "x")
+		testdeps.ReplaceFile(t, filepath.Join(dir, fmt.Sprint(i)), "x")
 	}
 	var seen Trigger
 	for !seen.Signal || !seen.Files {
@@ -506,11 +495,11 @@ func TestReloadEventOnLifecycle(t *testing.T) {
 		t.Fatal("the event stream ended")
 		return Event{}
 	}
-	writeFile(t, c.path, "bad")
+	testdeps.ReplaceFile(t, c.path, "bad")
 	if e := next(); e.Result != ReloadError || e.What != "configuration" || !strings.Contains(e.Error, "is bad") {
 		t.Errorf("event %+v, want a refused configuration with the reason", e)
 	}
-	writeFile(t, c.path, "v2")
+	testdeps.ReplaceFile(t, c.path, "v2")
 	if e := next(); e.Result != ReloadOK || e.Error != "" {
 		t.Errorf("event %+v, want ok", e)
 	}

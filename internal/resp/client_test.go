@@ -73,22 +73,9 @@ func TestClientReal(t *testing.T) {
 // TestClientContext: a call ends when its context does, or at the
 // client's timeout, against a server that never answers.
 func TestClientContext(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // silent until the test ends
-		}
-	}()
+	addr := testdeps.SilentTCP(t)
 	t.Run("cancel", func(t *testing.T) {
-		c, err := Dial(context.Background(), "tcp", ln.Addr().String(), DialOptions{})
+		c, err := Dial(context.Background(), "tcp", addr, DialOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +87,7 @@ func TestClientContext(t *testing.T) {
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
-		c, err := Dial(context.Background(), "tcp", ln.Addr().String(), DialOptions{Timeout: 10 * time.Millisecond})
+		c, err := Dial(context.Background(), "tcp", addr, DialOptions{Timeout: 10 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -113,7 +113,7 @@ func TestOnceProcess(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "sub", "dest")
-	writeAtomic(t, src, []byte("good"))
+	testdeps.ReplaceFile(t, src, "good")
 	common := []string{"--source", src, "--dest", dest, "--once", "--admin-addr", "off", "--log-format", "text",
 		"--validate-cmd", `/bin/sh -c 'grep -q good {} || { echo "rejected: no good" >&2; exit 1; }'`}
 
@@ -124,7 +124,7 @@ func TestOnceProcess(t *testing.T) {
 	if readFile(t, dest) != "good" {
 		t.Fatal("--once did not publish")
 	}
-	writeAtomic(t, src, []byte("bad"))
+	testdeps.ReplaceFile(t, src, "bad")
 	out, err = podkitCmd(common...).CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
@@ -186,7 +186,7 @@ func TestOnceWithoutAdminPort(t *testing.T) {
 	} // else someone else holds it: taken either way
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
-	writeAtomic(t, src, []byte("v1"))
+	testdeps.ReplaceFile(t, src, "v1")
 	if out, err := podkitCmd("--source", src, "--dest", dest, "--once").CombinedOutput(); err != nil {
 		t.Fatalf("--once with the default admin port taken: %v\n%s", err, out)
 	}

@@ -315,7 +315,7 @@ func TestConfigMapVolume(t *testing.T) {
 		vol.update(map[string]string{"upstreams": "10.0.0.3:80\n", "port": "9090"})
 		testdeps.WaitFor(t, "the rendered v2", fileIs(dest, "upstream app {\n  server 10.0.0.3:80;\n}\nlisten 9090;\n"))
 		// The template is watched too.
-		writeAtomic(t, tmpl, []byte("port {{index .Files \"port\"}}\n"))
+		testdeps.ReplaceFile(t, tmpl, "port {{index .Files \"port\"}}\n")
 		testdeps.WaitFor(t, "a template change applied", fileIs(dest, "port 9090\n"))
 	})
 }
@@ -380,14 +380,14 @@ func TestValidateRejectKeepsOld(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			src, dest := filepath.Join(dir, "src.conf"), filepath.Join(dir, "out", "app.conf")
-			writeAtomic(t, src, []byte("ok v1\n"))
+			testdeps.ReplaceFile(t, src, "ok v1\n")
 			cfg := DefaultConfig()
 			cfg.Source, cfg.Dest, cfg.ValidateCmd = src, dest, tc.cmd
 			s, logs := newSyncer(t, cfg)
 			if _, err := s.Sync(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			writeAtomic(t, src, []byte("broken v2\n"))
+			testdeps.ReplaceFile(t, src, "broken v2\n")
 			_, err := s.Sync(context.Background())
 			if !errors.Is(err, ErrValidate) || !strings.Contains(err.Error(), "exited with status 3") {
 				t.Fatalf("err = %v, want ErrValidate with the exit status", err)
@@ -412,7 +412,7 @@ func TestValidateRejectKeepsOld(t *testing.T) {
 			if got := testutil.ToFloat64(s.m.failures.WithLabelValues(reasonValidate)); got != 1 {
 				t.Fatalf("failures{reason=validate} = %v after a skip", got)
 			}
-			writeAtomic(t, src, []byte("ok v3\n"))
+			testdeps.ReplaceFile(t, src, "ok v3\n")
 			if _, err := s.Sync(context.Background()); err != nil || readFile(t, dest) != "ok v3\n" {
 				t.Fatalf("a valid v3 was not published: %v", err)
 			}
@@ -421,7 +421,7 @@ func TestValidateRejectKeepsOld(t *testing.T) {
 	t.Run("timeout", func(t *testing.T) {
 		dir := t.TempDir()
 		src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
-		writeAtomic(t, src, []byte("x"))
+		testdeps.ReplaceFile(t, src, "x")
 		cfg := DefaultConfig()
 		cfg.Source, cfg.Dest = src, dest
 		cfg.ValidateCmd, cfg.ValidateTimeout = "/bin/sh -c 'sleep 30'", 200*time.Millisecond
@@ -437,7 +437,7 @@ func TestValidateRejectKeepsOld(t *testing.T) {
 	t.Run("missing command", func(t *testing.T) {
 		dir := t.TempDir()
 		src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
-		writeAtomic(t, src, []byte("x"))
+		testdeps.ReplaceFile(t, src, "x")
 		cfg := DefaultConfig()
 		cfg.Source, cfg.Dest, cfg.ValidateCmd = src, dest, "/nonexistent/validator {}"
 		// Found at start, not at the first sync.
@@ -528,7 +528,7 @@ func TestReloadFailureRollsBack(t *testing.T) {
 				watched = filepath.Join(dest, "app.conf")
 			} else {
 				src, dest = filepath.Join(dir, "src.conf"), filepath.Join(dir, "app.conf")
-				writeAtomic(t, src, []byte("good v1"))
+				testdeps.ReplaceFile(t, src, "good v1")
 				watched = dest
 			}
 			app := &reloadApp{}
@@ -548,7 +548,7 @@ func TestReloadFailureRollsBack(t *testing.T) {
 			if tc.dirDest {
 				vol.update(map[string]string{"app.conf": "broken v2", "extra.conf": "x"})
 			} else {
-				writeAtomic(t, src, []byte("broken v2"))
+				testdeps.ReplaceFile(t, src, "broken v2")
 			}
 			res, err = s.Sync(context.Background())
 			if !errors.Is(err, ErrReload) || !res.RolledBack {
@@ -626,8 +626,8 @@ func TestSignalByProcessName(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src.conf"), filepath.Join(dir, "app.conf")
-	writeAtomic(t, src, []byte("v1"))
-	writeAtomic(t, dest, []byte("v0"))
+	testdeps.ReplaceFile(t, src, "v1")
+	testdeps.ReplaceFile(t, dest, "v0")
 	name := fmt.Sprintf("cshup%d", os.Getpid()%1000000)
 	state := filepath.Join(dir, "state")
 	app := startHupApp(t, name, dest, state, "spawn-child")
@@ -640,7 +640,7 @@ func TestSignalByProcessName(t *testing.T) {
 		t.Fatalf("sync: %+v, %v", res, err)
 	}
 	testdeps.WaitFor(t, "the app to reload v1", func() bool { n, c := readState(t, state); return n == 1 && c == "v1" })
-	writeAtomic(t, src, []byte("v2"))
+	testdeps.ReplaceFile(t, src, "v2")
 	if _, err := s.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -658,7 +658,7 @@ func TestSignalByProcessName(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.Source, cfg.Dest, cfg.PIDFile, cfg.Signal = src, dest, pidFile, "SIGHUP"
 		s, _ := newSyncer(t, cfg)
-		writeAtomic(t, src, []byte("v3"))
+		testdeps.ReplaceFile(t, src, "v3")
 		if _, err := s.Sync(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -669,7 +669,7 @@ func TestSignalByProcessName(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.Source, cfg.Dest, cfg.ProcessName = src, dest, "no-such-app-xyz"
 		s, logs := newSyncer(t, cfg)
-		writeAtomic(t, src, []byte("v4"))
+		testdeps.ReplaceFile(t, src, "v4")
 		res, err := s.Sync(context.Background())
 		if err != nil || !res.Changed || res.Reloaded {
 			t.Fatalf("sync: %+v, %v (an app that is not running yet reads the file when it starts)", res, err)
@@ -703,7 +703,7 @@ func TestNoTornReads(t *testing.T) {
 	for i := range versions {
 		versions[i] = bytes.Repeat([]byte{byte('a' + i)}, size)
 	}
-	writeAtomic(t, src, versions[0])
+	testdeps.ReplaceFile(t, src, string(versions[0]))
 	cfg := DefaultConfig()
 	cfg.Source, cfg.Dest = src, dest
 	cfg.MaxBytes = 2 * size
@@ -749,7 +749,7 @@ func TestNoTornReads(t *testing.T) {
 		}
 	}()
 	for i := 1; i <= iterations; i++ {
-		writeAtomic(t, src, versions[i%26])
+		testdeps.ReplaceFile(t, src, string(versions[i%26]))
 		res, err := s.Sync(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -774,7 +774,7 @@ func TestNoTornReads(t *testing.T) {
 func TestUnchangedDoesNothing(t *testing.T) {
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
-	writeAtomic(t, src, []byte("same"))
+	testdeps.ReplaceFile(t, src, "same")
 	app := &reloadApp{}
 	srv := httptest.NewServer(app.handler(dest))
 	defer srv.Close()
@@ -785,7 +785,7 @@ func TestUnchangedDoesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	fi1, _ := os.Stat(dest)
-	writeAtomic(t, src, []byte("same")) // a new inode, the same bytes
+	testdeps.ReplaceFile(t, src, "same") // a new inode, the same bytes
 	res, err := s.Sync(context.Background())
 	if err != nil || res.Changed || res.Reloaded {
 		t.Fatalf("%+v, %v", res, err)
@@ -817,9 +817,9 @@ func TestTemplates(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			src, dest, tmpl := filepath.Join(dir, "src"), filepath.Join(dir, "dest"), filepath.Join(dir, "t.tmpl")
-			writeAtomic(t, src, []byte(tc.source))
-			writeAtomic(t, dest, []byte("old"))
-			writeAtomic(t, tmpl, []byte(tc.tmpl))
+			testdeps.ReplaceFile(t, src, tc.source)
+			testdeps.ReplaceFile(t, dest, "old")
+			testdeps.ReplaceFile(t, tmpl, tc.tmpl)
 			cfg := DefaultConfig()
 			cfg.Source, cfg.Dest, cfg.Template = src, dest, tmpl
 			s, _ := newSyncer(t, cfg)
@@ -844,7 +844,7 @@ func TestTemplates(t *testing.T) {
 	t.Run("parse error at start", func(t *testing.T) {
 		dir := t.TempDir()
 		tmpl := filepath.Join(dir, "t.tmpl")
-		writeAtomic(t, tmpl, []byte("{{.Data"))
+		testdeps.ReplaceFile(t, tmpl, "{{.Data")
 		cfg := DefaultConfig()
 		cfg.Source, cfg.Dest, cfg.Template = filepath.Join(dir, "s"), filepath.Join(dir, "d"), tmpl
 		if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "--template") {
@@ -872,15 +872,15 @@ func TestReadiness(t *testing.T) {
 		t.Fatalf("/readyz = %d %s before any sync, want 503", code, body)
 	}
 	os.Mkdir(filepath.Dir(src), 0o755)
-	writeAtomic(t, src, []byte("hello"))
+	testdeps.ReplaceFile(t, src, "hello")
 	testdeps.WaitFor(t, "readiness after the first sync", func() bool { c, _ := h.get(t, "/readyz"); return c == http.StatusOK })
 	if readFile(t, dest) != "hello" {
 		t.Fatal("ready but not published")
 	}
 	// The directory that appeared is watched now.
-	writeAtomic(t, src, []byte("hello again"))
+	testdeps.ReplaceFile(t, src, "hello again")
 	testdeps.WaitFor(t, "a change in the new directory", fileIs(dest, "hello again"))
-	writeAtomic(t, src, []byte("hello"))
+	testdeps.ReplaceFile(t, src, "hello")
 	testdeps.WaitFor(t, "the first version again", fileIs(dest, "hello"))
 	// The file is renamed into place a moment before the metrics count it.
 	var metrics string
@@ -908,7 +908,7 @@ func TestDebounce(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
-	writeAtomic(t, src, []byte("v0"))
+	testdeps.ReplaceFile(t, src, "v0")
 	cfg := DefaultConfig()
 	cfg.Source, cfg.Dest = src, dest
 	cfg.PollInterval = time.Hour
@@ -917,7 +917,7 @@ func TestDebounce(t *testing.T) {
 	runHosted(t, s)
 	testdeps.WaitFor(t, "v0", fileIs(dest, "v0"))
 	for i := 1; i <= 20; i++ {
-		writeAtomic(t, src, []byte(fmt.Sprint("v", i)))
+		testdeps.ReplaceFile(t, src, fmt.Sprint("v", i))
 	}
 	testdeps.WaitFor(t, "v20", fileIs(dest, "v20"))
 	if n := testutil.ToFloat64(s.m.syncs.WithLabelValues(resultPublished)); n > 11 {
@@ -930,7 +930,7 @@ func TestPauseHoldsSyncs(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
-	writeAtomic(t, src, []byte("v1"))
+	testdeps.ReplaceFile(t, src, "v1")
 	cfg := DefaultConfig()
 	cfg.Source, cfg.Dest = src, dest
 	cfg.PollInterval = time.Hour
@@ -946,7 +946,7 @@ func TestPauseHoldsSyncs(t *testing.T) {
 		resp.Body.Close()
 	}
 	post("/pause")
-	writeAtomic(t, src, []byte("v2"))
+	testdeps.ReplaceFile(t, src, "v2")
 	// Give a wrongly unpaused loop every chance to publish (the debounce
 	// is 10ms); a correct one never does, however long this takes.
 	time.Sleep(300 * time.Millisecond)
@@ -1016,7 +1016,7 @@ func readAllRaw(f *os.File, buf []byte) (int, error) {
 func TestRejectedRetriedOnlyOnRequest(t *testing.T) {
 	dir := t.TempDir()
 	src, dest, flag := filepath.Join(dir, "src"), filepath.Join(dir, "dest"), filepath.Join(dir, "accept")
-	writeAtomic(t, src, []byte("v1"))
+	testdeps.ReplaceFile(t, src, "v1")
 	cfg := DefaultConfig()
 	cfg.Source, cfg.Dest = src, dest
 	cfg.ValidateCmd = "/bin/sh -c 'test -e " + flag + "'"
@@ -1046,7 +1046,7 @@ func TestRejectedRetriedOnlyOnRequest(t *testing.T) {
 func TestValidateTimeoutNotRejected(t *testing.T) {
 	dir := t.TempDir()
 	src, dest, slow := filepath.Join(dir, "src"), filepath.Join(dir, "dest"), filepath.Join(dir, "slow")
-	writeAtomic(t, src, []byte("v1"))
+	testdeps.ReplaceFile(t, src, "v1")
 	os.WriteFile(slow, nil, 0o644)
 	cfg := DefaultConfig()
 	cfg.Source, cfg.Dest = src, dest
@@ -1127,7 +1127,7 @@ func TestNotReadyWhileRejected(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
-	writeAtomic(t, src, []byte("bad"))
+	testdeps.ReplaceFile(t, src, "bad")
 	cfg := DefaultConfig()
 	cfg.Source, cfg.Dest = src, dest
 	cfg.ValidateCmd = "/bin/sh -c 'grep -q good {}'"
@@ -1140,7 +1140,7 @@ func TestNotReadyWhileRejected(t *testing.T) {
 	if code, _ := h.get(t, "/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz = %d with only a rejected version, want 503", code)
 	}
-	writeAtomic(t, src, []byte("good"))
+	testdeps.ReplaceFile(t, src, "good")
 	testdeps.WaitFor(t, "readiness after a valid version", func() bool { c, _ := h.get(t, "/readyz"); return c == http.StatusOK })
 	if readFile(t, dest) != "good" {
 		t.Fatal("ready without the valid version published")
@@ -1155,7 +1155,7 @@ func TestRefusedVersionStaysRejected(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src.conf"), filepath.Join(dir, "app.conf")
-	writeAtomic(t, src, []byte("good v1"))
+	testdeps.ReplaceFile(t, src, "good v1")
 	app := &reloadApp{}
 	srv := httptest.NewServer(app.handler(dest))
 	defer srv.Close()
@@ -1167,7 +1167,7 @@ func TestRefusedVersionStaysRejected(t *testing.T) {
 	h := runHosted(t, s)
 	testdeps.WaitFor(t, "v1 to be reloaded", func() bool { return app.log() == "good v1 200" })
 
-	writeAtomic(t, src, []byte("broken v2"))
+	testdeps.ReplaceFile(t, src, "broken v2")
 	skipped := func() float64 { return testutil.ToFloat64(s.m.syncs.WithLabelValues(resultSkipped)) }
 	testdeps.WaitFor(t, "the refused version to be skipped", func() bool { return skipped() >= 1 })
 	// Many poll intervals: a backoff of a few intervals would have tried it
@@ -1199,11 +1199,11 @@ func TestRefusedVersionStaysRejected(t *testing.T) {
 	})
 
 	// A different version is tried at once, and accepted.
-	writeAtomic(t, src, []byte("good v3"))
+	testdeps.ReplaceFile(t, src, "good v3")
 	testdeps.WaitFor(t, "v3 to be reloaded", fileIs(dest, "good v3"))
 	testdeps.WaitFor(t, "the app to reload v3", func() bool { return strings.HasSuffix(app.log(), "good v3 200") })
 	// And the refused version, coming back, is a change: tried again.
-	writeAtomic(t, src, []byte("broken v2"))
+	testdeps.ReplaceFile(t, src, "broken v2")
 	testdeps.WaitFor(t, "the refused version to be tried again after a change", func() bool {
 		return testutil.ToFloat64(s.m.syncs.WithLabelValues(resultRolledBack)) == 2
 	})
@@ -1215,8 +1215,8 @@ func TestRefusedVersionStaysRejected(t *testing.T) {
 func TestUnreachableAppNotRejected(t *testing.T) {
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
-	writeAtomic(t, src, []byte("v1"))
-	writeAtomic(t, dest, []byte("v0"))
+	testdeps.ReplaceFile(t, src, "v1")
+	testdeps.ReplaceFile(t, dest, "v0")
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close() // nothing listens: connection refused

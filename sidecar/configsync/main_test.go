@@ -239,19 +239,6 @@ func (h *hosted) get(t *testing.T, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// writeAtomic replaces name with data by rename, as an editor or a config
-// management tool would.
-func writeAtomic(t testing.TB, name string, data []byte) {
-	t.Helper()
-	tmp := name + ".writing"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func readFile(t testing.TB, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(name)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -24,14 +26,14 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 func TestMetricsGolden(t *testing.T) {
 	dir := t.TempDir()
 	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
-	writeAtomic(t, src, []byte("ok\n"))
+	testdeps.ReplaceFile(t, src, "ok\n")
 	cfg := DefaultConfig()
 	cfg.Source, cfg.Dest = src, dest
 	cfg.ValidateCmd = "/bin/sh -c 'grep -q ok {}'"
 	s, _ := newSyncer(t, cfg)
 	ctx := context.Background()
 	s.Sync(ctx)
-	writeAtomic(t, src, []byte("bad\n"))
+	testdeps.ReplaceFile(t, src, "bad\n")
 	s.Sync(ctx)
 	s.Sync(ctx)
 

@@ -45,9 +45,9 @@ func TestBindMountedDestInPlace(t *testing.T) {
 	hostFile := filepath.Join(dir, "host.conf") // what the "other container" sees
 	dest := filepath.Join(dir, "etc", "app.conf")
 	os.Mkdir(filepath.Dir(dest), 0o755)
-	writeAtomic(t, src, []byte("new content\n"))
-	writeAtomic(t, hostFile, []byte("old content\n"))
-	writeAtomic(t, dest, []byte("placeholder under the mount\n"))
+	testdeps.ReplaceFile(t, src, "new content\n")
+	testdeps.ReplaceFile(t, hostFile, "old content\n")
+	testdeps.ReplaceFile(t, dest, "placeholder under the mount\n")
 
 	cmd := exec.Command(copyTestBinary(t), "config-sync", "--source", src, "--dest", dest, "--once",
 		"--admin-addr", "off", "--log-format", "text")
@@ -80,8 +80,8 @@ func TestSignalPermissionDenied(t *testing.T) {
 	os.Chmod(filepath.Dir(dir), 0o711)
 	os.Chmod(dir, 0o777)
 	src, dest, pidFile := filepath.Join(dir, "src"), filepath.Join(dir, "dest"), filepath.Join(dir, "pid")
-	writeAtomic(t, src, []byte("new"))
-	writeAtomic(t, dest, []byte("old"))
+	testdeps.ReplaceFile(t, src, "new")
+	testdeps.ReplaceFile(t, dest, "old")
 	os.Chmod(dest, 0o666)
 	// This test process, owned by root; WINCH is ignored by default, so a
 	// wrongly delivered signal would do no harm.
@@ -120,8 +120,8 @@ func TestUnwritableDestDirInPlace(t *testing.T) {
 	os.Chmod(filepath.Dir(dir), 0o711)
 	os.Chmod(dir, 0o755) // not writable by uid 65534
 	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
-	writeAtomic(t, src, []byte("new\n"))
-	writeAtomic(t, dest, []byte("old\n"))
+	testdeps.ReplaceFile(t, src, "new\n")
+	testdeps.ReplaceFile(t, dest, "old\n")
 	os.Chmod(src, 0o644)
 	os.Chmod(dest, 0o666)
 	cmd := exec.Command(copyTestBinary(t), "config-sync", "--source", src, "--dest", dest, "--once",
