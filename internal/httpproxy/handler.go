@@ -177,13 +177,13 @@ func WithHeader(ctx context.Context, lines []byte) context.Context {
 // synthetic head: ServeHTTP is not the hot path of a Route user).
 func requestView(r *http.Request) *Request {
 	var sb strings.Builder
-	sb.WriteString(r.Method + " " + r.URL.RequestURI() + " HTTP/1.1\r\nHost: " + headerSafe(r.Host) + "\r\n")
+	sb.WriteString(r.Method + " " + r.URL.RequestURI() + " HTTP/1.1\r\nHost: " + HeaderSafe(r.Host) + "\r\n")
 	for k, vv := range r.Header {
 		if !ValidHeaderName(k) {
 			continue
 		}
 		for _, v := range vv {
-			sb.WriteString(k + ": " + headerSafe(v) + "\r\n")
+			sb.WriteString(k + ": " + HeaderSafe(v) + "\r\n")
 		}
 	}
 	sb.WriteString("\r\n")
@@ -222,7 +222,7 @@ func (p *Proxy) writeHTTPRequestHead(w *bufio.Writer, r *http.Request, b *Backen
 	if host == "" {
 		host = b.Host()
 	}
-	w.WriteString(headerSafe(host))
+	w.WriteString(HeaderSafe(host))
 	w.WriteString("\r\n")
 	// Fields named by Connection are hop-by-hop too (an HTTP/1.1
 	// request; HTTP/2 has no Connection).
@@ -238,7 +238,7 @@ func (p *Proxy) writeHTTPRequestHead(w *bufio.Writer, r *http.Request, b *Backen
 				if i > 0 {
 					w.WriteString("; ")
 				}
-				w.WriteString(headerSafe(v))
+				w.WriteString(HeaderSafe(v))
 			}
 			w.WriteString("\r\n")
 			continue
@@ -246,7 +246,7 @@ func (p *Proxy) writeHTTPRequestHead(w *bufio.Writer, r *http.Request, b *Backen
 		for _, v := range vv {
 			w.WriteString(k)
 			w.WriteString(": ")
-			w.WriteString(headerSafe(v))
+			w.WriteString(HeaderSafe(v))
 			w.WriteString("\r\n")
 		}
 	}
@@ -267,7 +267,7 @@ func (p *Proxy) writeHTTPRequestHead(w *bufio.Writer, r *http.Request, b *Backen
 	}
 	if r.Host != "" {
 		w.WriteString("X-Forwarded-Host: ")
-		w.WriteString(headerSafe(r.Host))
+		w.WriteString(HeaderSafe(r.Host))
 		w.WriteString("\r\n")
 	}
 	w.WriteString("\r\n")
@@ -364,8 +364,9 @@ func namedIn(conn []string, name string) bool {
 	return false
 }
 
-// headerSafe drops bytes that may not appear in a header value.
-func headerSafe(s string) string {
+// HeaderSafe drops the bytes that may not appear in a header value (control
+// characters other than tab): what a proxy writes into a header it builds.
+func HeaderSafe(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
 			return strings.Map(func(r rune) rune {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/httpproxy"
 )
 
 // ErrBadCertificate is returned when a certificate/key pair (or client CA
@@ -324,7 +325,7 @@ func clientIdentity(leaf *x509.Certificate) string {
 func quoteXFCC(s string) string {
 	s = strings.ReplaceAll(s, `\`, `\\`)
 	s = strings.ReplaceAll(s, `"`, `\"`)
-	return headerSafe(s)
+	return httpproxy.HeaderSafe(s)
 }
 
 // xfccValue quotes a value that contains separators.
@@ -332,22 +333,7 @@ func xfccValue(s string) string {
 	if strings.ContainsAny(s, `,;="`) {
 		return `"` + quoteXFCC(s) + `"`
 	}
-	return headerSafe(s)
-}
-
-// headerSafe drops bytes that may not appear in a header value.
-func headerSafe(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
-			return strings.Map(func(r rune) rune {
-				if r < 0x20 && r != '\t' || r == 0x7f {
-					return -1
-				}
-				return r
-			}, s)
-		}
-	}
-	return s
+	return httpproxy.HeaderSafe(s)
 }
 
 // sanURIs is a helper for logs.
