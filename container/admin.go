@@ -180,6 +180,11 @@ func (h *Host) serveInfo(w http.ResponseWriter, r *http.Request) {
 	if c, ok := h.comp.(Configured); ok {
 		info["config"] = humanDurations(c.EffectiveConfig())
 	}
+	h.infoMu.Lock()
+	for k, f := range h.info {
+		info[k] = f()
+	}
+	h.infoMu.Unlock()
 	writeJSON(w, http.StatusOK, info)
 }
 

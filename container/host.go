@@ -53,6 +53,19 @@ type Host struct {
 	stopReloads func()
 
 	readyGauge, pausedGauge, drainingGauge prometheus.Gauge
+
+	infoMu sync.Mutex
+	info   map[string]func() any // extra sections of GET /info
+}
+
+// setInfo adds a section to GET /info, computed at each request.
+func (h *Host) setInfo(key string, f func() any) {
+	h.infoMu.Lock()
+	defer h.infoMu.Unlock()
+	if h.info == nil {
+		h.info = map[string]func() any{}
+	}
+	h.info[key] = f
 }
 
 func newHost(c Component, opts Options, logger *slog.Logger) *Host {
