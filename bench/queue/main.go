@@ -7,6 +7,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +37,10 @@ type config struct {
 	batch     int
 	rate      int
 	idleFor   time.Duration
+	label     string // the system= printed (default: system)
+	ca        string // podkit over TLS: CA bundle of the coordinator's certificate
+	cert, key string // podkit over mutual TLS: the client certificate
+	tokenFile string // podkit with tokens: the bearer token
 }
 
 func main() {
@@ -47,7 +54,18 @@ func main() {
 	flag.IntVar(&c.batch, "batch", 100, "podkit: items per enqueue, lease and ack request")
 	flag.IntVar(&c.rate, "rate", 1000, "jobs/s of the idle-latency run")
 	flag.DurationVar(&c.idleFor, "idle-for", 5*time.Second, "duration of the idle-latency run")
+	flag.StringVar(&c.label, "label", "", "the system= name printed (default: -system)")
+	flag.StringVar(&c.ca, "ca", "", "podkit over TLS: the coordinator's CA bundle (PEM)")
+	flag.StringVar(&c.cert, "cert", "", "podkit over mutual TLS: client certificate (PEM)")
+	flag.StringVar(&c.key, "key", "", "podkit over mutual TLS: client key (PEM)")
+	flag.StringVar(&c.tokenFile, "token-file", "", "podkit with tokens: file holding the bearer token")
 	flag.Parse()
+	if c.label == "" {
+		c.label = c.system
+	}
+	if err := setupClient(c); err != nil {
+		log.Fatal(err)
+	}
 	var sat, idle result
 	var err error
 	switch c.system {
@@ -68,7 +86,7 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Printf("system=%s jobs_per_s=%.0f sat_p50_ms=%.2f sat_p99_ms=%.2f idle_jobs_per_s=%.0f idle_p50_ms=%.2f idle_p99_ms=%.2f\n",
-		c.system, sat.rate, sat.p(50), sat.p(99), idle.rate, idle.p(50), idle.p(99))
+		c.label, sat.rate, sat.p(50), sat.p(99), idle.rate, idle.p(50), idle.p(99))
 }
 
 type result struct {
@@ -127,8 +145,50 @@ type payload struct {
 
 var hc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
 
+// bearer is the token sent with every podkit request ("" for none).
+var bearer string
+
+// setupClient gives hc the TLS settings and the token of c.
+func setupClient(c config) error {
+	tr := hc.Transport.(*http.Transport)
+	if c.ca != "" {
+		b, err := os.ReadFile(c.ca)
+		if err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return fmt.Errorf("-ca %s: no certificates", c.ca)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+		if c.cert != "" {
+			pair, err := tls.LoadX509KeyPair(c.cert, c.key)
+			if err != nil {
+				return err
+			}
+			tr.TLSClientConfig.Certificates = []tls.Certificate{pair}
+		}
+	}
+	if c.tokenFile != "" {
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return err
+		}
+		bearer = strings.TrimSpace(string(b))
+	}
+	return nil
+}
+
 func post(url string, body []byte, out any) (int, error) {
-	resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
 	}
