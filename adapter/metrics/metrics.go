@@ -40,8 +40,11 @@ import (
 	"github.com/podkit/podkit/internal/secretfile"
 )
 
-// DefaultListen is the default --listen address (nginx-prometheus-exporter's port).
-const DefaultListen = ":9113"
+// DefaultListen is the default --listen address: nginx-prometheus-exporter's
+// port, on loopback. Another host (Prometheus) reaches it once --listen
+// names another address, which needs TLS, tokens or --insecure-listen
+// (see APISecurity).
+const DefaultListen = "127.0.0.1:9113"
 
 // Config configures the metrics adapter.
 type Config struct {
@@ -63,6 +66,10 @@ type Config struct {
 
 	// HTTPClient fetches stub_status pages; nil means a client of its own.
 	HTTPClient *http.Client `json:"-"`
+
+	// API secures --listen: TLS, client certificates, tokens with the
+	// scraper role (container.APISecurity).
+	API container.APISecurity `json:"api"`
 }
 
 // DefaultConfig returns the defaults.
@@ -72,7 +79,7 @@ func DefaultConfig() Config {
 
 // RegisterFlags adds the adapter's flags to fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Listen, "listen", c.Listen, "serve /metrics on this `address`")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "serve /metrics on this `address` (another than loopback needs --tls-cert, --token-file or --insecure-listen)")
 	fs.Var((*cli.StringList)(&c.Nginx), "nginx", "scrape nginx's stub_status at this `URL`; without a scheme, http:// (repeatable)")
 	fs.Var((*cli.StringList)(&c.Redis), "redis", "scrape Redis at this `address`: host:port, redis://[user@]host:port/db or unix:///path (repeatable)")
 	fs.Var((*cli.StringList)(&c.MySQL), "mysql", "scrape MySQL/MariaDB at this `DSN`: user@tcp(host:port)/db (repeatable)")
@@ -81,15 +88,22 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.MySQLPasswordFile, "mysql-password-file", c.MySQLPasswordFile, "read the MySQL password from this `file`")
 	fs.StringVar(&c.PostgresPasswordFile, "postgres-password-file", c.PostgresPasswordFile, "read the PostgreSQL password from this `file`")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "bound on scraping each target")
+	c.API.RegisterFlags(fs)
 }
 
 // Validate reports every invalid field, naming its flag.
 func (c Config) Validate() error {
 	var errs []error
+	addr := "" // the listen rule applies to --listen, not to a given Listener
 	if c.Listener == nil {
 		if err := container.ValidateListenAddr(c.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("--listen: %w", err))
+		} else {
+			addr = c.Listen
 		}
+	}
+	if err := c.API.Validate("--listen", addr, apiAccess()); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.Nginx)+len(c.Redis)+len(c.MySQL)+len(c.Postgres) == 0 {
 		errs = append(errs, errors.New("no target: give at least one of --nginx, --redis, --mysql, --postgres"))
@@ -193,6 +207,7 @@ func parseNginxURL(s string) (*url.URL, error) {
 // Adapter is the metrics adapter.
 type Adapter struct {
 	cfg     Config
+	access  container.Access // who may call what on --listen
 	targets []*target
 	sh      *shared
 
@@ -210,14 +225,14 @@ func New(cfg Config) (*Adapter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Adapter{cfg: cfg}, nil
+	return &Adapter{cfg: cfg, access: apiAccess()}, nil
 }
 
 // Command is the `podkit metrics` subcommand.
 func Command() cli.Command {
 	return container.FlagCommand("metrics",
 		"serve nginx, Redis, MySQL and PostgreSQL status as Prometheus metrics under the anchor exporters' names",
-		"--nginx URL | --redis ADDR | --mysql DSN | --postgres DSN ... [--listen :9113] [flags]",
+		"--nginx URL | --redis ADDR | --mysql DSN | --postgres DSN ... [--listen 127.0.0.1:9113] [--token-file F] [--tls-cert F --tls-key F] [flags]",
 		DefaultConfig, New)
 }
 
@@ -235,6 +250,8 @@ type effectiveConfig struct {
 	MySQLPasswordFile    string   `json:"mysql_password_file,omitempty"`
 	PostgresPasswordFile string   `json:"postgres_password_file,omitempty"`
 	Timeout              string   `json:"timeout"`
+
+	API container.APISecurity `json:"api"`
 }
 
 // EffectiveConfig implements container.Configured.
@@ -243,6 +260,7 @@ func (a *Adapter) EffectiveConfig() any {
 		Listen: a.cfg.Listen, Redis: a.cfg.Redis,
 		RedisPasswordFile: a.cfg.RedisPasswordFile, MySQLPasswordFile: a.cfg.MySQLPasswordFile,
 		PostgresPasswordFile: a.cfg.PostgresPasswordFile, Timeout: a.cfg.Timeout.String(),
+		API: a.cfg.API,
 	}
 	for _, u := range a.cfg.Nginx {
 		if pu, err := parseNginxURL(u); err == nil {
@@ -325,7 +343,8 @@ func (a *Adapter) Collectors(reg prometheus.Registerer, h *container.Host) error
 }
 
 // Run implements container.Component: it serves /metrics on --listen until
-// ctx ends.
+// ctx ends, through the container's API security (TLS, client
+// certificates, tokens; the listen rule).
 func (a *Adapter) Run(ctx context.Context, h *container.Host) error {
 	if err := a.Collectors(h.Registerer(), h); err != nil {
 		return err
@@ -335,17 +354,43 @@ func (a *Adapter) Run(ctx context.Context, h *container.Host) error {
 			t.s.close()
 		}
 	}()
-	ln, err := container.Listen("--listen", a.cfg.Listen, a.cfg.Listener)
+	api, err := container.OpenAPI(ctx, h, container.APIConfig{
+		Flag: "--listen", Addr: a.cfg.Listen, Listener: a.cfg.Listener,
+		Security: a.cfg.API, Access: a.access,
+	})
 	if err != nil {
 		return err
 	}
-	a.addr.Set(ln)
+	a.addr.Set(api.Listener())
 	srv := &http.Server{Handler: a.Handler(h.Gatherer()), ReadHeaderTimeout: 10 * time.Second}
-	h.Logger().Info("serving metrics", "listen", ln.Addr().String(), "targets", len(a.targets))
-	return container.ServeHTTP(ctx, h, srv, ln)
+	h.Logger().Info("serving metrics", "listen", api.Addr().String(), "tls", a.cfg.API.TLS(), "targets", len(a.targets))
+	return api.Serve(ctx, srv)
 }
 
-// Handler serves /metrics from g, and an index page on /.
+// roleScraper is the one role of the --listen API: it may read /metrics.
+const roleScraper = "scraper"
+
+// apiAccess declares who may call what on --listen, beside the routes
+// Handler serves: GET /metrics needs the scraper role; the index page on
+// /, a link to /metrics and nothing else, is public. Any other path needs
+// the role too, so a caller without one learns nothing, not even which
+// paths exist.
+func apiAccess() container.Access {
+	return container.Access{
+		Component: "metrics",
+		Subsystem: "metrics",
+		Roles:     []container.Role{{Name: roleScraper, Help: "read GET /metrics (Prometheus)"}},
+		Need: func(r *http.Request) []string {
+			if r.URL.Path == "/" {
+				return nil
+			}
+			return []string{roleScraper}
+		},
+	}
+}
+
+// Handler serves /metrics from g, and an index page on /. It checks no
+// credentials: Run serves it behind the API's security (apiAccess).
 func (a *Adapter) Handler(g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{

@@ -142,8 +142,9 @@ next:
 }
 
 // adapterFamilies keeps the families the adapter exports, not the Go
-// runtime's or the contract's.
-var adapterFamilies = regexp.MustCompile(`^(nginx|redis|mysql|pg|podkit_metrics)_`)
+// runtime's or the contract's (podkit_metrics_api_* are the API's, from
+// container.OpenAPI).
+var adapterFamilies = regexp.MustCompile(`^(nginx|redis|mysql|pg|podkit_metrics_(scrape|collector))_`)
 
 // shape renders the names, types and label names of the adapter's
 // families, one line per distinct label-name set: the part of /metrics
