@@ -9,11 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/workqueue/store"
 )
 
@@ -54,6 +56,156 @@ type API struct {
 	holdFor <-chan struct{}
 }
 
+// The roles of the queue's API (see docs/queue.md#security). A token or
+// an allowed client certificate has one or more of them.
+const (
+	// RoleProducer enqueues items and reads the items it enqueued.
+	RoleProducer = "producer"
+	// RoleWorker leases items and heartbeats, acks and nacks its leases.
+	RoleWorker = "worker"
+	// RoleAdmin inspects and manages: counts, listings, cancel, replay.
+	RoleAdmin = "admin"
+)
+
+// Role lists for the route table: shared, never modified.
+var (
+	producer        = []string{RoleProducer}
+	worker          = []string{RoleWorker}
+	admin           = []string{RoleAdmin}
+	producerOrAdmin = []string{RoleProducer, RoleAdmin}
+	workerOrAdmin   = []string{RoleWorker, RoleAdmin}
+	anyRole         = []string{RoleProducer, RoleWorker, RoleAdmin}
+)
+
+// endpoint is one method of a route: the roles any one of which may call
+// it, and its handler.
+type endpoint struct {
+	method string
+	roles  []string
+	serve  func(*API, http.ResponseWriter, *http.Request)
+}
+
+// route is one path of the API.
+type route struct {
+	path      string
+	endpoints []endpoint
+	roles     []string // every role of its endpoints: what a 405 needs
+}
+
+// routes is the API: every path, method, handler and the roles that may
+// call it, in one table, so that no endpoint is served without a role
+// declared for it. Access, the handler's mux and the docs' table follow
+// it.
+var routes = withRoles([]route{
+	{path: "/queues", endpoints: []endpoint{{"GET", admin, (*API).listQueues}}},
+	{path: "/queues/{q}", endpoints: []endpoint{{"GET", admin, (*API).stats}}},
+	{path: "/queues/{q}/items", endpoints: []endpoint{{"POST", producer, (*API).enqueue}, {"GET", admin, (*API).list}}},
+	{path: "/queues/{q}/items/{id}", endpoints: []endpoint{{"GET", producerOrAdmin, (*API).get}, {"DELETE", admin, (*API).cancel}}},
+	{path: "/queues/{q}/items/{id}/replay", endpoints: []endpoint{{"POST", admin, (*API).replayOne}}},
+	{path: "/queues/{q}/dead", endpoints: []endpoint{{"GET", admin, (*API).listDead}}},
+	{path: "/queues/{q}/dead/replay", endpoints: []endpoint{{"POST", admin, (*API).replay}}},
+	{path: "/queues/{q}/drained", endpoints: []endpoint{{"GET", workerOrAdmin, (*API).drained}}},
+	{path: "/queues/{q}/lease", endpoints: []endpoint{{"POST", worker, (*API).lease}}},
+	{path: "/leases/{token}/{op}", endpoints: []endpoint{{"POST", worker, (*API).completeOne}}},
+	{path: "/leases/{op}", endpoints: []endpoint{{"POST", worker, (*API).completeMany}}},
+})
+
+func withRoles(rs []route) []route {
+	for i := range rs {
+		for _, e := range rs[i].endpoints {
+			for _, r := range e.roles {
+				if !slices.Contains(rs[i].roles, r) {
+					rs[i].roles = append(rs[i].roles, r)
+				}
+			}
+		}
+	}
+	return rs
+}
+
+// Route is one endpoint of the API and the roles that may call it.
+type Route struct {
+	Method string   // GET, POST, DELETE
+	Path   string   // a net/http pattern: /queues/{q}/items
+	Roles  []string // any one of them suffices
+}
+
+// Routes returns every endpoint of the API with its roles, in the order
+// of the table.
+func Routes() []Route {
+	var out []Route
+	for _, rt := range routes {
+		for _, e := range rt.endpoints {
+			out = append(out, Route{Method: e.method, Path: rt.path, Roles: slices.Clone(e.roles)})
+		}
+	}
+	return out
+}
+
+// matcher matches a request to its route exactly as the API's mux does
+// (it is a mux with the same patterns), so the role a request needs is
+// the role of the handler that serves it: a path the mux would route
+// somewhere cannot be checked against another route's roles.
+var matcher, byPattern = func() (*http.ServeMux, map[string]*route) {
+	m := http.NewServeMux()
+	by := make(map[string]*route, len(routes))
+	for i := range routes {
+		m.Handle(routes[i].path, http.NotFoundHandler())
+		by[routes[i].path] = &routes[i]
+	}
+	m.Handle("/", http.NotFoundHandler())
+	return m, by
+}()
+
+// Access is who may call what on the queue's API: its three roles, and
+// the route table's role for each request. A path that is no endpoint is
+// public (it answers 404 and says nothing else); a method a path does not
+// serve needs one of that path's roles (its 405 lists the methods); a
+// request the mux would redirect (an unclean path) needs a role, of the
+// route it would reach or else any.
+func Access() container.Access {
+	return container.Access{
+		Component: "queue",
+		Subsystem: "queue",
+		Roles: []container.Role{
+			{Name: RoleProducer, Help: "enqueue items (POST /queues/{q}/items) and read an item (GET /queues/{q}/items/{id})"},
+			{Name: RoleWorker, Help: "lease items (POST /queues/{q}/lease), heartbeat, ack and nack them (POST /leases/...), and ask whether a queue is drained"},
+			{Name: RoleAdmin, Help: "read counts and items, cancel, replay dead items, and ask whether a queue is drained"},
+		},
+		Need: need,
+	}
+}
+
+// need is Access's Need: one match by the mux and a lookup, no allocation
+// of its own.
+func need(r *http.Request) []string {
+	_, pattern := matcher.Handler(r)
+	rt := byPattern[pattern]
+	if rt == nil {
+		if pattern == "/" {
+			return nil
+		}
+		return anyRole
+	}
+	method := r.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	for _, e := range rt.endpoints {
+		if e.method == method {
+			return e.roles
+		}
+	}
+	return rt.roles
+}
+
+// callerName names who made r for the log: the token's name or the
+// certificate's identity; "" when the API takes no credentials.
+func callerName(r *http.Request) string {
+	id, _ := container.CallerOf(r)
+	return id.Name
+}
+
 // NewHandler returns the HTTP API over s.
 func NewHandler(s store.Store, o HandlerOptions) *API {
 	if o.MaxPayload <= 0 {
@@ -70,29 +222,21 @@ func NewHandler(s store.Store, o HandlerOptions) *API {
 	for _, q := range o.Queues {
 		a.decl[q] = true
 	}
-	routes := []struct {
-		path    string
-		methods map[string]http.HandlerFunc
-	}{
-		{"/queues", map[string]http.HandlerFunc{"GET": a.listQueues}},
-		{"/queues/{q}", map[string]http.HandlerFunc{"GET": a.stats}},
-		{"/queues/{q}/items", map[string]http.HandlerFunc{"POST": a.enqueue, "GET": a.list}},
-		{"/queues/{q}/items/{id}", map[string]http.HandlerFunc{"GET": a.get, "DELETE": a.cancel}},
-		{"/queues/{q}/items/{id}/replay", map[string]http.HandlerFunc{"POST": a.replayOne}},
-		{"/queues/{q}/dead", map[string]http.HandlerFunc{"GET": a.listDead}},
-		{"/queues/{q}/dead/replay", map[string]http.HandlerFunc{"POST": a.replay}},
-		{"/queues/{q}/drained", map[string]http.HandlerFunc{"GET": a.drained}},
-		{"/queues/{q}/lease", map[string]http.HandlerFunc{"POST": a.lease}},
-		{"/leases/{token}/{op}", map[string]http.HandlerFunc{"POST": a.completeOne}},
-		{"/leases/{op}", map[string]http.HandlerFunc{"POST": a.completeMany}},
-	}
 	for _, rt := range routes {
-		a.mux.Handle(rt.path, methods(rt.methods))
+		m := make(map[string]http.HandlerFunc, len(rt.endpoints))
+		for _, e := range rt.endpoints {
+			m[e.method] = func(w http.ResponseWriter, r *http.Request) { e.serve(a, w, r) }
+		}
+		a.mux.Handle(rt.path, methods(m))
 	}
-	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %s %s (see docs/queue.md)", r.Method, r.URL.Path))
-	})
+	a.mux.HandleFunc("/", notFound)
 	return a
+}
+
+// notFound answers a path that is no endpoint. It is public (an unknown
+// path needs no role) and says nothing but what the caller sent.
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %s %s (see docs/queue.md)", r.Method, r.URL.Path))
 }
 
 // ServeHTTP implements http.Handler.
@@ -103,6 +247,7 @@ func methods(m map[string]http.HandlerFunc) http.Handler {
 	for k := range m {
 		allow = append(allow, k)
 	}
+	slices.Sort(allow)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, ok := m[r.Method]
 		if !ok && r.Method == http.MethodHead {
@@ -584,6 +729,7 @@ func (a *API) cancel(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
+	a.log.Info("item cancelled", "queue", q, "item", it.ID, "by", callerName(r))
 	writeJSON(w, http.StatusOK, itemJSON(it))
 }
 
@@ -672,6 +818,9 @@ func (a *API) doReplay(w http.ResponseWriter, r *http.Request, q string, ids []s
 	if err != nil {
 		a.fail(w, err)
 		return
+	}
+	if len(got) > 0 {
+		a.log.Info("dead items replayed", "queue", q, "items", len(got), "by", callerName(r))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"replayed": got})
 }

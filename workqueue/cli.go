@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/cli"
+	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/workqueue/client"
 	"github.com/podkit/podkit/workqueue/store"
 )
@@ -40,7 +41,9 @@ func verbs() []cli.Verb {
 // verb's runner.
 func verbSetup(name string) func(fs *flag.FlagSet) cli.Runner {
 	return func(fs *flag.FlagSet) cli.Runner {
-		server := fs.String("server", "http://127.0.0.1:8080", "the coordinator's `URL`")
+		server := fs.String("server", "http://127.0.0.1:8080", "the coordinator's `URL` (http:// or https://)")
+		var creds container.APIClient
+		creds.RegisterFlags(fs, "", "the queue")
 		var queue *string
 		if name != "stat" {
 			queue = fs.String("queue", "default", "the queue's `NAME`")
@@ -63,41 +66,71 @@ func verbSetup(name string) func(fs *flag.FlagSet) cli.Runner {
 		}
 		return func(ctx context.Context, pos []string, stdio cli.IO) error {
 			if _, _, err := client.ParseQueueURL(strings.TrimRight(*server, "/") + "/queues/x"); err != nil {
-				return cli.Usagef("--server %q: want http://host:port", *server)
+				return cli.Usagef("--server %q: want http://host:port or https://host:port", *server)
+			}
+			if err := client.CheckTLS("--server", *server, creds.CAFile != "" || creds.CertFile != ""); err != nil {
+				return cli.Usagef("%v", err)
+			}
+			if err := creds.Validate(""); err != nil {
+				return err
 			}
 			if queue != nil {
 				if err := store.ValidQueueName(*queue); err != nil {
 					return cli.Usagef("--queue: %s", strings.TrimPrefix(err.Error(), store.ErrInvalid.Error()+": "))
 				}
 			}
-			c := client.New(*server, nil)
-			switch name {
-			case "stat":
-				return cliStat(ctx, c, pos, *asJSON, stdio.Stdout)
-			case "push":
-				if *batch < 1 || *batch > 10000 {
-					return cli.Usagef("--batch: %d is not from 1 to 10000", *batch)
-				}
-				return cliPush(ctx, c, *queue, pos, *raw, *batch, stdio)
-			case "ls":
-				if len(pos) > 0 {
-					return cli.Usagef("unexpected argument %q (ls takes flags only)", pos[0])
-				}
-				if *limit < 1 {
-					return cli.Usagef("--limit: %d must be at least 1", *limit)
-				}
-				return cliList(ctx, c, *queue, *state, *limit, *asJSON, stdio.Stdout)
-			case "replay":
-				ids, err := c.Replay(ctx, *queue, pos)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(stdio.Stdout, "replayed %d item(s)\n", len(ids))
-				return nil
+			rt, err := creds.Transport(client.DefaultTransport(4))
+			if err != nil {
+				return err
 			}
-			return cli.Usagef("unknown verb %q", name)
+			c := client.New(*server, &http.Client{Transport: rt})
+			return explainRefusal(func() error {
+				switch name {
+				case "stat":
+					return cliStat(ctx, c, pos, *asJSON, stdio.Stdout)
+				case "push":
+					if *batch < 1 || *batch > 10000 {
+						return cli.Usagef("--batch: %d is not from 1 to 10000", *batch)
+					}
+					return cliPush(ctx, c, *queue, pos, *raw, *batch, stdio)
+				case "ls":
+					if len(pos) > 0 {
+						return cli.Usagef("unexpected argument %q (ls takes flags only)", pos[0])
+					}
+					if *limit < 1 {
+						return cli.Usagef("--limit: %d must be at least 1", *limit)
+					}
+					return cliList(ctx, c, *queue, *state, *limit, *asJSON, stdio.Stdout)
+				case "replay":
+					ids, err := c.Replay(ctx, *queue, pos)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(stdio.Stdout, "replayed %d item(s)\n", len(ids))
+					return nil
+				}
+				return cli.Usagef("unknown verb %q", name)
+			}())
 		}
 	}
+}
+
+// explainRefusal adds to a 401 or 403 from the coordinator what to give
+// it: a credential with the role the request needed.
+func explainRefusal(err error) error {
+	var ae *client.Error
+	if !errors.As(err, &ae) || (ae.Status != http.StatusUnauthorized && ae.Status != http.StatusForbidden) {
+		return err
+	}
+	roles := strings.Join(ae.NeededRoles(), " or ")
+	if roles == "" {
+		roles = "the one this request needs"
+	}
+	how := "a bearer token (--token-file FILE) or a client certificate (--cert FILE --key FILE)"
+	if ae.Status == http.StatusForbidden {
+		return fmt.Errorf("%w\nthe queue refused this credential: give %s with role %s", err, how, roles)
+	}
+	return fmt.Errorf("%w\nthe queue needs a credential: give %s with role %s", err, how, roles)
 }
 
 func cliStat(ctx context.Context, c *client.Client, names []string, asJSON bool, out io.Writer) error {

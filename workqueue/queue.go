@@ -54,6 +54,9 @@ type Config struct {
 	// DefaultGCPercent and 90% of the cgroup memory limit (see gc.go).
 	GCPercent   int      `json:"gc_percent"`
 	MemoryLimit ByteSize `json:"memory_limit"`
+	// API secures the HTTP API: TLS, client certificates, bearer tokens
+	// and the roles they grant (see Access), and the listen rule.
+	API container.APISecurity `json:"api"`
 
 	// Store, if set, is used instead of opening the embedded store in
 	// DataDir (and is not closed by Run).
@@ -66,7 +69,7 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Listen:         ":8080",
+		Listen:         "127.0.0.1:8080",
 		MaxPayload:     1 << 20,
 		SourceQueue:    "default",
 		SourceInterval: 10 * time.Second,
@@ -80,7 +83,7 @@ func DefaultConfig() Config {
 
 // RegisterFlags adds the coordinator's flags to fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Listen, "listen", c.Listen, "address of the queue's HTTP API")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "`address` of the queue's HTTP API (another than loopback needs --tls-cert, --token-file or --insecure-listen)")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the durable store (required; a volume in a container)")
 	fs.Var(&c.MaxPayload, "max-payload", "largest item payload: a `SIZE` such as 1MiB or 65536")
 	fs.Var((*cli.StringList)(&c.Queues), "queue", "declare a queue `name` (repeatable); other names are created on first use unless --strict-queues")
@@ -96,15 +99,22 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.SegmentSize, "segment-size", "log `SIZE` (e.g. 64MiB) after which the store snapshots its state and starts a new segment")
 	fs.Var(gctune.PercentFlag(&c.GCPercent), "gc-percent", gctune.PercentUsage(DefaultGCPercent))
 	fs.Var(&c.MemoryLimit, "memory-limit", "soft memory limit of the Go runtime (as GOMEMLIMIT): a `SIZE` such as 512MiB; 0: GOMEMLIMIT if set, else 90% of the container's memory limit, if any")
+	c.API.RegisterFlags(fs)
 }
 
 // Validate reports every invalid field, naming its flag.
 func (c Config) Validate() error {
 	var errs []error
+	addr := "" // the listen rule applies to --listen, not to a given Listener
 	if c.Listener == nil {
 		if err := container.ValidateListenAddr(c.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("--listen: %w", err))
+		} else {
+			addr = c.Listen
 		}
+	}
+	if err := c.API.Validate("--listen", addr, Access()); err != nil {
+		errs = append(errs, err)
 	}
 	if c.DataDir == "" && c.Store == nil {
 		errs = append(errs, errors.New("--data-dir: required (the directory of the durable store)"))
@@ -214,10 +224,16 @@ func (c *Coordinator) Run(ctx context.Context, h *container.Host) error {
 		defer ws.Close()
 		st = ws
 	}
-	ln, err := container.Listen("--listen "+c.cfg.Listen, c.cfg.Listen, c.cfg.Listener)
+	// A coordinator that cannot load its API's certificates and tokens
+	// does not start.
+	apiSec, err := container.OpenAPI(ctx, h, container.APIConfig{
+		Flag: "--listen", Addr: c.cfg.Listen, Listener: c.cfg.Listener,
+		Security: c.cfg.API, Access: Access(),
+	})
 	if err != nil {
 		return err
 	}
+	defer apiSec.Listener().Close()
 	stopping := make(chan struct{})
 	api := NewHandler(st, HandlerOptions{
 		MaxPayload:   int64(c.cfg.MaxPayload),
@@ -254,10 +270,10 @@ func (c *Coordinator) Run(ctx context.Context, h *container.Host) error {
 		<-runCtx.Done()
 		close(stopping)
 	}()
-	log.Info("queue listening", "listen", ln.Addr().String(), "data_dir", c.cfg.DataDir)
-	c.addr.Set(ln)
+	log.Info("queue listening", "listen", apiSec.Addr().String(), "tls", c.cfg.API.TLS(), "data_dir", c.cfg.DataDir)
+	c.addr.Set(apiSec.Listener())
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	err = container.ServeHTTP(runCtx, h, srv, ln)
+	err = apiSec.Serve(runCtx, srv)
 	if drainedErr != nil {
 		select {
 		case <-drainedErr:
@@ -377,6 +393,6 @@ func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil
 func Command() cli.Command {
 	return container.FlagCommand("queue",
 		"durable work queue coordinator with an HTTP API for workers in any language; also stat|push|ls|replay --server URL",
-		"--data-dir DIR [--listen :8080] [flags]\n       podkit queue stat|push|ls|replay [--server URL] [flags] [args]   (see podkit queue <verb> --help)",
+		"--data-dir DIR [--listen 127.0.0.1:8080] [--tls-cert FILE --tls-key FILE] [--token-file FILE] [flags]\n       podkit queue stat|push|ls|replay [--server URL] [flags] [args]   (see podkit queue <verb> --help)",
 		DefaultConfig, New, container.Verbs(verbs()...))
 }

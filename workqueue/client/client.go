@@ -24,21 +24,33 @@ type Client struct {
 }
 
 // New returns a client of the coordinator at base (e.g.
-// "http://queue:8080"); hc nil means a client with keep-alive and no
-// overall timeout (long-polls bound themselves).
+// "http://queue:8080" or "https://queue:8443"); hc nil means a client
+// with DefaultTransport and no overall timeout (long-polls bound
+// themselves). A coordinator whose API takes credentials needs hc's
+// transport to present them: podkit's clients wrap DefaultTransport with
+// container.APIClient's Transport (a CA, a client certificate, a bearer
+// token).
 func New(base string, hc *http.Client) *Client {
 	if hc == nil {
-		hc = &http.Client{Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     90 * time.Second,
-		}}
+		hc = &http.Client{Transport: DefaultTransport(64)}
 	}
 	return &Client{base: strings.TrimRight(base, "/"), hc: hc}
 }
 
-// ParseQueueURL splits "http://host:port/queues/name" into the server's
-// base URL and the queue name.
+// DefaultTransport is the transport New uses: keep-alive, up to
+// idlePerHost idle connections to the coordinator, the proxy from the
+// environment.
+func DefaultTransport(idlePerHost int) *http.Transport {
+	return &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		MaxIdleConnsPerHost: idlePerHost,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
+}
+
+// ParseQueueURL splits "http://host:port/queues/name" (or https://) into
+// the server's base URL and the queue name.
 func ParseQueueURL(raw string) (base, queue string, err error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -61,14 +73,58 @@ func ParseQueueURL(raw string) (base, queue string, err error) {
 	return u.String(), queue, nil
 }
 
+// CheckTLS reports TLS settings (a CA, a client certificate: tls true)
+// given for a URL that is not https://; flag names the URL's flag.
+func CheckTLS(flag, rawURL string, tls bool) error {
+	if tls && !strings.HasPrefix(strings.ToLower(rawURL), "https://") {
+		return fmt.Errorf("--ca, --cert: TLS settings, but %s %s is not an https:// URL", flag, redact(rawURL))
+	}
+	return nil
+}
+
+// redact drops a URL's user information.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	u.User = nil
+	return u.String()
+}
+
 // Error is an answer other than success.
 type Error struct {
 	Status int
-	Msg    string
+	Msg    string // the answer's "error"
+	// Reason and Role are a refusal's (401, 403): why (no_credential,
+	// bad_token, wrong_role, cert_not_allowed) and the role the request
+	// needed (one of Roles, when several would do).
+	Reason string
+	Role   string
+	Roles  []string
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Msg)
+	msg := fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Msg)
+	if (e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden) && e.Role != "" && !strings.Contains(e.Msg, "role "+e.Role) {
+		roles := e.Role
+		if len(e.Roles) > 1 {
+			roles = strings.Join(e.Roles, " or ")
+		}
+		msg += " (needs role " + roles + ")"
+	}
+	return msg
+}
+
+// NeededRoles returns the roles a refused request needed: Roles, or Role.
+func (e *Error) NeededRoles() []string {
+	if len(e.Roles) > 0 {
+		return e.Roles
+	}
+	if e.Role != "" {
+		return []string{e.Role}
+	}
+	return nil
 }
 
 // ErrStale matches (errors.Is) a 409 answer to a heartbeat, ack or nack:
@@ -79,8 +135,28 @@ var ErrStale = errors.New("stale lease")
 // documents: something other than a podkit coordinator answered.
 var ErrBadAnswer = errors.New("bad answer")
 
-// Is makes errors.Is(err, ErrStale) true for 409s.
-func (e *Error) Is(target error) bool { return target == ErrStale && e.Status == http.StatusConflict }
+// ErrUnauthorized matches (errors.Is) a 401 answer: the request had no
+// credential, or one the coordinator does not know.
+var ErrUnauthorized = errors.New("unauthorized")
+
+// ErrForbidden matches (errors.Is) a 403 answer: the credential is known
+// but lacks the role the request needs (or the client certificate is not
+// in the coordinator's allow-lists).
+var ErrForbidden = errors.New("forbidden")
+
+// Is makes errors.Is(err, ErrStale) true for 409s, ErrUnauthorized for
+// 401s and ErrForbidden for 403s.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrStale:
+		return e.Status == http.StatusConflict
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
+	case ErrForbidden:
+		return e.Status == http.StatusForbidden
+	}
+	return false
+}
 
 // Item is one item to enqueue.
 type Item struct {
@@ -213,12 +289,15 @@ func (c *Client) doType(ctx context.Context, method, path, ctype string, body an
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct {
-			Error string `json:"error"`
+			Error  string   `json:"error"`
+			Reason string   `json:"reason"`
+			Role   string   `json:"role"`
+			Roles  []string `json:"roles"`
 		}
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(data))
 		}
-		return false, &Error{Status: resp.StatusCode, Msg: e.Error}
+		return false, &Error{Status: resp.StatusCode, Msg: e.Error, Reason: e.Reason, Role: e.Role, Roles: e.Roles}
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {

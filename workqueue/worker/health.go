@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,15 +45,22 @@ func newQueueHealth(log *slog.Logger, interval time.Duration, errs *prometheus.C
 }
 
 // reason sorts an error talking to the coordinator for the errors metric:
-// unreachable (no connection: refused, reset, DNS), timeout, server_error
-// (5xx), client_error (4xx) or bad_answer.
+// unreachable (no connection: refused, reset, DNS, TLS), timeout,
+// server_error (5xx), unauthorized (401: no credential, or one the queue
+// does not know), forbidden (403: the credential lacks the role),
+// client_error (another 4xx) or bad_answer.
 func reason(err error) string {
 	var ae *client.Error
 	var ne net.Error
 	switch {
 	case errors.As(err, &ae):
-		if ae.Status >= 500 {
+		switch {
+		case ae.Status >= 500:
 			return "server_error"
+		case ae.Status == http.StatusUnauthorized:
+			return "unauthorized"
+		case ae.Status == http.StatusForbidden:
+			return "forbidden"
 		}
 		return "client_error"
 	case errors.Is(err, client.ErrBadAnswer):
@@ -98,12 +107,18 @@ func (q *queueHealth) failure(op string, err error) {
 	if !q.lastLine.IsZero() && now.Sub(q.lastLine) < q.interval {
 		return
 	}
+	attrs := []any{"op", op, "reason", reason(err), "error", err.Error()}
+	var ae *client.Error
+	if errors.As(err, &ae) && len(ae.NeededRoles()) > 0 {
+		// Refused: say what the worker's --token-file or --cert lacks.
+		attrs = append(attrs, "role", strings.Join(ae.NeededRoles(), " or "))
+	}
 	if !q.announced {
-		q.log.Warn("queue requests failing; retrying", "op", op, "reason", reason(err), "error", err.Error())
+		q.log.Warn("queue requests failing; retrying", attrs...)
 		q.announced = true
 	} else {
-		q.log.Warn("queue requests still failing", "op", op, "reason", reason(err), "error", err.Error(),
-			"failures", q.unlogged, "failures_total", q.total, "since", q.since.UTC().Format(time.RFC3339))
+		q.log.Warn("queue requests still failing", append(attrs,
+			"failures", q.unlogged, "failures_total", q.total, "since", q.since.UTC().Format(time.RFC3339))...)
 	}
 	q.lastLine, q.unlogged = now, 0
 }

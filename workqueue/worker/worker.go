@@ -67,6 +67,10 @@ type Config struct {
 	// to the queue is logged again (the first failure and the recovery are
 	// logged at once).
 	ErrorLogInterval time.Duration `json:"error_log_interval"`
+	// Client is what the worker presents to the queue on every request
+	// (lease, heartbeat, ack, nack): a CA for an https:// queue, a client
+	// certificate, a bearer token (--ca, --cert, --key, --token-file).
+	Client container.APIClient `json:"client"`
 	// Stdout and Stderr receive the command's streams (nil: the process's).
 	Stdout io.Writer `json:"-"`
 	Stderr io.Writer `json:"-"`
@@ -87,6 +91,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.StderrTail, "stderr-tail", c.StderrTail, "bytes of the end of stderr sent with a nack")
 	fs.StringVar(&c.ID, "worker-id", c.ID, "this worker's `name` in its log lines (attribute worker), $PODKIT_WORKER_ID and the Podkit-Worker-Id header (default <hostname>/<pid>)")
 	fs.DurationVar(&c.ErrorLogInterval, "error-log-interval", c.ErrorLogInterval, "while requests to the queue keep failing, log at most one line per this interval (the first failure and the recovery are logged at once)")
+	c.Client.RegisterFlags(fs, "", "the queue")
 }
 
 // Validate reports every invalid field, naming its flag.
@@ -96,6 +101,11 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--queue: required (URL/queues/<name>)"))
 	} else if _, _, err := client.ParseQueueURL(c.Queue); err != nil {
 		errs = append(errs, fmt.Errorf("--queue: %v", err))
+	} else if err := client.CheckTLS("--queue", c.Queue, c.Client.CAFile != "" || c.Client.CertFile != ""); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Client.Validate(""); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Concurrency < 1 || c.Concurrency > 1024 {
 		errs = append(errs, fmt.Errorf("--concurrency: %d is not from 1 to 1024", c.Concurrency))
@@ -162,8 +172,14 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.ID == "" {
 		cfg.ID = DefaultID()
 	}
+	// Every request to the queue presents the worker's credentials; the
+	// --http worker process gets none of them.
+	rt, err := cfg.Client.Transport(client.DefaultTransport(max(cfg.Concurrency, 2)))
+	if err != nil {
+		return nil, err
+	}
 	return &Worker{
-		cfg: cfg, base: base, queue: q, c: client.New(base, nil),
+		cfg: cfg, base: base, queue: q, c: client.New(base, &http.Client{Transport: rt}),
 		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency}},
 		items: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podkit_worker_items_total", Help: "Items processed, by result: ack, nack, timeout, lost (the lease was no longer ours).",
@@ -179,7 +195,7 @@ func New(cfg Config) (*Worker, error) {
 			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 1800},
 		}, []string{"result"}),
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "podkit_worker_queue_errors_total", Help: "Requests to the queue (lease, heartbeat, ack, nack) that failed, by reason: unreachable, timeout, server_error (5xx), client_error (4xx other than 409), bad_answer.",
+			Name: "podkit_worker_queue_errors_total", Help: "Requests to the queue (lease, heartbeat, ack, nack) that failed, by reason: unreachable, timeout, server_error (5xx), unauthorized (401), forbidden (403), client_error (other 4xx but 409), bad_answer.",
 		}, []string{"reason"}),
 	}, nil
 }
@@ -448,6 +464,12 @@ func (w *Worker) complete(h *container.Host, log *slog.Logger, l client.Lease, o
 			w.health.success()
 			w.countStale(log, op, err)
 			return retry.Permanent(errDone)
+		case errors.Is(err, client.ErrUnauthorized), errors.Is(err, client.ErrForbidden):
+			// The queue refused the worker's credentials, not the item:
+			// like an outage, retried (a rotated token or certificate
+			// is picked up) until the lease has surely expired.
+			w.health.failure(op, err)
+			return err
 		case errors.As(err, &ae) && ae.Status/100 == 4:
 			// The queue answered: the item's completion is refused, the
 			// queue is fine.
