@@ -64,15 +64,15 @@ func benchProxy(b *testing.B, mode string) {
 
 // benchStart runs a proxy in mode in front of fixedBackend.
 func benchStart(b *testing.B, mode string) (addr string, client *tls.Config) {
-	ca := newPKI(b, "bench CA")
+	ca := testdeps.NewPKI(b, "bench CA")
 	dir := b.TempDir()
-	certFile, keyFile, _ := ca.serverFiles(dir)
+	certFile, keyFile := ca.ServerFiles(dir)
 	cfg := DefaultConfig()
 	cfg.Target = fixedBackend(b)
 	cfg.CertFile, cfg.KeyFile = certFile, keyFile
 	cfg.Mode = mode
 	r := startProxy(b, cfg)
-	return r.addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}}
+	return r.addr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}}
 }
 
 var benchReq = []byte("GET /1k HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")

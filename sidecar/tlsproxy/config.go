@@ -14,6 +14,7 @@ import (
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/gctune"
 	"github.com/podkit/podkit/internal/httpproxy"
+	"github.com/podkit/podkit/internal/tlsconf"
 )
 
 // Modes of operation.
@@ -222,7 +223,7 @@ func (c Config) Validate() error {
 	if c.WatchInterval < 0 {
 		add("--watch-interval: %s is negative", c.WatchInterval)
 	}
-	if _, err := parseMinVersion(c.MinVersion); err != nil {
+	if _, err := tlsconf.ParseMinVersion(c.MinVersion); err != nil {
 		add("--min-tls-version: %v", err)
 	}
 	if c.ClientCA == "" && (len(c.AllowCN)+len(c.AllowSANDNS)+len(c.AllowSANURI)) > 0 {
@@ -279,14 +280,4 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func parseMinVersion(s string) (uint16, error) {
-	switch s {
-	case "1.2", "":
-		return 0x0303, nil
-	case "1.3":
-		return 0x0304, nil
-	}
-	return 0, fmt.Errorf("%q is not 1.2 or 1.3", s)
 }

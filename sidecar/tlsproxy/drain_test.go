@@ -25,7 +25,7 @@ var update = flag.Bool("update", false, "rewrite testdata golden files")
 // connection idles: the request completes (and says Connection: close),
 // the idle connection is closed, and the listener refuses new clients.
 func TestDrain(t *testing.T) {
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	// The target answers /slow once the proxy is stopping, so the
 	// request is in flight across the stop however slow the machine.
 	arrived, stopping := make(chan struct{}), make(chan struct{})
@@ -41,7 +41,7 @@ func TestDrain(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	r := serverProxy(t, ca, ln.Addr().String(), nil)
-	cfg := &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}}
+	cfg := &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}}
 	idle, err := tls.Dial("tcp", r.addr, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -71,7 +71,7 @@ func postEarly(t *testing.T, c *http.Client, url string, want func(size int) str
 // sent, over HTTP/1.1 and HTTP/2, and not only when the target closes
 // the connection or the idle timeout turns it into a 504.
 func TestEarlyAnswerToBody(t *testing.T) {
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	targets := map[string]func(t *testing.T) (addr string, want func(int) string){
 		"go": func(t *testing.T) (string, func(int) string) {
 			return earlyAnswerBackend(t), func(n int) string { return fmt.Sprintf("early %d", n) }

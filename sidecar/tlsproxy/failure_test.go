@@ -35,7 +35,7 @@ func resetAfterHead(c net.Conn) bool {
 // before answering says, in a short text body, what failed and where,
 // over HTTP/1.1 and HTTP/2.
 func TestTargetFailureText(t *testing.T) {
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func TestTargetFailureText(t *testing.T) {
 // last write of the request fails. The client gets a 502 saying so, not
 // a closed connection.
 func TestBodyWriteFails(t *testing.T) {
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	reset := make(chan struct{}, 1)
 	target := testdeps.ServeTCP(t, func(c net.Conn) {
 		if resetAfterHead(c) {
@@ -111,7 +111,7 @@ func TestBodyWriteFails(t *testing.T) {
 		}
 	}).Addr()
 	r := serverProxy(t, ca, target, nil)
-	c, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	c, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestBodyWriteFails(t *testing.T) {
 // Writing the body then fails, but the target's answer is there to be
 // read: the client gets it, not a 502.
 func TestAnswerBeforeResetRelayed(t *testing.T) {
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	target := testdeps.ServeTCP(t, func(c net.Conn) {
 		if !resetAfterHead(c) {
 			return

@@ -16,8 +16,8 @@ import (
 )
 
 // httpsClient trusts ca and speaks HTTP/1.1 only, or HTTP/2 when h2.
-func httpsClient(p *pki, h2 bool, certs ...tls.Certificate) *http.Client {
-	tc := &tls.Config{RootCAs: p.pool, Certificates: certs, ServerName: "localhost"}
+func httpsClient(p *testdeps.PKI, h2 bool, certs ...tls.Certificate) *http.Client {
+	tc := &tls.Config{RootCAs: p.Pool, Certificates: certs, ServerName: "localhost"}
 	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: h2, DisableCompression: true}
 	if !h2 {
 		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
@@ -43,9 +43,9 @@ func getEcho(t *testing.T, c *http.Client, req *http.Request) (*http.Response, e
 
 // serverProxy starts a proxy with a CA-issued server certificate in front
 // of backend.
-func serverProxy(t *testing.T, ca *pki, backend string, mutate func(*Config)) *running {
+func serverProxy(t *testing.T, ca *testdeps.PKI, backend string, mutate func(*Config)) *running {
 	t.Helper()
-	certFile, keyFile, _ := ca.serverFiles(t.TempDir())
+	certFile, keyFile := ca.ServerFiles(t.TempDir())
 	cfg := DefaultConfig()
 	cfg.Target = backend
 	cfg.CertFile, cfg.KeyFile = certFile, keyFile
@@ -56,7 +56,7 @@ func serverProxy(t *testing.T, ca *pki, backend string, mutate func(*Config)) *r
 }
 
 func TestHTTPForwarding(t *testing.T) {
-	ca := newPKI(t, "test CA")
+	ca := testdeps.NewPKI(t, "test CA")
 	r := serverProxy(t, ca, echoBackend(t), nil)
 	for _, h2 := range []bool{false, true} {
 		name := "http1.1"
@@ -161,9 +161,9 @@ func TestHTTPForwarding(t *testing.T) {
 // TestHTTPKeepAlive sends many requests over one client connection, some
 // pipelined, and checks each answer.
 func TestHTTPKeepAlive(t *testing.T) {
-	ca := newPKI(t, "test CA")
+	ca := testdeps.NewPKI(t, "test CA")
 	r := serverProxy(t, ca, echoBackend(t), nil)
-	conn, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	conn, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestHTTPKeepAlive(t *testing.T) {
 
 // TestHTTPRejects checks requests the proxy answers itself.
 func TestHTTPRejects(t *testing.T) {
-	ca := newPKI(t, "test CA")
+	ca := testdeps.NewPKI(t, "test CA")
 	r := serverProxy(t, ca, echoBackend(t), nil)
 	tests := []struct {
 		name, req string
@@ -226,7 +226,7 @@ func TestHTTPRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conn, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost"})
+			conn, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -245,9 +245,9 @@ func TestHTTPRejects(t *testing.T) {
 }
 
 func TestWebSocket(t *testing.T) {
-	ca := newPKI(t, "test CA")
+	ca := testdeps.NewPKI(t, "test CA")
 	r := serverProxy(t, ca, echoBackend(t), nil)
-	conn, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"h2", "http/1.1"}})
+	conn, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", NextProtos: []string{"h2", "http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestWebSocket(t *testing.T) {
 		t.Logf("negotiated %q", p)
 	}
 	conn.Close()
-	conn, err = tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	conn, err = tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func TestBackendDown(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	ca := newPKI(t, "test CA")
+	ca := testdeps.NewPKI(t, "test CA")
 	r := serverProxy(t, ca, addr, func(c *Config) { c.TargetHealthPeriod = 50 * time.Millisecond })
 	for _, h2 := range []bool{false, true} {
 		resp, err := httpsClient(ca, h2).Get("https://" + r.addr + "/")
@@ -347,7 +347,7 @@ func TestTargetClosesKeepAlive(t *testing.T) {
 		b, _ := io.ReadAll(req.Body)
 		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(b)+2, "ok"+string(b))
 	}).Addr()
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	r := serverProxy(t, ca, target, nil)
 	c := httpsClient(ca, false)
 	for i := range 20 {
@@ -378,7 +378,7 @@ func TestTruncatedResponse(t *testing.T) {
 		}
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..")
 	}).Addr()
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	r := serverProxy(t, ca, target, nil)
 	for _, h2 := range []bool{false, true} {
 		resp, err := httpsClient(ca, h2).Get("https://" + r.addr + "/")

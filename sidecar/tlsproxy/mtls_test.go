@@ -14,14 +14,15 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/internal/testdeps"
+	"github.com/podkit/podkit/internal/tlsconf"
 )
 
 func TestMutualTLS(t *testing.T) {
-	serverCA := newPKI(t, "server CA")
-	clientCA := newPKI(t, "client CA")
-	otherCA := newPKI(t, "other CA")
+	serverCA := testdeps.NewPKI(t, "server CA")
+	clientCA := testdeps.NewPKI(t, "client CA")
+	otherCA := testdeps.NewPKI(t, "other CA")
 	caFile := filepath.Join(t.TempDir(), "clients.pem")
-	if err := os.WriteFile(caFile, clientCA.pem, 0o600); err != nil {
+	if err := os.WriteFile(caFile, clientCA.PEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := serverProxy(t, serverCA, echoBackend(t), func(c *Config) {
@@ -30,9 +31,9 @@ func TestMutualTLS(t *testing.T) {
 		c.AllowSANDNS = []string{"bob.apps.svc"}
 		c.AllowSANURI = []string{"spiffe://cluster.local/ns/apps/sa/carol"}
 	})
-	cert := func(ca *pki, o leafOpts) []tls.Certificate {
-		o.client = true
-		_, _, c := ca.issue(o)
+	cert := func(ca *testdeps.PKI, o testdeps.Leaf) []tls.Certificate {
+		o.Client = true
+		_, _, c := ca.Issue(o)
 		return []tls.Certificate{c}
 	}
 	tests := []struct {
@@ -41,11 +42,11 @@ func TestMutualTLS(t *testing.T) {
 		allowed  bool
 		wantXFCC []string
 	}{
-		{"allowed by CN", cert(clientCA, leafOpts{cn: "alice"}), true, []string{`Subject="CN=alice"`, "Hash="}},
-		{"allowed by DNS SAN", cert(clientCA, leafOpts{cn: "bob", dns: []string{"bob.apps.svc"}}), true, []string{"DNS=bob.apps.svc"}},
-		{"allowed by URI SAN", cert(clientCA, leafOpts{cn: "carol", uris: []string{"spiffe://cluster.local/ns/apps/sa/carol"}}), true, []string{"URI=spiffe://cluster.local/ns/apps/sa/carol"}},
-		{"not on any list", cert(clientCA, leafOpts{cn: "mallory", dns: []string{"mallory.apps.svc"}}), false, nil},
-		{"listed CN from another CA", cert(otherCA, leafOpts{cn: "alice"}), false, nil},
+		{"allowed by CN", cert(clientCA, testdeps.Leaf{CN: "alice"}), true, []string{`Subject="CN=alice"`, "Hash="}},
+		{"allowed by DNS SAN", cert(clientCA, testdeps.Leaf{CN: "bob", DNS: []string{"bob.apps.svc"}}), true, []string{"DNS=bob.apps.svc"}},
+		{"allowed by URI SAN", cert(clientCA, testdeps.Leaf{CN: "carol", URIs: []string{"spiffe://cluster.local/ns/apps/sa/carol"}}), true, []string{"URI=spiffe://cluster.local/ns/apps/sa/carol"}},
+		{"not on any list", cert(clientCA, testdeps.Leaf{CN: "mallory", DNS: []string{"mallory.apps.svc"}}), false, nil},
+		{"listed CN from another CA", cert(otherCA, testdeps.Leaf{CN: "alice"}), false, nil},
 		{"no client certificate", nil, false, nil},
 	}
 	for _, tt := range tests {
@@ -84,24 +85,24 @@ func TestMutualTLS(t *testing.T) {
 }
 
 func TestAllowList(t *testing.T) {
-	ca := newPKI(t, "CA")
-	_, _, alice := ca.issue(leafOpts{cn: "alice", dns: []string{"a.example"}, uris: []string{"spiffe://x/a"}})
+	ca := testdeps.NewPKI(t, "CA")
+	_, _, alice := ca.Issue(testdeps.Leaf{CN: "alice", DNS: []string{"a.example"}, URIs: []string{"spiffe://x/a"}})
 	tests := []struct {
 		name string
-		list allowList
+		list tlsconf.AllowList
 		want bool
 	}{
-		{"empty allows all", allowList{}, true},
-		{"cn", allowList{cn: []string{"bob", "alice"}}, true},
-		{"dns case-insensitive", allowList{dns: []string{"A.EXAMPLE"}}, true},
-		{"uri", allowList{uri: []string{"spiffe://x/a"}}, true},
-		{"uri prefix is not a match", allowList{uri: []string{"spiffe://x"}}, false},
-		{"cn is not a dns match", allowList{dns: []string{"alice"}}, false},
-		{"none match", allowList{cn: []string{"bob"}, dns: []string{"b.example"}, uri: []string{"spiffe://x/b"}}, false},
+		{"empty allows all", tlsconf.AllowList{}, true},
+		{"cn", tlsconf.AllowList{CN: []string{"bob", "alice"}}, true},
+		{"dns case-insensitive", tlsconf.AllowList{DNS: []string{"A.EXAMPLE"}}, true},
+		{"uri", tlsconf.AllowList{URI: []string{"spiffe://x/a"}}, true},
+		{"uri prefix is not a match", tlsconf.AllowList{URI: []string{"spiffe://x"}}, false},
+		{"cn is not a dns match", tlsconf.AllowList{DNS: []string{"alice"}}, false},
+		{"none match", tlsconf.AllowList{CN: []string{"bob"}, DNS: []string{"b.example"}, URI: []string{"spiffe://x/b"}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.list.allows(alice.Leaf); got != tt.want {
+			if got := tt.list.Allows(alice.Leaf); got != tt.want {
 				t.Errorf("allows = %v, want %v", got, tt.want)
 			}
 		})
@@ -112,10 +113,10 @@ func TestAllowList(t *testing.T) {
 // the reason and the client's address, at most once per reason per
 // interval; the next line says how many were not logged in between.
 func TestRejectedClientLogged(t *testing.T) {
-	serverCA := newPKI(t, "server CA")
-	clientCA := newPKI(t, "client CA")
+	serverCA := testdeps.NewPKI(t, "server CA")
+	clientCA := testdeps.NewPKI(t, "client CA")
 	caFile := filepath.Join(t.TempDir(), "clients.pem")
-	if err := os.WriteFile(caFile, clientCA.pem, 0o600); err != nil {
+	if err := os.WriteFile(caFile, clientCA.PEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var logs testdeps.Buffer
@@ -127,7 +128,7 @@ func TestRejectedClientLogged(t *testing.T) {
 	var now atomic.Int64 // the log's clock
 	now.Store(time.Now().UnixNano())
 	r.p.rejects.setClock(func() time.Time { return time.Unix(0, now.Load()) })
-	_, _, mallory := clientCA.issue(leafOpts{cn: "mallory", client: true})
+	_, _, mallory := clientCA.Issue(testdeps.Leaf{CN: "mallory", Client: true})
 	clients := map[string]*http.Client{
 		"not_allowed": httpsClient(serverCA, false, mallory),
 		"client_cert": httpsClient(serverCA, false),

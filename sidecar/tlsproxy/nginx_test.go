@@ -18,7 +18,7 @@ func TestNginxBackend(t *testing.T) {
 	if backend == "" {
 		return
 	}
-	ca := newPKI(t, "test CA")
+	ca := testdeps.NewPKI(t, "test CA")
 	r := serverProxy(t, ca, backend, nil)
 	for _, h2 := range []bool{false, true} {
 		c := httpsClient(ca, h2)

@@ -109,8 +109,8 @@ func New(cfg Config) (*Proxy, error) {
 		Load:      func(ctx context.Context) (*material, error) { return p.certs.reload(ctx) },
 		Apply:     p.installCert,
 		Attrs: func(m *material) []any {
-			return []any{"subject", m.leaf.Subject.String(), "dns", m.leaf.DNSNames, "uris", sanURIs(m.leaf.URIs),
-				"not_after", m.leaf.NotAfter.UTC().Format(time.RFC3339)}
+			return []any{"subject", m.Leaf().Subject.String(), "dns", m.Leaf().DNSNames, "uris", sanURIs(m.Leaf().URIs),
+				"not_after", m.Leaf().NotAfter.UTC().Format(time.RFC3339)}
 		},
 		Logger: p.log,
 	})
@@ -218,7 +218,7 @@ func (p *Proxy) Run(ctx context.Context, h *container.Host) error {
 	h.SetReady(true)
 	close(p.ready)
 	p.log.Info("serving", "listen", ln.Addr().String(), "target", p.target.String(), "mode", p.cfg.Mode,
-		"mtls", p.cfg.ClientCA != "", "cert_not_after", p.certs.current().leaf.NotAfter.UTC().Format(time.RFC3339))
+		"mtls", p.cfg.ClientCA != "", "cert_not_after", p.certs.current().Leaf().NotAfter.UTC().Format(time.RFC3339))
 
 	select {
 	case <-ctx.Done():
@@ -305,7 +305,7 @@ func (p *Proxy) serveConn(raw *trackedConn) {
 			raw.Close()
 		}
 	}()
-	tc := tls.Server(raw, p.certs.base)
+	tc := tls.Server(raw, p.certs.config())
 	start := time.Now()
 	raw.SetDeadline(start.Add(p.cfg.HandshakeTimeout))
 	if err := tc.Handshake(); err != nil {
@@ -564,7 +564,7 @@ func (p *Proxy) installCert(m *material) error {
 }
 
 func (p *Proxy) setCertMetrics() {
-	p.m.certExpiry.Set(float64(p.certs.current().leaf.NotAfter.Unix()))
+	p.m.certExpiry.Set(float64(p.certs.current().Leaf().NotAfter.Unix()))
 }
 
 // checkTarget is the readiness check: the --target-health URL answers

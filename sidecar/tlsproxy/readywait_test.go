@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podkit/podkit/internal/testdeps"
 )
 
 // TestKeepAliveWait: from the second request on, a connection waits for
@@ -17,9 +19,9 @@ import (
 // one, are all answered in order; an idle connection still times out,
 // and a stop closes it.
 func TestKeepAliveWait(t *testing.T) {
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	r := serverProxy(t, ca, echoBackend(t), func(c *Config) { c.IdleTimeout = 2 * time.Second })
-	cfg := &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}}
+	cfg := &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}}
 	dial := func(t *testing.T) (*tls.Conn, *bufio.Reader) {
 		c, err := tls.Dial("tcp", r.addr, cfg)
 		if err != nil {

@@ -22,9 +22,9 @@ import (
 
 // servedSerial dials a new connection and returns the serial number of
 // the certificate the proxy presents.
-func servedSerial(t testing.TB, addr string, ca *pki) (*big.Int, error) {
+func servedSerial(t testing.TB, addr string, ca *testdeps.PKI) (*big.Int, error) {
 	t.Helper()
-	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost"})
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"})
 	if err != nil {
 		return nil, err
 	}
@@ -72,9 +72,9 @@ func (d *k8sSecretDir) write(cert, key []byte) {
 func TestCertRotationUnderLoad(t *testing.T) {
 	for _, trigger := range []string{"file change", "SIGHUP"} {
 		t.Run(trigger, func(t *testing.T) {
-			ca := newPKI(t, "CA")
+			ca := testdeps.NewPKI(t, "CA")
 			sec := &k8sSecretDir{t: t, dir: t.TempDir()}
-			c0, k0, first := ca.issue(leafOpts{cn: "localhost", dns: []string{"localhost"}})
+			c0, k0, first := ca.Issue(testdeps.Leaf{CN: "localhost", DNS: []string{"localhost"}})
 			sec.write(c0, k0)
 			r := serverProxy(t, ca, echoBackend(t), func(c *Config) {
 				c.CertFile = filepath.Join(sec.dir, "tls.crt")
@@ -125,7 +125,7 @@ func TestCertRotationUnderLoad(t *testing.T) {
 			}
 			prev := first.Leaf.SerialNumber
 			for range 3 {
-				cp, kp, next := ca.issue(leafOpts{cn: "localhost", dns: []string{"localhost"}})
+				cp, kp, next := ca.Issue(testdeps.Leaf{CN: "localhost", DNS: []string{"localhost"}})
 				sec.write(cp, kp)
 				if trigger == "SIGHUP" {
 					// No file watching (WatchInterval 0): only SIGHUP
@@ -188,17 +188,22 @@ func mustGet(t testing.TB, c *http.Client, url string) {
 // TestBadCertificateKept writes bad pairs: each reload is rejected, counted
 // and logged, and the proxy keeps serving the old certificate.
 func TestBadCertificateKept(t *testing.T) {
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	dir := t.TempDir()
-	certFile, keyFile, leaf := ca.serverFiles(dir)
+	certFile, keyFile := ca.ServerFiles(dir)
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := pair.Leaf
 	r := serverProxy(t, ca, echoBackend(t), func(c *Config) {
 		c.CertFile, c.KeyFile = certFile, keyFile
 		c.WatchInterval = 20 * time.Millisecond
 	})
 	goodCert, _ := os.ReadFile(certFile)
 	goodKey, _ := os.ReadFile(keyFile)
-	otherCert, otherKey, _ := ca.issue(leafOpts{cn: "localhost", dns: []string{"localhost"}})
-	expiredCert, expiredKey, _ := ca.issue(leafOpts{cn: "localhost", dns: []string{"localhost"}, notAfter: time.Now().Add(-time.Minute)})
+	otherCert, otherKey, _ := ca.Issue(testdeps.Leaf{CN: "localhost", DNS: []string{"localhost"}})
+	expiredCert, expiredKey, _ := ca.Issue(testdeps.Leaf{CN: "localhost", DNS: []string{"localhost"}, NotAfter: time.Now().Add(-time.Minute)})
 	tests := []struct {
 		name      string
 		cert, key []byte
@@ -246,9 +251,9 @@ func TestBadCertificateKept(t *testing.T) {
 func TestSessionResumption(t *testing.T) {
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
-			ca := newPKI(t, "CA")
+			ca := testdeps.NewPKI(t, "CA")
 			dir := t.TempDir()
-			certFile, keyFile, _ := ca.serverFiles(dir)
+			certFile, keyFile := ca.ServerFiles(dir)
 			r := serverProxy(t, ca, echoBackend(t), func(c *Config) {
 				c.CertFile, c.KeyFile = certFile, keyFile
 				c.WatchInterval = 0
@@ -257,7 +262,7 @@ func TestSessionResumption(t *testing.T) {
 			dial := func() bool {
 				t.Helper()
 				c, err := tls.Dial("tcp", r.addr, &tls.Config{
-					RootCAs: ca.pool, ServerName: "localhost", ClientSessionCache: cache,
+					RootCAs: ca.Pool, ServerName: "localhost", ClientSessionCache: cache,
 					MinVersion: version, MaxVersion: version, NextProtos: []string{"http/1.1"},
 				})
 				if err != nil {
@@ -276,7 +281,7 @@ func TestSessionResumption(t *testing.T) {
 			if !dial() {
 				t.Error("second connection did not resume")
 			}
-			ca.serverFiles(dir) // a new pair
+			ca.ServerFiles(dir) // a new pair
 			if err := r.p.Reload(); err != nil {
 				t.Fatal(err)
 			}
@@ -293,9 +298,9 @@ func TestSessionResumption(t *testing.T) {
 // (That polls of an unchanged file load nothing at all is the container's
 // Reloader's, tested there.)
 func TestSelfSignedClientCAWatch(t *testing.T) {
-	clientCA := newPKI(t, "client CA")
+	clientCA := testdeps.NewPKI(t, "client CA")
 	caFile := filepath.Join(t.TempDir(), "clients.pem")
-	testdeps.ReplaceFile(t, caFile, string(clientCA.pem))
+	testdeps.ReplaceFile(t, caFile, string(clientCA.PEM))
 	var logs testdeps.Buffer
 	cfg := DefaultConfig()
 	cfg.Target = echoBackend(t)
@@ -305,7 +310,7 @@ func TestSelfSignedClientCAWatch(t *testing.T) {
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	r := startProxy(t, cfg)
 	ok := func() float64 { return r.metric(t, `podkit_tlsproxy_reloads_total{result="ok"}`) }
-	for i, next := range [][]byte{newPKI(t, "new client CA").pem, newPKI(t, "third client CA").pem} {
+	for i, next := range [][]byte{testdeps.NewPKI(t, "new client CA").PEM, testdeps.NewPKI(t, "third client CA").PEM} {
 		prev, _ := os.ReadFile(caFile)
 		testdeps.ReplaceFile(t, caFile, string(prev)) // the same bundle again
 		testdeps.ReplaceFile(t, caFile, string(next)) // a new one

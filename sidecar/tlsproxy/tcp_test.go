@@ -45,20 +45,20 @@ func echoTCP(t *testing.T, proxyProto bool) (addr string, headers <-chan *proxyp
 }
 
 func TestTCPModeProxyProtocol(t *testing.T) {
-	serverCA, clientCA := newPKI(t, "server CA"), newPKI(t, "client CA")
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	os.WriteFile(caFile, clientCA.pem, 0o600)
+	serverCA, clientCA := testdeps.NewPKI(t, "server CA"), testdeps.NewPKI(t, "client CA")
+	caFile := filepath.Join(t.TempDir(), "ca.PEM")
+	os.WriteFile(caFile, clientCA.PEM, 0o600)
 	backend, headers := echoTCP(t, true)
 	r := serverProxy(t, serverCA, backend, func(c *Config) {
 		c.Mode = ModeTCP
 		c.ProxyProtocol = true
 		c.ClientCA = caFile
 	})
-	_, _, alice := clientCA.issue(leafOpts{cn: "alice", client: true})
+	_, _, alice := clientCA.Issue(testdeps.Leaf{CN: "alice", Client: true})
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
 			conn, err := tls.Dial("tcp", r.addr, &tls.Config{
-				RootCAs: serverCA.pool, ServerName: "localhost", Certificates: []tls.Certificate{alice},
+				RootCAs: serverCA.Pool, ServerName: "localhost", Certificates: []tls.Certificate{alice},
 				MinVersion: version, MaxVersion: version,
 			})
 			if err != nil {
@@ -125,10 +125,10 @@ func TestTCPModeProxyProtocol(t *testing.T) {
 }
 
 func TestTCPModePlain(t *testing.T) {
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	backend, _ := echoTCP(t, false)
 	r := serverProxy(t, ca, backend, func(c *Config) { c.Mode = ModeTCP })
-	conn, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost"})
+	conn, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestTCPModePlain(t *testing.T) {
 }
 
 func TestTCPModeUnixTarget(t *testing.T) {
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	sock := filepath.Join(t.TempDir(), "app.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -188,7 +188,7 @@ func TestTCPModeUnixTarget(t *testing.T) {
 // TestSlowClients checks that clients that hold connections without
 // sending are cut off.
 func TestSlowClients(t *testing.T) {
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	backend := echoBackend(t)
 	tcpBackend, _ := echoTCP(t, false)
 	// Only the proxy that tests handshake timeouts has a short one: the
@@ -202,7 +202,7 @@ func TestSlowClients(t *testing.T) {
 	idleProxy := serverProxy(t, ca, backend, short)
 	tcpProxy := serverProxy(t, ca, tcpBackend, func(c *Config) { short(c); c.Mode = ModeTCP })
 	dialTLS := func(addr string) *tls.Conn {
-		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -286,7 +286,7 @@ func checkClosed(t *testing.T, err error) {
 }
 
 func TestRedirectHTTP(t *testing.T) {
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -316,9 +316,9 @@ func TestRedirectHTTP(t *testing.T) {
 // TestMaxConns holds the only slot and checks that a second client is
 // served once the first leaves.
 func TestMaxConns(t *testing.T) {
-	ca := newPKI(t, "CA")
+	ca := testdeps.NewPKI(t, "CA")
 	r := serverProxy(t, ca, echoBackend(t), func(c *Config) { c.MaxConns = 1 })
-	cfg := &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}}
+	cfg := &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}}
 	first, err := tls.Dial("tcp", r.addr, cfg)
 	if err != nil {
 		t.Fatal(err)
