@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podkit/podkit/adapter/internal/dbwire"
+	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/resp"
 	"github.com/podkit/podkit/internal/secretfile"
 )
@@ -372,6 +373,25 @@ func parseLag(s string) (time.Duration, error) {
 	return 0, fmt.Errorf("lag=%q is not a duration such as 10s or a number of seconds", s)
 }
 
+// roleProbe is the one role of the --listen API: it may read the health
+// endpoints.
+const roleProbe = "probe"
+
+// apiAccess declares who may call what on --listen, beside the routes
+// handler serves: every path needs the probe role, the index on / too
+// (it names the database). With no tokens and no --client-ca, every
+// caller has the role: the kubelet presents no credential.
+func apiAccess() container.Access {
+	return container.Access{
+		Component: "health",
+		Subsystem: "health",
+		Roles:     []container.Role{{Name: roleProbe, Help: "read /livez, /readyz, /startupz and the index"}},
+		Need:      func(*http.Request) []string { return []string{roleProbe} },
+	}
+}
+
+// handler serves the health endpoints. It checks no credentials: Run
+// serves it behind the API's security (apiAccess).
 func (c *checker) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", c.serveLivez)

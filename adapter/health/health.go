@@ -13,7 +13,9 @@
 //   - GET /startupz: a first check has passed.
 //
 // Each answers with a small JSON body (the last result, its latency, error
-// and time); ?verbose adds the configuration and the recent history.
+// and time); ?verbose adds the configuration and the recent history. They
+// are served through the container's API security: with tokens or client
+// certificates configured, each needs the probe role.
 package health
 
 import (
@@ -33,8 +35,10 @@ import (
 	"github.com/podkit/podkit/internal/secretfile"
 )
 
-// DefaultListen is the default --listen address (Patroni's REST API port).
-const DefaultListen = ":8008"
+// DefaultListen is the default --listen address: Patroni's REST API port,
+// on loopback. The kubelet probes the pod IP, so a Kubernetes manifest
+// gives --listen :8008 with --insecure-listen or TLS (see docs/health.md).
+const DefaultListen = "127.0.0.1:8008"
 
 // Config configures the health adapter.
 type Config struct {
@@ -59,6 +63,10 @@ type Config struct {
 	Timeout    time.Duration `json:"timeout"`     // bound on one check
 	MaxLatency time.Duration `json:"max_latency"` // a slower check fails; 0: no limit
 	MaxLag     time.Duration `json:"max_lag"`     // replication lag /readyz allows without ?lag=; 0: no limit
+
+	// API secures --listen: TLS, client certificates, tokens with the
+	// probe role (container.APISecurity).
+	API container.APISecurity `json:"api"`
 }
 
 // DefaultConfig returns the defaults.
@@ -68,7 +76,7 @@ func DefaultConfig() Config {
 
 // RegisterFlags adds the adapter's flags to fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Listen, "listen", c.Listen, "serve /livez, /readyz and /startupz on this `address`")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "serve /livez, /readyz and /startupz on this `address` (another than loopback needs --tls-cert, --token-file or --insecure-listen)")
 	fs.StringVar(&c.MySQL, "mysql", c.MySQL, "check MySQL/MariaDB at this `DSN`: user@tcp(host:port)/db")
 	fs.StringVar(&c.Postgres, "postgres", c.Postgres, "check PostgreSQL at this `DSN`: postgres://user@host:port/db?sslmode=disable")
 	fs.StringVar(&c.Redis, "redis", c.Redis, "check Redis at this `address`: host:port, redis://[user@]host:port/db or unix:///path")
@@ -79,6 +87,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "bound on one check (connect and query)")
 	fs.DurationVar(&c.MaxLatency, "max-latency", c.MaxLatency, "a check slower than this fails (0: no limit)")
 	fs.DurationVar(&c.MaxLag, "max-lag", c.MaxLag, "replication lag above which /readyz fails when the probe gives no ?lag= (0: no limit)")
+	c.API.RegisterFlags(fs)
 }
 
 // kind returns the target's kind and address as given.
@@ -97,10 +106,16 @@ func (c Config) kind() (string, string) {
 // Validate reports every invalid field, naming its flag.
 func (c Config) Validate() error {
 	var errs []error
+	addr := "" // the listen rule applies to --listen, not to a given Listener
 	if c.Listener == nil {
 		if err := container.ValidateListenAddr(c.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("--listen: %w", err))
+		} else {
+			addr = c.Listen
 		}
+	}
+	if err := c.API.Validate("--listen", addr, apiAccess()); err != nil {
+		errs = append(errs, err)
 	}
 	n := 0
 	for _, s := range []string{c.MySQL, c.Postgres, c.Redis} {
@@ -198,8 +213,9 @@ func (e expectation) String() string {
 
 // Adapter is the health adapter.
 type Adapter struct {
-	cfg Config
-	chk *checker
+	cfg    Config
+	access container.Access // who may call what on --listen
+	chk    *checker
 
 	addr container.BoundAddr // the health endpoints', once Run listens
 }
@@ -221,14 +237,14 @@ func New(cfg Config) (*Adapter, error) {
 			cfg.Query = "PING"
 		}
 	}
-	return &Adapter{cfg: cfg}, nil
+	return &Adapter{cfg: cfg, access: apiAccess()}, nil
 }
 
 // Command is the `podkit health` subcommand.
 func Command() cli.Command {
 	return container.FlagCommand("health",
 		"check a database in the background and serve its health on /livez /readyz /startupz for probes",
-		"--mysql DSN | --postgres DSN | --redis ADDR [--query Q] [--expect V|/RE/] [--listen :8008] [flags]",
+		"--mysql DSN | --postgres DSN | --redis ADDR [--query Q] [--expect V|/RE/] [--listen 127.0.0.1:8008] [--insecure-listen | --tls-cert F --tls-key F] [flags]",
 		DefaultConfig, New)
 }
 
@@ -269,11 +285,14 @@ func (a *Adapter) Run(ctx context.Context, h *container.Host) error {
 	if err := chk.register(h.Registerer()); err != nil {
 		return err
 	}
-	ln, err := container.Listen("--listen", a.cfg.Listen, a.cfg.Listener)
+	api, err := container.OpenAPI(ctx, h, container.APIConfig{
+		Flag: "--listen", Addr: a.cfg.Listen, Listener: a.cfg.Listener,
+		Security: a.cfg.API, Access: a.access,
+	})
 	if err != nil {
 		return err
 	}
-	a.addr.Set(ln)
+	a.addr.Set(api.Listener())
 	checkCtx, stop := context.WithCancel(context.Background())
 	defer stop()
 	done := make(chan struct{})
@@ -282,8 +301,8 @@ func (a *Adapter) Run(ctx context.Context, h *container.Host) error {
 		chk.loop(checkCtx)
 	}()
 	srv := &http.Server{Handler: chk.handler(), ReadHeaderTimeout: 5 * time.Second}
-	h.Logger().Info("serving health", "listen", ln.Addr().String(), "target", chk.targetName, "query", a.cfg.Query, "period", a.cfg.Period)
-	err = container.ServeHTTP(ctx, h, srv, ln)
+	h.Logger().Info("serving health", "listen", api.Addr().String(), "tls", a.cfg.API.TLS(), "target", chk.targetName, "query", a.cfg.Query, "period", a.cfg.Period)
+	err = api.Serve(ctx, srv)
 	stop()
 	<-done
 	return err

@@ -135,8 +135,10 @@ func TestKubernetesExample(t *testing.T) {
 		switch {
 		case strings.HasPrefix(s, "--password-file="):
 			s = "--password-file=" + pwFile
-		case strings.HasPrefix(s, "--listen="), strings.HasPrefix(s, "--admin-addr="):
-			continue
+		case strings.HasPrefix(s, "--listen="), strings.HasPrefix(s, "--admin-addr="),
+			strings.HasPrefix(s, "--tls-"), strings.HasPrefix(s, "--client-ca"),
+			strings.HasPrefix(s, "--allow-"), strings.HasPrefix(s, "--token-file"):
+			continue // the pod's address, and files mounted in the pod
 		}
 		args = append(args, strings.Replace(s, "127.0.0.1:3306", "127.0.0.1:"+port, 1))
 	}
