@@ -7,12 +7,13 @@ import (
 	"testing"
 )
 
-// TestListenDefaults holds every command's --listen default to the rule in
-// docs/container.md: a listener that other pods or the node reach (a TLS
-// front door, a probe or scrape target, a queue shared by worker pods)
-// binds every interface; one that serves only the pod's own containers
-// binds loopback; a command whose traffic address has no sensible default
-// has none. A new command with --listen must be placed here.
+// TestListenDefaults holds every command's --listen default to the listen
+// rule (docs/security.md, docs/container.md): every plaintext API binds
+// loopback by default, and opening it to other pods is written down
+// (--listen 0.0.0.0:PORT with TLS, tokens or --insecure-listen); the TLS
+// front door binds every interface, since TLS is what it is for; a
+// command whose traffic address has no sensible default has none. A new
+// command with --listen must be placed here.
 func TestListenDefaults(t *testing.T) {
 	const (
 		all      = "every interface"
@@ -20,10 +21,10 @@ func TestListenDefaults(t *testing.T) {
 		none     = "no default"
 	)
 	want := map[string]string{
-		"tls-proxy":  all,      // the pod's HTTPS front door
-		"metrics":    all,      // scraped by Prometheus from outside the pod
-		"health":     all,      // probed by the kubelet from the node
-		"queue":      all,      // worker pods and producers reach it
+		"tls-proxy":  all,      // the pod's HTTPS front door, TLS by construction
+		"metrics":    loopback, // opened for Prometheus with --listen 0.0.0.0:9113
+		"health":     loopback, // opened for the kubelet with --listen 0.0.0.0:8008
+		"queue":      loopback, // opened for workers with --listen 0.0.0.0:8080 and TLS or tokens
 		"elect":      loopback, // the application beside it asks who leads
 		"topz":       loopback, // shows command lines, which may hold secrets
 		"sample-app": loopback, // a stand-in application for the demo and tests

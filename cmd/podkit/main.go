@@ -12,6 +12,7 @@ import (
 	"github.com/podkit/podkit/adapter/metrics"
 	"github.com/podkit/podkit/ambassador/shard"
 	"github.com/podkit/podkit/cli"
+	"github.com/podkit/podkit/cmd/podkit/internal/certs"
 	"github.com/podkit/podkit/cmd/podkit/internal/demo"
 	"github.com/podkit/podkit/cmd/podkit/internal/sampleapp"
 	"github.com/podkit/podkit/election"
@@ -28,6 +29,7 @@ import (
 func commands() []cli.Command {
 	return []cli.Command{
 		await.Command(),
+		certs.Command(),
 		configsync.Command(),
 		demo.Command(),
 		election.Command(backends.All()...), // raft, etcd, kubernetes

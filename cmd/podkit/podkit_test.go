@@ -118,6 +118,8 @@ func TestCommandLine(t *testing.T) {
 	}{
 		{name: "no args: usage on stderr, exit 2", code: 2, stderr: "await"},
 		{name: "help lists demo", args: []string{"help"}, code: 0, stdout: "demo"},
+		{name: "help lists certs", args: []string{"help"}, code: 0, stdout: "certs"},
+		{name: "certs needs --dir", args: []string{"certs", "--client", "w"}, code: 2, stderr: "--dir: required"},
 		{name: "--help", args: []string{"--help"}, code: 0, stdout: "Commands:"},
 		{name: "command help names env", args: []string{"await", "--help"}, code: 0, stdout: "env PODKIT_WAIT_FOR"},
 		{name: "version", args: []string{"version"}, code: 0, stdout: "podkit "},
