@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/podkit/podkit/container"
 )
 
 // Formats topz answers in.
@@ -258,7 +260,29 @@ func aggregateNotes(procs []Process) []string {
 	return out
 }
 
-// Handler serves GET /topz (and redirects / to it).
+// roleReader is the one role of the --listen API: it may read GET /topz.
+const roleReader = "reader"
+
+// apiAccess declares who may call what on --listen, beside the routes
+// Handler serves: GET /topz needs the reader role (command lines can
+// carry secrets); / only redirects to /topz and is public. Any other path
+// needs the role too, so a caller without one learns nothing.
+func apiAccess() container.Access {
+	return container.Access{
+		Component: "topz",
+		Subsystem: "topz",
+		Roles:     []container.Role{{Name: roleReader, Help: "read GET /topz: the pod's processes and their command lines"}},
+		Need: func(r *http.Request) []string {
+			if r.URL.Path == "/" {
+				return nil
+			}
+			return []string{roleReader}
+		},
+	}
+}
+
+// Handler serves GET /topz (and redirects / to it). It checks no
+// credentials: Run serves it behind the API's security (apiAccess).
 func (t *Topz) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /topz", t.serveTopz)

@@ -16,6 +16,10 @@
 //
 // When the only processes visible are topz's own, every output says so: the
 // PID namespace is then probably not shared.
+//
+// GET /topz is served through the container's API security: with tokens
+// or client certificates configured it needs the reader role, and a
+// --listen other than loopback needs TLS, tokens or --insecure-listen.
 package topz
 
 import (
@@ -36,7 +40,7 @@ import (
 
 // DefaultListen is --listen's default: loopback, because command lines can
 // carry secrets; reach it with kubectl port-forward, or listen on the pod
-// IP on purpose.
+// IP on purpose (with TLS, tokens or --insecure-listen).
 const DefaultListen = "127.0.0.1:8081"
 
 // Config configures Topz.
@@ -58,6 +62,10 @@ type Config struct {
 
 	// Listener, when set, is served instead of listening on Listen.
 	Listener net.Listener `json:"-"`
+
+	// API secures --listen: TLS, client certificates, tokens with the
+	// reader role (container.APISecurity).
+	API container.APISecurity `json:"api"`
 }
 
 // DefaultConfig returns the defaults.
@@ -73,20 +81,27 @@ func DefaultConfig() Config {
 
 // RegisterFlags adds topz's flags to fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Listen, "listen", c.Listen, "address to serve GET /topz on (loopback by default: command lines can carry secrets)")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "address to serve GET /topz on (loopback by default: command lines can carry secrets; another address needs --tls-cert, --token-file or --insecure-listen)")
 	fs.StringVar(&c.Proc, "proc", c.Proc, "proc `root` to read")
 	fs.StringVar(&c.Passwd, "passwd", c.Passwd, "passwd `file` naming the uids of processes whose own /etc/passwd cannot be read (\"\" for none)")
 	fs.DurationVar(&c.Interval, "interval", c.Interval, "how often the background sampler rescans; CPU% is averaged between scans")
 	fs.DurationVar(&c.CPUWindow, "cpu-window", c.CPUWindow, "shortest span CPU% is measured over (first scan, and ?fresh=1 scans)")
+	c.API.RegisterFlags(fs)
 }
 
 // Validate reports every invalid field, naming its flag.
 func (c Config) Validate() error {
 	var errs []error
+	addr := "" // the listen rule applies to --listen, not to a given Listener
 	if c.Listener == nil {
 		if err := container.ValidateListenAddr(c.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("--listen: %w", err))
+		} else {
+			addr = c.Listen
 		}
+	}
+	if err := c.API.Validate("--listen", addr, apiAccess()); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Proc == "" {
 		errs = append(errs, errors.New("--proc: must not be empty"))
@@ -104,8 +119,9 @@ func (c Config) Validate() error {
 
 // Topz is the component.
 type Topz struct {
-	cfg Config
-	sc  *scanner
+	cfg    Config
+	access container.Access // who may call what on --listen
+	sc     *scanner
 
 	sem       chan struct{} // one scan at a time
 	mu        sync.Mutex
@@ -136,7 +152,8 @@ func New(cfg Config) (*Topz, error) {
 		return nil, err
 	}
 	t := &Topz{
-		cfg: cfg,
+		cfg:    cfg,
+		access: apiAccess(),
 		sc:  newScanner(cfg.Proc, cfg.Passwd),
 		sem: make(chan struct{}, 1),
 		procs: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -175,7 +192,7 @@ func New(cfg Config) (*Topz, error) {
 func Command() cli.Command {
 	return container.FlagCommand("topz",
 		"list the processes of the pod (shared PID namespace) as JSON, text or HTML on GET /topz",
-		"[--listen 127.0.0.1:8081] [--interval 2s] [--proc /proc] [flags]",
+		"[--listen 127.0.0.1:8081] [--token-file F] [--tls-cert F --tls-key F] [--interval 2s] [--proc /proc] [flags]",
 		DefaultConfig, New)
 }
 
@@ -195,10 +212,14 @@ func (t *Topz) EffectiveConfig() any { return t.cfg }
 func (t *Topz) Run(ctx context.Context, h *container.Host) error {
 	h.Registerer().MustRegister(t.procs, t.ctrs, t.onlyOwn, t.duration, t.scans, t.parseErr, t.requests)
 	log := h.Logger()
-	ln, err := container.Listen("--listen", t.cfg.Listen, t.cfg.Listener)
+	api, err := container.OpenAPI(ctx, h, container.APIConfig{
+		Flag: "--listen", Addr: t.cfg.Listen, Listener: t.cfg.Listener,
+		Security: t.cfg.API, Access: t.access,
+	})
 	if err != nil {
 		return err
 	}
+	ln := api.Listener()
 	defer ln.Close()
 	t.addr.Set(ln)
 	for range 2 {
@@ -210,7 +231,7 @@ func (t *Topz) Run(ctx context.Context, h *container.Host) error {
 		}
 	}
 	snap := t.current()
-	log.Info("serving", "listen", ln.Addr().String(), "processes", len(snap.Processes), "proc", t.cfg.Proc)
+	log.Info("serving", "listen", ln.Addr().String(), "tls", t.cfg.API.TLS(), "processes", len(snap.Processes), "proc", t.cfg.Proc)
 	if snap.OnlyOwn() {
 		log.Warn(onlyOwnWarning)
 	}
@@ -239,7 +260,7 @@ func (t *Topz) Run(ctx context.Context, h *container.Host) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	return container.ServeHTTP(ctx, h, srv, ln)
+	return api.Serve(ctx, srv)
 }
 
 // sample rescans every --interval until ctx ends; it rests while the
