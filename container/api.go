@@ -69,7 +69,7 @@ func (s *APISecurity) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var((*cli.StringList)(&s.AllowCN), "allow-cn", "accept client certificates whose subject CN is `[ROLE,...=]NAME`, with those roles (default: every role) (repeatable)")
 	fs.Var((*cli.StringList)(&s.AllowSANDNS), "allow-san-dns", "accept client certificates with this DNS SAN: `[ROLE,...=]NAME` (repeatable)")
 	fs.Var((*cli.StringList)(&s.AllowSANURI), "allow-san-uri", "accept client certificates with this URI SAN: `[ROLE,...=]URI`, e.g. worker=spiffe://cluster.local/ns/jobs/sa/worker (repeatable)")
-	fs.Var((*cli.StringList)(&s.TokenFiles), "token-file", "bearer tokens, one per line: NAME ROLE[,ROLE...] TOKEN (repeatable; reloaded on SIGHUP and on change)")
+	fs.Var((*cli.StringList)(&s.TokenFiles), "token-file", "bearer tokens `file`, one per line: NAME ROLE[,ROLE...] TOKEN (repeatable; reloaded on SIGHUP and on change)")
 	fs.BoolVar(&s.InsecureListen, "insecure-listen", s.InsecureListen, "allow --listen on a non-loopback address with neither TLS nor tokens (anyone who reaches it may call every endpoint)")
 }
 
