@@ -154,8 +154,8 @@ func New(cfg Config) (*Topz, error) {
 	t := &Topz{
 		cfg:    cfg,
 		access: apiAccess(),
-		sc:  newScanner(cfg.Proc, cfg.Passwd),
-		sem: make(chan struct{}, 1),
+		sc:     newScanner(cfg.Proc, cfg.Passwd),
+		sem:    make(chan struct{}, 1),
 		procs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "podkit_topz_processes", Help: "Processes visible in the PID namespace at the last scan.",
 		}),
