@@ -7,6 +7,10 @@
 // The dependencies are the container contract's --wait-for targets; while
 // they have not answered, readiness is 503 and the command has not started.
 // Without a command, await only gates readiness on the targets.
+//
+// The notify POSTs speak podkit's API security as a client: a CA to
+// verify an https:// URL, a client certificate, a bearer token
+// (--notify-ca, --notify-cert, --notify-key, --notify-token-file).
 package await
 
 import (
@@ -15,7 +19,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"syscall"
@@ -40,6 +46,9 @@ type Config struct {
 	// tried up to NotifyAttempts times (default 3).
 	NotifyTimeout  time.Duration `json:"notify_timeout"`
 	NotifyAttempts int           `json:"notify_attempts"`
+	// NotifyClient are the credentials of every notify POST: a CA for
+	// https:// URLs, a client certificate, a bearer token.
+	NotifyClient container.APIClient `json:"notify_client"`
 	// Stdin, Stdout and Stderr are the child's streams (nil: the process's).
 	Stdin          io.Reader `json:"-"`
 	Stdout, Stderr io.Writer `json:"-"`
@@ -55,6 +64,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var((*cli.StringList)(&c.Notify), "notify", "POST to this `URL` when the command exits, e.g. http://127.0.0.1:9901/quitquitquit (repeatable)")
 	fs.DurationVar(&c.NotifyTimeout, "notify-timeout", c.NotifyTimeout, "timeout of each --notify attempt")
 	fs.IntVar(&c.NotifyAttempts, "notify-attempts", c.NotifyAttempts, "attempts per --notify URL")
+	c.NotifyClient.RegisterFlags(fs, "notify-", "each --notify URL")
 }
 
 // Validate reports every invalid field, naming its flag.
@@ -71,12 +81,20 @@ func (c Config) Validate() error {
 	if c.NotifyAttempts < 1 {
 		errs = append(errs, fmt.Errorf("--notify-attempts: %d must be at least 1", c.NotifyAttempts))
 	}
+	if c.NotifyClient.Set() && len(c.Notify) == 0 {
+		errs = append(errs, errors.New("--notify-ca, --notify-cert, --notify-key, --notify-token-file: there is no --notify URL to use them with"))
+	}
+	if err := c.NotifyClient.Validate("notify-"); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
 // Await is the component.
 type Await struct {
 	cfg     Config
+	client  *http.Client // the notify POSTs'
+
 	runs    prometheus.Gauge
 	exitc   prometheus.Gauge
 	notifyF *prometheus.CounterVec
@@ -89,8 +107,13 @@ func New(cfg Config) (*Await, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	client, err := cfg.NotifyClient.Client(nil, cfg.NotifyTimeout)
+	if err != nil {
+		return nil, err
+	}
 	return &Await{
-		cfg: cfg,
+		cfg:    cfg,
+		client: client,
 		runs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "podkit_await_child_running", Help: "1 while the command runs.",
 		}),
@@ -129,6 +152,13 @@ func (a *Await) Run(ctx context.Context, h *container.Host) error {
 	a.exitc.Set(-1)
 	h.Registerer().MustRegister(a.runs, a.exitc, a.notifyF)
 	log := h.Logger()
+	if a.cfg.NotifyClient.TokenFile != "" {
+		for _, u := range a.cfg.Notify {
+			if plaintextRemote(u) {
+				log.Warn("the --notify-token-file token is sent in plaintext: use https://", "url", u)
+			}
+		}
+	}
 	if err := h.Awaited(ctx); err != nil {
 		// The contract decides the exit status (1 when --wait-timeout
 		// expired); the sidecars are told to stop either way, so the pod
@@ -188,16 +218,40 @@ func (a *Await) Run(ctx context.Context, h *container.Host) error {
 	return &container.ExitError{Code: code}
 }
 
-// notify POSTs every --notify URL (empty body), each up to
-// --notify-attempts times, 200ms after the first failure and twice as long
-// after each next one.
+// plaintextRemote reports an http:// URL to another host.
+func plaintextRemote(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil || pu.Scheme != "http" {
+		return false
+	}
+	port := pu.Port()
+	if port == "" {
+		port = "80"
+	}
+	return !container.IsLoopbackAddr(net.JoinHostPort(pu.Hostname(), port))
+}
+
+// refused reports the statuses a retry cannot change: the request, or its
+// credentials, were refused.
+func refused(code int) bool {
+	return code == http.StatusBadRequest || code == http.StatusUnauthorized || code == http.StatusForbidden
+}
+
+// notify POSTs every --notify URL (empty body, with the --notify-*
+// credentials), each up to --notify-attempts times, 200ms after the first
+// failure and twice as long after each next one. A 400, 401 or 403 is not
+// retried: it is logged with the answer, which names what was missing.
 func (a *Await) notify(h *container.Host) {
-	client := &http.Client{Timeout: a.cfg.NotifyTimeout}
 	for _, u := range a.cfg.Notify {
-		req := retry.Request{Client: client, URL: u, Header: http.Header{"Content-Type": {"text/plain"}}}
-		if _, err := req.Do(context.Background(), retry.Policy{Attempts: a.cfg.NotifyAttempts}); err != nil {
+		req := retry.Request{Client: a.client, URL: u, Header: http.Header{"Content-Type": {"text/plain"}}, Final: refused}
+		if n, err := req.Do(context.Background(), retry.Policy{Attempts: a.cfg.NotifyAttempts}); err != nil {
 			a.notifyF.WithLabelValues("error").Inc()
-			h.Logger().Error("notify failed", "url", u, "attempts", a.cfg.NotifyAttempts, "error", err)
+			attrs := []any{"url", u, "attempts", n, "error", err}
+			var se *retry.StatusError
+			if errors.As(err, &se) && len(se.Body) > 0 {
+				attrs = append(attrs, "answer", string(se.Body))
+			}
+			h.Logger().Error("notify failed", attrs...)
 			continue
 		}
 		a.notifyF.WithLabelValues("ok").Inc()
