@@ -92,8 +92,8 @@ func (c Config) Validate() error {
 
 // Await is the component.
 type Await struct {
-	cfg     Config
-	client  *http.Client // the notify POSTs'
+	cfg    Config
+	client *http.Client // the notify POSTs'
 
 	runs    prometheus.Gauge
 	exitc   prometheus.Gauge
