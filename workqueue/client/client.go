@@ -7,6 +7,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,15 +38,18 @@ func New(base string, hc *http.Client) *Client {
 	return &Client{base: strings.TrimRight(base, "/"), hc: hc}
 }
 
-// DefaultTransport is the transport New uses: keep-alive, up to
-// idlePerHost idle connections to the coordinator, the proxy from the
-// environment.
+// DefaultTransport is the transport New uses: HTTP/1.1 with keep-alive,
+// up to idlePerHost idle connections to the coordinator, the proxy from
+// the environment. Its TLSClientConfig is set (empty: the system's CAs) so
+// that it, and clones of it with a CA or client certificate added, speak
+// HTTP/1.1 over TLS too and offer nothing else in ALPN.
 func DefaultTransport(idlePerHost int) *http.Transport {
 	return &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		MaxIdleConnsPerHost: idlePerHost,
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
 	}
 }
 
