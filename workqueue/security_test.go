@@ -440,7 +440,9 @@ func TestTokensReloadWithoutRestart(t *testing.T) {
 	}
 	// A token file that no longer loads keeps the last good tokens.
 	writeSecret(t, s.tokens, "broken line\n")
-	testdeps.WaitFor(t, "the failed reload to be logged", func() bool { return strings.Contains(s.logs.String(), "broken") || strings.Contains(s.logs.String(), "fields") })
+	testdeps.WaitFor(t, "the failed reload to be logged", func() bool {
+		return strings.Contains(s.logs.String(), "broken") || strings.Contains(s.logs.String(), "fields")
+	})
 	if r := s.call(plain, "GET", "/queues", newTok, ""); r.status != 200 {
 		t.Errorf("after a failed reload the last good tokens stay: %d %s", r.status, r.raw)
 	}
