@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -102,6 +103,13 @@ func (c APIClient) Transport(base *http.Transport) (http.RoundTripper, error) {
 			tc = tc.Clone()
 		}
 		tc.MinVersion = tls.VersionTLS12
+		if !base.ForceAttemptHTTP2 {
+			// Cloning a Transport that has no TLS config gives one that
+			// offers h2 in ALPN without speaking it: an API server that
+			// takes h2 would then get HTTP/1.1 on an h2 connection.
+			// Offer h2 only where the transport sets it up itself.
+			tc.NextProtos = slices.DeleteFunc(slices.Clone(tc.NextProtos), func(p string) bool { return p == "h2" })
+		}
 		if c.CAFile != "" {
 			pool, err := tlsconf.LoadCA("CA", c.CAFile)
 			if err != nil {
