@@ -81,6 +81,14 @@ type Config struct {
 	ReadyOnlyWhenLeader bool          `json:"ready_only_when_leader"`
 	Notify              []string      `json:"notify"` // POST every change here
 	NotifyTimeout       time.Duration `json:"notify_timeout"`
+	// NotifyClient are the credentials of the --notify POSTs: a CA to
+	// verify https URLs, a client certificate, a bearer token
+	// (--notify-ca, --notify-cert, --notify-key, --notify-token-file).
+	NotifyClient container.APIClient `json:"notify_client"`
+
+	// API secures the HTTP API (--listen): TLS, client certificates and
+	// tokens granting the roles reader and admin (see Access).
+	API container.APISecurity `json:"api"`
 
 	Raft       raft.Config `json:"raft"`
 	Etcd       EtcdConfig  `json:"etcd"`
@@ -142,11 +150,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ID, "id", c.ID, "this replica's `id`, unique in the election (default: the hostname)")
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "`host:port` (or URL) where the other replicas reach this replica's application; reported as the leader's address")
 	fs.StringVar(&c.Backend, "backend", c.Backend, "raft, etcd or kubernetes")
-	fs.StringVar(&c.Listen, "listen", c.Listen, "the HTTP API's `address` (GET /leader, GET /, GET /watch, POST /resign)")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "the HTTP API's `address` (GET /leader, GET /, GET /watch, POST /resign); another than loopback needs --tls-cert, --token-file or --insecure-listen")
 	fs.StringVar(&c.ProxyListen, "proxy-listen", c.ProxyListen, "leader proxy `address`: forward every request to the leader's --advertise address (off when empty)")
 	fs.BoolVar(&c.ReadyOnlyWhenLeader, "ready-only-when-leader", c.ReadyOnlyWhenLeader, "/readyz is 200 only while this replica leads")
 	fs.Var((*cli.StringList)(&c.Notify), "notify", "POST every leadership change as JSON to this `URL` (repeatable)")
 	fs.DurationVar(&c.NotifyTimeout, "notify-timeout", c.NotifyTimeout, "timeout of each --notify attempt")
+	c.NotifyClient.RegisterFlags(fs, notifyPrefix, "the --notify URLs")
+	c.API.RegisterFlags(fs)
 
 	fs.Var((*peersFlag)(&c.Raft.Peers), "peers", "raft: every replica as `id=host:port,...` (raft transport addresses, this one included); empty: a single replica")
 	fs.StringVar(&c.Raft.Listen, "raft-listen", c.Raft.Listen, "raft: the transport's listen `address` (default: this replica's --peers port)")
@@ -210,12 +220,18 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--advertise: %w", err))
 		}
 	}
+	addr := "" // the listen rule applies to --listen, not to a given Listener
 	if c.Listener == nil {
 		if c.Listen == "" {
 			errs = append(errs, errors.New("--listen: empty"))
 		} else if err := container.ValidateListenAddr(c.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("--listen: %w", err))
+		} else {
+			addr = c.Listen
 		}
+	}
+	if err := c.API.Validate("--listen", addr, Access()); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ProxyListen != "" {
 		if err := container.ValidateListenAddr(c.ProxyListen); err != nil {
@@ -229,6 +245,13 @@ func (c Config) Validate() error {
 	}
 	if c.NotifyTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--notify-timeout: %s must be positive", c.NotifyTimeout))
+	}
+	if c.NotifyClient.Set() {
+		if len(c.Notify) == 0 {
+			errs = append(errs, errors.New("--notify-ca, --notify-cert, --notify-key, --notify-token-file: need --notify"))
+		} else if err := c.NotifyClient.Validate(notifyPrefix); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.Custom == nil {
 		switch c.Backend {
@@ -468,16 +491,31 @@ func (e *Elector) Run(ctx context.Context, h *container.Host) error {
 		ls.SetLogger(log)
 	}
 	e.m.register(h.Registerer(), e)
-	e.notifier = newNotifier(e.cfg.Notify, e.cfg.NotifyTimeout, e.log, e.m)
-
-	apiLn, err := container.Listen("--listen", e.cfg.Listen, e.cfg.Listener)
+	n, err := newNotifier(e.cfg.Notify, e.cfg.NotifyTimeout, e.cfg.NotifyClient, e.log, e.m)
 	if err != nil {
 		return err
 	}
+	e.notifier = n
+
+	// The API listens, with its TLS, client certificates, tokens and the
+	// listen rule, through the container's API security. It is served
+	// here rather than by api.Serve: the elector's readiness follows the
+	// leadership, not the API, and the API keeps serving until leadership
+	// is released.
+	api, err := container.OpenAPI(ctx, h, container.APIConfig{
+		Flag: "--listen", Addr: e.cfg.Listen, Listener: e.cfg.Listener,
+		Security: e.cfg.API, Access: Access(),
+	})
+	if err != nil {
+		e.notifier.close()
+		return err
+	}
+	apiLn := api.Listener()
 	var proxyLn net.Listener
 	if e.cfg.ProxyListen != "" {
 		if proxyLn, err = container.Listen("--proxy-listen", e.cfg.ProxyListen, nil); err != nil {
 			apiLn.Close()
+			e.notifier.close()
 			return err
 		}
 	}
@@ -486,9 +524,12 @@ func (e *Elector) Run(ctx context.Context, h *container.Host) error {
 		e.proxyAddr.Set(proxyLn)
 	}
 	e.log.Info("electing", "election", e.cfg.Election, "backend", e.backendName(),
-		"listen", apiLn.Addr().String(), "advertise", e.cfg.Advertise)
+		"listen", apiLn.Addr().String(), "tls", e.cfg.API.TLS(), "advertise", e.cfg.Advertise)
 
-	servers := []*http.Server{{Handler: e.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	// net/http's own complaints (a failed TLS handshake: a probe, a
+	// certificate from another CA) go to the log at debug level.
+	servers := []*http.Server{{Handler: api.Handler(e.Handler()), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(e.log.With("listener", "--listen").Handler(), slog.LevelDebug)}}
 	lns := []net.Listener{apiLn}
 	if proxyLn != nil {
 		servers = append(servers, &http.Server{Handler: e.Proxy(), ReadHeaderTimeout: 10 * time.Second})

@@ -33,7 +33,7 @@ func newMetrics() *metrics {
 			Name: "podkit_elect_proxy_requests_total", Help: "Leader proxy requests, by result (forwarded, no_leader, error).",
 		}, []string{"result"}),
 		notify: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "podkit_elect_notify_total", Help: "--notify POSTs, by result (ok, error).",
+			Name: "podkit_elect_notify_total", Help: "--notify POSTs, by result (ok, error, denied: a 401 or 403).",
 		}, []string{"result"}),
 	}
 }
@@ -42,7 +42,7 @@ func (m *metrics) register(r prometheus.Registerer, e *Elector) {
 	for _, v := range []string{"forwarded", "no_leader", "error"} {
 		m.proxied.WithLabelValues(v)
 	}
-	for _, v := range []string{"ok", "error"} {
+	for _, v := range []string{"ok", "error", "denied"} {
 		m.notify.WithLabelValues(v)
 	}
 	leaderless := prometheus.NewCounterFunc(prometheus.CounterOpts{

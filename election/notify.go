@@ -3,13 +3,22 @@ package election
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/retry"
 )
+
+// notifyPrefix prefixes the --notify client's flags: --notify-ca,
+// --notify-cert, --notify-key, --notify-token-file.
+const notifyPrefix = "notify-"
 
 type stateKey struct{}
 
@@ -20,7 +29,11 @@ func withState(ctx context.Context, st State) context.Context {
 // notifier POSTs every change to each --notify URL, in order, keeping only
 // the latest state when a URL is slower than the changes. Each POST is
 // tried notifyAttempts times (200ms after the first failure, doubling),
-// and not again once a newer state is waiting.
+// and not again once a newer state is waiting. A 401 or 403 is not tried
+// again: the target refused the credential, and trying the same one
+// again a moment later cannot help; the next change is sent with the
+// credential files as they are then (they are read again when they
+// change).
 type notifier struct {
 	client  *http.Client
 	log     *slog.Logger
@@ -39,8 +52,19 @@ type notifyTarget struct {
 
 const notifyAttempts = 3
 
-func newNotifier(urls []string, timeout time.Duration, log *slog.Logger, m *metrics) *notifier {
-	n := &notifier{client: &http.Client{Timeout: timeout}, log: log, m: m}
+func newNotifier(urls []string, timeout time.Duration, creds container.APIClient, log *slog.Logger, m *metrics) (*notifier, error) {
+	client, err := creds.Client(nil, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if creds.TokenFile != "" {
+		for _, u := range urls {
+			if pu, err := url.Parse(u); err == nil && pu.Scheme == "http" && !container.IsLoopbackAddr(net.JoinHostPort(pu.Hostname(), "0")) {
+				log.Warn("--notify-token-file: the token is sent in plaintext to an http:// URL on another host; use https", "url", u)
+			}
+		}
+	}
+	n := &notifier{client: client, log: log, m: m}
 	n.stop, n.cancel = context.WithCancel(context.Background())
 	for _, u := range urls {
 		t := &notifyTarget{url: u, next: make(chan State, 1)}
@@ -48,7 +72,7 @@ func newNotifier(urls []string, timeout time.Duration, log *slog.Logger, m *metr
 		n.wg.Add(1)
 		go n.loop(t)
 	}
-	return n
+	return n, nil
 }
 
 func (n *notifier) send(st State) {
@@ -83,10 +107,19 @@ func (n *notifier) loop(t *notifyTarget) {
 				return retry.Permanent(last) // a newer state supersedes this one
 			}
 			last = req.Once(context.Background())
+			if refused(last) != nil {
+				return retry.Permanent(last)
+			}
 			return last
 		})
 		if err != nil && n.stop.Err() != nil {
 			return
+		}
+		if se := refused(err); se != nil {
+			n.m.notify.WithLabelValues("denied").Inc()
+			n.log.Error("notify failed: the target refused the credential (not retried; fix --notify-token-file or --notify-cert, the next change is sent with the files as they are then)",
+				"url", t.url, "status", se.Status, "error", refusalText(se.Body), "epoch", st.Epoch)
+			continue
 		}
 		if err != nil {
 			n.m.notify.WithLabelValues("error").Inc()
@@ -95,4 +128,32 @@ func (n *notifier) loop(t *notifyTarget) {
 		}
 		n.m.notify.WithLabelValues("ok").Inc()
 	}
+}
+
+// refused returns err's answer if it is a 401 or 403.
+func refused(err error) *retry.StatusError {
+	var se *retry.StatusError
+	if errors.As(err, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden) {
+		return se
+	}
+	return nil
+}
+
+// refusalText is what a refusal's body says: its JSON "error" (podkit's
+// APIs answer {"error": ..., "role": ...}), else the body itself.
+func refusalText(body []byte) string {
+	var j struct {
+		Error string `json:"error"`
+		Role  string `json:"role"`
+	}
+	if json.Unmarshal(body, &j) == nil && j.Error != "" {
+		if j.Role != "" && !strings.Contains(j.Error, j.Role) {
+			return j.Error + " (needs role " + j.Role + ")"
+		}
+		return j.Error
+	}
+	if s := strings.TrimSpace(string(body)); s != "" {
+		return s
+	}
+	return "(no body)"
 }
