@@ -126,11 +126,7 @@ func explainRefusal(err error) error {
 	if roles == "" {
 		roles = "the one this request needs"
 	}
-	how := "a bearer token (--token-file FILE) or a client certificate (--cert FILE --key FILE)"
-	if ae.Status == http.StatusForbidden {
-		return fmt.Errorf("%w\nthe queue refused this credential: give %s with role %s", err, how, roles)
-	}
-	return fmt.Errorf("%w\nthe queue needs a credential: give %s with role %s", err, how, roles)
+	return fmt.Errorf("%w; use a token (--token-file FILE) or a client certificate (--cert FILE --key FILE) with role %s", err, roles)
 }
 
 func cliStat(ctx context.Context, c *client.Client, names []string, asJSON bool, out io.Writer) error {

@@ -2,16 +2,21 @@ package workqueue_test
 
 import (
 	"context"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/internal/testdeps"
+	"github.com/podkit/podkit/workqueue"
 	"github.com/podkit/podkit/workqueue/client"
+	"github.com/podkit/podkit/workqueue/worker"
 )
 
 // quickStart returns the commands of the first sh block of docs/queue.md,
@@ -71,8 +76,8 @@ func flagValue(args []string, name string) (string, int) {
 
 // TestDocsQuickStart runs the quick start at the top of docs/queue.md as
 // written, on one machine. What a test machine must change is changed and
-// nothing else: the coordinator's host and port (the doc's "queue:8080"),
-// its data directory, and the admin listeners (after checking that the
+// nothing else: the coordinator's port (the doc's "127.0.0.1:8080"), its
+// data directory, and the admin listeners (after checking that the
 // commands as written do not share one, which made the worker fail to
 // start).
 func TestDocsQuickStart(t *testing.T) {
@@ -104,11 +109,8 @@ func TestDocsQuickStart(t *testing.T) {
 	for i, args := range cmds {
 		args = append([]string(nil), args...)
 		for j, a := range args {
-			a = strings.ReplaceAll(a, "http://queue:8080", server)
+			a = strings.ReplaceAll(a, "127.0.0.1:8080", addr)
 			a = strings.ReplaceAll(a, "/var/lib/queue", filepath.Join(dir, "data"))
-			if a == ":8080" {
-				a = addr
-			}
 			args[j] = a
 		}
 		if !daemon(args) {
@@ -152,4 +154,73 @@ func runIn(dir, bin string, args ...string) ([]byte, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	return cmd.CombinedOutput()
+}
+
+// docSection returns the text of the "## title" section of docs/queue.md.
+func docSection(t *testing.T, title string) string {
+	t.Helper()
+	doc, err := os.ReadFile("../docs/queue.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "\n## "+title+"\n")
+	if !ok {
+		t.Fatalf("docs/queue.md has no section %q", title)
+	}
+	sec, _, _ := strings.Cut(rest, "\n## ")
+	return sec
+}
+
+// TestDocsRolesTable: the roles table of docs/queue.md#security is the
+// route table the coordinator serves and checks, row for row.
+func TestDocsRolesTable(t *testing.T) {
+	row := regexp.MustCompile("(?m)^\\| `([A-Z]+) (/[^`]*)` \\| ([a-z, ]+) \\|$")
+	var doc []string
+	for _, m := range row.FindAllStringSubmatch(docSection(t, "Security"), -1) {
+		doc = append(doc, m[1]+" "+m[2]+": "+strings.ReplaceAll(m[3], " ", ""))
+	}
+	var code []string
+	for _, r := range workqueue.Routes() {
+		code = append(code, r.Method+" "+r.Path+": "+strings.Join(r.Roles, ","))
+	}
+	if !slices.Equal(doc, code) {
+		t.Errorf("docs/queue.md#security's roles table:\n  %s\nthe route table (workqueue.Routes):\n  %s", strings.Join(doc, "\n  "), strings.Join(code, "\n  "))
+	}
+}
+
+// TestDocsFlags: every flag of the coordinator, the worker and the
+// command-line verbs is in docs/queue.md (the contract's common flags are
+// container.md's).
+func TestDocsFlags(t *testing.T) {
+	docb, err := os.ReadFile("../docs/queue.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(docb)
+	common := flag.NewFlagSet("common", flag.ContinueOnError)
+	opts := container.DefaultOptions()
+	opts.RegisterFlags(common)
+	check := func(who string, fs *flag.FlagSet) {
+		fs.VisitAll(func(f *flag.Flag) {
+			if common.Lookup(f.Name) != nil {
+				return
+			}
+			if !regexp.MustCompile(`(^|[^\w-])--` + regexp.QuoteMeta(f.Name) + `([^\w-]|$)`).MatchString(doc) {
+				t.Errorf("%s: flag --%s is not in docs/queue.md", who, f.Name)
+			}
+		})
+	}
+	qfs := flag.NewFlagSet("queue", flag.ContinueOnError)
+	qcfg := workqueue.DefaultConfig()
+	qcfg.RegisterFlags(qfs)
+	check("podkit queue", qfs)
+	wfs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	wcfg := worker.DefaultConfig()
+	wcfg.RegisterFlags(wfs)
+	check("podkit worker", wfs)
+	for _, v := range workqueue.Command().Verbs {
+		fs := flag.NewFlagSet(v.Name, flag.ContinueOnError)
+		v.Setup(fs)
+		check("podkit queue "+v.Name, fs)
+	}
 }
