@@ -31,6 +31,7 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Fatalf("found only %d manifests under deploy/kubernetes", len(files))
 	}
 	api := kubetest.Start(t)
+	installCertManagerStandIn(t, api)
 	for _, f := range files {
 		t.Run(strings.TrimPrefix(f, "kubernetes/"), func(t *testing.T) {
 			b, err := os.ReadFile(f)
@@ -49,6 +50,29 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Logf("%s: %s", f, strings.Join(objs, ", "))
 		})
 	}
+}
+
+// installCertManagerStandIn creates testdata/cert-manager-crds.yaml (the
+// Issuer and Certificate kinds the queue example uses; the test's API
+// server has no cert-manager) and waits until the API server serves them.
+func installCertManagerStandIn(t *testing.T, api *kubetest.APIServer) {
+	t.Helper()
+	crds, err := os.ReadFile(filepath.Join("testdata", "cert-manager-crds.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := api.Apply(ctx, "", crds, false); err != nil {
+		t.Fatalf("the cert-manager stand-in CRDs: %v", err)
+	}
+	probe := []byte("apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: probe}\nspec: {selfSigned: {}}\n")
+	testdeps.WaitFor(t, "the API server to serve cert-manager.io/v1", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := api.Apply(ctx, "default", probe, true)
+		return err == nil
+	})
 }
 
 // composeHeader is the first line of every compose file: the Compose

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -531,8 +532,14 @@ func TestComposeNginxMetrics(t *testing.T) {
 	})
 }
 
-// TestComposeQueue: three workers drain what is pushed to the
-// coordinator; every item is acked once.
+// TestComposeQueue: the example runs over mutual TLS. The one-shot certs
+// service makes the certificates; three workers, each with the worker
+// certificate, drain what the producer pushes through the cli service;
+// every item is acked once. From the host, with the CA: a request without
+// a client certificate is refused with 401, one with a certificate from
+// the same CA but outside the allow-list with 403, the worker's
+// certificate may not read the counts (403, role admin), the producer's
+// may.
 func TestComposeQueue(t *testing.T) {
 	const items = 30
 	var bin string
@@ -549,21 +556,96 @@ func TestComposeQueue(t *testing.T) {
 		if w := p.ids(t, "worker"); len(w) != 3 {
 			t.Errorf("worker containers: %d, want 3 (deploy.replicas)", len(w))
 		}
-		server := "http://" + p.addr(t, "queue", 8080)
 		want200(t, "http://"+p.addr(t, "queue", 9901)+"/readyz")
+		server := "https://" + p.addr(t, "queue", 8080)
+
+		// The certificates the certs service wrote, copied out of its
+		// stopped container, and one more client certificate from the
+		// same CA (podkit certs uses the CA it finds) that the
+		// coordinator's allow-list does not name.
+		certs := filepath.Join(t.TempDir(), "certs")
+		id := strings.TrimSpace(dockerOut(t, "ps", "-a", "-q", "--filter", "label=com.docker.compose.project="+p.project, "--filter", "label=com.docker.compose.service=certs"))
+		if id == "" || strings.Contains(id, "\n") {
+			t.Fatalf("certs containers: %q, want one", id)
+		}
+		dockerOut(t, "cp", id+":/tmp/.", certs)
+		if out, err := exec.Command(bin, "certs", "--dir", certs, "--client", "outsider").CombinedOutput(); err != nil {
+			t.Fatalf("podkit certs --client outsider: %v\n%s", err, out)
+		}
+		for _, f := range []string{"ca.crt", "server.crt", "worker.crt", "producer.crt", "producer.key"} {
+			if _, err := os.Stat(filepath.Join(certs, f)); err != nil {
+				t.Fatalf("the certs service did not write %s: %v", f, err)
+			}
+		}
+		as := func(name string) *http.Client {
+			pool := x509.NewCertPool()
+			b, err := os.ReadFile(filepath.Join(certs, "ca.crt"))
+			if err != nil || !pool.AppendCertsFromPEM(b) {
+				t.Fatalf("ca.crt: %v", err)
+			}
+			tc := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+			if name != "" {
+				c, err := tls.LoadX509KeyPair(filepath.Join(certs, name+".crt"), filepath.Join(certs, name+".key"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc.Certificates = []tls.Certificate{c}
+			}
+			return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+		}
+		status := func(c *http.Client, method, url string) (int, string, error) {
+			req, _ := http.NewRequest(method, url, strings.NewReader("{}"))
+			resp, err := c.Do(req)
+			if err != nil {
+				return 0, "", err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b), nil
+		}
+		stats := server + "/queues/default"
+		composeWait(t, "the producer's certificate to read the counts over mTLS", func() error {
+			code, body, err := status(as("producer"), "GET", stats)
+			if err != nil {
+				return err
+			}
+			if code != 200 {
+				return fmt.Errorf("%d %s", code, body)
+			}
+			return nil
+		})
+		for _, c := range []struct {
+			who, method, path string
+			want              int
+			reason            string
+		}{
+			{"", "GET", "/queues/default", 401, "no_credential"},
+			{"", "POST", "/queues/default/lease", 401, "no_credential"},
+			{"outsider", "GET", "/queues/default", 403, "cert_not_allowed"},
+			{"outsider", "POST", "/queues/default/lease", 403, "cert_not_allowed"},
+			{"worker", "GET", "/queues/default", 403, "wrong_role"},
+		} {
+			code, body, err := status(as(c.who), c.method, server+c.path)
+			if err != nil || code != c.want || !strings.Contains(body, c.reason) {
+				t.Errorf("%s %s with certificate %q: %d %v %s; want %d (%s)", c.method, c.path, c.who, code, err, body, c.want, c.reason)
+			}
+		}
+		// Plain HTTP to the TLS port is not served.
+		if code, body, err := get("http://" + p.addr(t, "queue", 8080) + "/queues/default"); err == nil && code == 200 {
+			t.Errorf("plain HTTP to the queue's API: %d %s, want a refusal", code, body)
+		}
+
+		// Push as the example's header says: through the cli service,
+		// with the producer's certificate.
 		var in strings.Builder
 		for i := 1; i <= items; i++ {
 			fmt.Fprintf(&in, "%d\n", i)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		push := exec.CommandContext(ctx, bin, "queue", "push", "--server", server, "--queue", "default", "--raw", "-")
-		push.Stdin = strings.NewReader(in.String())
-		if out, err := push.CombinedOutput(); err != nil {
-			t.Fatalf("podkit queue push: %v\n%s", err, out)
+		if out, err := p.runStdin(2*time.Minute, in.String(), "run", "--rm", "-T", "cli", "queue", "push", "--queue", "default", "--raw", "-"); err != nil {
+			t.Fatalf("%s run --rm -T cli queue push: %v\n%s", p.tool.name, err, out)
 		}
 		composeWait(t, "the queue to drain", func() error {
-			code, body, err := get(server + "/queues/default")
+			code, body, err := status(as("producer"), "GET", stats)
 			if err != nil {
 				return err
 			}
@@ -591,7 +673,21 @@ func TestComposeQueue(t *testing.T) {
 		if len(seen) != items {
 			t.Errorf("the workers' output shows %d distinct payloads, want %d", len(seen), items)
 		}
+		// The refusals were counted.
+		waitMetric(t, "http://"+p.addr(t, "queue", 9901)+"/metrics", `podkit_queue_api_denied_total{reason="cert_not_allowed",role="worker"}`, atLeast(1))
 	})
+}
+
+// runStdin is run with stdin.
+func (p *composeProject) runStdin(timeout time.Duration, stdin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	argv := append(append(append([]string{}, p.tool.argv[1:]...), "-f", p.file, "-p", p.project), args...)
+	cmd := exec.CommandContext(ctx, p.tool.argv[0], argv...)
+	cmd.Env = p.env
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // imageBinary copies the podkit binary out of the image under test, for

@@ -55,7 +55,8 @@ func startElectPods(t *testing.T, net *containertest.Network) []*electPod {
 		p.elect = containertest.Run(t, containertest.Options{
 			Name: "elect-" + id, Image: containertest.Image(),
 			Cmd: []string{"elect", "--id", id, "--peers", strings.Join(peers, ","), "--data-dir", "/data",
-				"--listen", "0.0.0.0:4040", "--proxy-listen", "0.0.0.0:8081", "--advertise", "app-" + id + ":8080",
+				// Open to the test's published port (--insecure-listen).
+				"--listen", "0.0.0.0:4040", "--insecure-listen", "--proxy-listen", "0.0.0.0:8081", "--advertise", "app-" + id + ":8080",
 				"--admin-addr", "127.0.0.1:9901", "--drain-delay", "0s"},
 			NetworkOf: p.app,
 			Args:      []string{"--tmpfs", "/data:uid=65532,gid=65532"},

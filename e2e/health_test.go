@@ -38,7 +38,9 @@ func TestPodMariaDBHealth(t *testing.T) {
 		Cmd: []string{"health", "--mysql", "health@tcp(127.0.0.1:3306)/", "--password-file", "/secrets/password",
 			"--query", "SELECT @@version", "--expect", "/MariaDB/",
 			"--max-lag", "30s",
-			"--listen", "0.0.0.0:8008", "--admin-addr", "0.0.0.0:9901", "--period", "1s", "--timeout", "1s", "--drain-delay", "0s"},
+			// Probed from the host through the published port, without a
+			// credential, as a kubelet probes it.
+			"--listen", "0.0.0.0:8008", "--insecure-listen", "--admin-addr", "0.0.0.0:9901", "--period", "1s", "--timeout", "1s", "--drain-delay", "0s"},
 		Volumes:   []string{secrets.Name + ":/secrets:ro"},
 		NetworkOf: pod,
 	})

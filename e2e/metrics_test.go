@@ -48,7 +48,7 @@ func TestPodNginxMetrics(t *testing.T) {
 	adapter := containertest.Run(t, containertest.Options{
 		Name:      "metrics",
 		Image:     containertest.Image(),
-		Cmd:       []string{"metrics", "--nginx", "http://127.0.0.1:8080/stub_status", "--listen", "0.0.0.0:9113", "--admin-addr", "0.0.0.0:9901", "--drain-delay", "0s"},
+		Cmd:       []string{"metrics", "--nginx", "http://127.0.0.1:8080/stub_status", "--listen", "0.0.0.0:9113", "--insecure-listen", "--admin-addr", "0.0.0.0:9901", "--drain-delay", "0s"},
 		NetworkOf: nginx,
 	})
 	app := "http://" + nginx.Addr(t, "8080")
@@ -100,7 +100,7 @@ func TestPodMariaDBMetrics(t *testing.T) {
 		Name:  "metrics",
 		Image: containertest.Image(),
 		Cmd: []string{"metrics", "--mysql", "exporter@tcp(127.0.0.1:3306)/", "--mysql-password-file", "/secrets/password",
-			"--listen", "0.0.0.0:9104", "--admin-addr", "off", "--drain-delay", "0s"},
+			"--listen", "0.0.0.0:9104", "--insecure-listen", "--admin-addr", "off", "--drain-delay", "0s"},
 		Volumes:   []string{secrets.Name + ":/secrets:ro"},
 		NetworkOf: pod,
 	})

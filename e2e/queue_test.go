@@ -5,12 +5,15 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/podkit/podkit/container"
 	"github.com/podkit/podkit/e2e/containertest"
 	"github.com/podkit/podkit/internal/testdeps"
 	"github.com/podkit/podkit/workqueue/client"
@@ -24,30 +27,66 @@ func queueBinary(t *testing.T) string {
 	return testdeps.BuildPodkit(t)
 }
 
-// TestPodWorkQueue: the coordinator with its store on a volume, three
-// worker containers running a shell script through `podkit worker`; one
-// worker is killed -9 in the middle of an item, and every item completes.
+// TestPodWorkQueue: the coordinator with its store on a volume, its API
+// open to the network with bearer tokens (the worker token may only
+// lease, the producer's may enqueue and read counts), three worker
+// containers running a shell script through `podkit worker` with the
+// worker token; one worker is killed -9 in the middle of an item, and
+// every item completes. (TestComposeQueue runs the example with mutual
+// TLS.)
 func TestPodWorkQueue(t *testing.T) {
 	bin := queueBinary(t)
 	os.Chmod(bin, 0o755)
+	// Token files, readable by the containers' uid 65532 (0644: the
+	// coordinator warns that they are world-readable, which is the
+	// test's choice).
+	secrets := t.TempDir()
+	os.Chmod(secrets, 0o755)
+	const workerTok, producerTok = "w0rker-token-0123456789", "pr0ducer-token-0123456789"
+	for name, body := range map[string]string{
+		"tokens":   "workers worker " + workerTok + "\nci producer,admin " + producerTok + "\n",
+		"worker":   workerTok + "\n",
+		"producer": producerTok + "\n",
+	} {
+		if err := os.WriteFile(filepath.Join(secrets, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	network := containertest.NewNetwork(t, "queue")
 	vol := containertest.NewVolume(t, "queue-data")
 	queue := containertest.Run(t, containertest.Options{
 		Name:    "queue",
 		Image:   containertest.Image(),
-		Cmd:     []string{"queue", "--listen", "0.0.0.0:8080", "--data-dir", "/tmp/queue", "--admin-addr", "0.0.0.0:9901", "--drain-delay", "0s", "--backoff-base", "100ms", "--backoff-max", "500ms"},
+		Cmd:     []string{"queue", "--listen", "0.0.0.0:8080", "--token-file", "/secrets/tokens", "--data-dir", "/tmp/queue", "--admin-addr", "0.0.0.0:9901", "--drain-delay", "0s", "--backoff-base", "100ms", "--backoff-max", "500ms"},
 		Network: network.Name,
 		Aliases: []string{"queue"},
 		// The volume at /tmp takes the image's ownership of /tmp (the
 		// nonroot user) when first mounted.
-		Volumes: []string{vol.Name + ":/tmp"},
+		Volumes: []string{vol.Name + ":/tmp", secrets + ":/secrets:ro"},
 		Publish: []string{"8080", "9901"},
 	})
 	api := "http://" + queue.Addr(t, "8080")
 	waitHTTP(t, "http://"+queue.Addr(t, "9901")+"/readyz", 200)
 
+	// Without a token: 401; with the worker's, enqueueing is 403.
+	if code, body, err := get(api + "/queues/jobs"); err != nil || code != 401 {
+		t.Errorf("GET /queues/jobs without a token: %d %v %s, want 401", code, err, body)
+	}
+	asWorker, err := container.APIClient{TokenFile: filepath.Join(secrets, "worker")}.Client(nil, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused *client.Error
+	if _, err := client.New(api, asWorker).Enqueue(context.Background(), "jobs", []client.Item{{Payload: json.RawMessage(`{}`)}}); !errors.As(err, &refused) || refused.Status != 403 || refused.Role != "producer" {
+		t.Errorf("enqueue with the worker's token: %v, want 403 naming role producer", err)
+	}
+
 	const n = 24
-	c := client.New(api, nil)
+	hc, err := container.APIClient{TokenFile: filepath.Join(secrets, "producer")}.Client(nil, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(api, hc)
 	var items []client.Item
 	for i := range n {
 		items = append(items, client.Item{Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), Timeout: "3s", MaxAttempts: 5})
@@ -67,9 +106,9 @@ sleep 1`
 			Name:    fmt.Sprintf("worker%d", i),
 			Image:   containertest.PeerImage(),
 			User:    "65532:65532",
-			Cmd:     []string{"/podkit", "worker", "--queue", "http://queue:8080/queues/jobs", "--concurrency", "2", "--admin-addr", "off", "--drain-delay", "0s", "--wait", "2s", "--", "sh", "-c", script},
+			Cmd:     []string{"/podkit", "worker", "--queue", "http://queue:8080/queues/jobs", "--token-file", "/secrets/worker", "--concurrency", "2", "--admin-addr", "off", "--drain-delay", "0s", "--wait", "2s", "--", "sh", "-c", script},
 			Network: network.Name,
-			Volumes: []string{bin + ":/podkit:ro"},
+			Volumes: []string{bin + ":/podkit:ro", secrets + ":/secrets:ro"},
 		}))
 	}
 	// Kill one worker while it holds items.

@@ -87,7 +87,7 @@ func TestTopzSharedPIDNamespace(t *testing.T) {
 	plain := containertest.Run(t, containertest.Options{
 		Name:      "topz",
 		Image:     containertest.Image(),
-		Cmd:       []string{"topz", "--listen", "0.0.0.0:8081", "--admin-addr", "0.0.0.0:9901", "--interval", "500ms", "--drain-delay", "0s"},
+		Cmd:       []string{"topz", "--listen", "0.0.0.0:8081", "--insecure-listen", "--admin-addr", "0.0.0.0:9901", "--interval", "500ms", "--drain-delay", "0s"},
 		NetworkOf: app,
 		PIDOf:     app,
 	})
@@ -98,7 +98,7 @@ func TestTopzSharedPIDNamespace(t *testing.T) {
 		Image:     containertest.Image(),
 		User:      "0",
 		Args:      []string{"--cap-add", "SYS_PTRACE"},
-		Cmd:       []string{"topz", "--listen", "0.0.0.0:8082", "--admin-addr", "off", "--interval", "500ms", "--drain-delay", "0s"},
+		Cmd:       []string{"topz", "--listen", "0.0.0.0:8082", "--insecure-listen", "--admin-addr", "off", "--interval", "500ms", "--drain-delay", "0s"},
 		NetworkOf: app,
 		PIDOf:     app,
 	})
@@ -197,7 +197,7 @@ func TestTopzUnsharedPIDNamespace(t *testing.T) {
 	c := containertest.Run(t, containertest.Options{
 		Name:    "topz-alone",
 		Image:   containertest.Image(),
-		Cmd:     []string{"topz", "--listen", "0.0.0.0:8081", "--admin-addr", "off", "--drain-delay", "0s"},
+		Cmd:     []string{"topz", "--listen", "0.0.0.0:8081", "--insecure-listen", "--admin-addr", "off", "--drain-delay", "0s"},
 		Publish: []string{"8081"},
 	})
 	doc := topzFetch(t, "http://"+c.Addr(t, "8081")+"/topz", func(d topzDoc) string {
