@@ -157,6 +157,63 @@ var matcher, byPattern = func() (*http.ServeMux, map[string]*route) {
 	return m, by
 }()
 
+// segments are the routes' patterns split at "/", a wildcard as "": the
+// fast path of need.
+var segments = func() [][]string {
+	out := make([][]string, len(routes))
+	for i, rt := range routes {
+		for _, seg := range strings.Split(rt.path[1:], "/") {
+			if strings.HasPrefix(seg, "{") {
+				seg = ""
+			}
+			out[i] = append(out[i], seg)
+		}
+	}
+	return out
+}()
+
+// plainRoute finds the route of a plain path — clean (no empty, "." or
+// ".." segment), unescaped (no "%") — without the mux and without
+// allocating: on such a path the mux's matching is exactly this (a
+// literal segment equals, a wildcard takes any non-empty one, and no two
+// patterns match one path). ok is false for any other path: the mux
+// decides.
+func plainRoute(path string) (rt *route, ok bool) {
+	if len(path) < 2 || path[0] != '/' || strings.IndexByte(path, '%') >= 0 {
+		return nil, false
+	}
+	n := 0
+	for rest := path[1:]; ; n++ {
+		seg, more, found := strings.Cut(rest, "/")
+		if seg == "" || seg == "." || seg == ".." {
+			return nil, false
+		}
+		if !found {
+			break
+		}
+		rest = more
+	}
+	n++
+	for i, segs := range segments {
+		if len(segs) != n {
+			continue
+		}
+		rest, match := path[1:], true
+		for _, want := range segs {
+			var seg string
+			seg, rest, _ = strings.Cut(rest, "/")
+			if want != "" && seg != want {
+				match = false
+				break
+			}
+		}
+		if match {
+			return &routes[i], true
+		}
+	}
+	return nil, true // no route: the mux's catch-all, 404
+}
+
 // Access is who may call what on the queue's API: its three roles, and
 // the route table's role for each request. A path that is no endpoint is
 // public (it answers 404 and says nothing else); a method a path does not
@@ -176,18 +233,39 @@ func Access() container.Access {
 	}
 }
 
-// need is Access's Need: one match by the mux and a lookup, no allocation
-// of its own.
+// need is Access's Need: the route's roles for the request's method. A
+// plain path is matched without allocating (plainRoute); any other is
+// matched by the mux.
 func need(r *http.Request) []string {
+	if r.Method == http.MethodConnect || r.URL.RawPath != "" {
+		return needMux(r)
+	}
+	rt, ok := plainRoute(r.URL.Path)
+	if !ok {
+		return needMux(r)
+	}
+	if rt == nil {
+		return nil // no such endpoint: 404 to anyone
+	}
+	return rt.need(r.Method)
+}
+
+// needMux is need for any request: the mux finds its route.
+func needMux(r *http.Request) []string {
 	_, pattern := matcher.Handler(r)
 	rt := byPattern[pattern]
-	if rt == nil {
-		if pattern == "/" {
-			return nil
-		}
-		return anyRole
+	switch {
+	case rt != nil:
+		return rt.need(r.Method)
+	case pattern == "/":
+		return nil // no such endpoint: 404 to anyone
 	}
-	method := r.Method
+	return anyRole // anything else the mux does (a redirect): some role
+}
+
+// need returns the roles of the route's method: HEAD is GET; a method the
+// route does not serve needs one of its roles (before its 405).
+func (rt *route) need(method string) []string {
 	if method == http.MethodHead {
 		method = http.MethodGet
 	}
