@@ -219,6 +219,10 @@ func TestConfigErrors(t *testing.T) {
 		{func(c *Config) { c.HTTP = "http://x" }, "not both"},
 		{func(c *Config) { c.Concurrency = 0 }, "--concurrency"},
 		{func(c *Config) { c.Wait = 0 }, "--wait"},
+		{func(c *Config) { c.Client.CertFile = "/nonexistent/w.crt" }, "--cert and --key: give both or neither"},
+		{func(c *Config) { c.Client.TokenFile = "/nonexistent/token" }, "--token-file"},
+		{func(c *Config) { c.Client.CAFile = "/nonexistent/ca.crt" }, "--ca"},
+		{func(c *Config) { c.Client.CAFile = "/nonexistent/ca.crt" }, "is not an https:// URL"},
 	} {
 		cfg := DefaultConfig()
 		cfg.Queue = "http://h:1/queues/q"
@@ -226,6 +230,24 @@ func TestConfigErrors(t *testing.T) {
 		tc.mod(&cfg)
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v, want an error with %q", err, tc.want)
+		}
+	}
+}
+
+// TestReasonOfRefusals: the queue's 401 and 403 are counted apart from
+// other 4xx answers.
+func TestReasonOfRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{&client.Error{Status: 401, Msg: "no credential"}, "unauthorized"},
+		{&client.Error{Status: 403, Msg: "wrong role", Role: "worker"}, "forbidden"},
+		{&client.Error{Status: 404, Msg: "no queue"}, "client_error"},
+		{&client.Error{Status: 503, Msg: "disk full"}, "server_error"},
+	} {
+		if got := reason(tc.err); got != tc.want {
+			t.Errorf("reason(%v) = %q, want %q", tc.err, got, tc.want)
 		}
 	}
 }
