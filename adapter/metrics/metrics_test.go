@@ -142,9 +142,15 @@ next:
 }
 
 // adapterFamilies keeps the families the adapter exports, not the Go
-// runtime's or the contract's (podkit_metrics_api_* are the API's, from
-// container.OpenAPI).
-var adapterFamilies = regexp.MustCompile(`^(nginx|redis|mysql|pg|podkit_metrics_(scrape|collector))_`)
+// runtime's or the contract's: podkit_metrics_api_* are the API's, from
+// container.OpenAPI (api_test.go checks them).
+var adapterFamilies = regexp.MustCompile(`^(nginx|redis|mysql|pg|podkit_metrics)_`)
+
+var apiFamilies = regexp.MustCompile(`^podkit_metrics_api_`)
+
+func adapterFamily(name string) bool {
+	return adapterFamilies.MatchString(name) && !apiFamilies.MatchString(name)
+}
 
 // shape renders the names, types and label names of the adapter's
 // families, one line per distinct label-name set: the part of /metrics
@@ -152,7 +158,7 @@ var adapterFamilies = regexp.MustCompile(`^(nginx|redis|mysql|pg|podkit_metrics_
 func shape(fams map[string]*familyT, keep func(string) bool) string {
 	var lines []string
 	for name, f := range fams {
-		if !adapterFamilies.MatchString(name) || (keep != nil && !keep(name)) {
+		if !adapterFamily(name) || (keep != nil && !keep(name)) {
 			continue
 		}
 		seen := map[string]bool{}
@@ -231,7 +237,7 @@ func exact(t *testing.T, text, addr string) string {
 		} else if i := strings.IndexAny(l, "{ "); i >= 0 {
 			name = l[:i]
 		}
-		block = adapterFamilies.MatchString(name)
+		block = adapterFamily(name)
 		if !block || l == "" {
 			continue
 		}
@@ -278,7 +284,7 @@ func lint(t *testing.T, text string) {
 	g := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		var out []*dto.MetricFamily
 		for name, mf := range mfs {
-			if adapterFamilies.MatchString(name) {
+			if adapterFamily(name) {
 				out = append(out, mf)
 			}
 		}
@@ -327,7 +333,7 @@ func promtool(t *testing.T, text string) {
 		} else if i := strings.IndexAny(l, "{ "); i >= 0 {
 			name = l[:i]
 		}
-		keep = adapterFamilies.MatchString(name)
+		keep = adapterFamily(name)
 		if keep {
 			in.WriteString(l + "\n")
 		}
@@ -757,7 +763,7 @@ func TestEffectiveConfig(t *testing.T) {
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "pw")
 	os.WriteFile(pw, []byte("x"), 0o600)
-	a, err := New(Config{Listen: ":0", MySQL: []string{"u@tcp(h:3306)/db"}, Postgres: []string{"postgres://u@h:5432/db"},
+	a, err := New(Config{Listen: "127.0.0.1:0", MySQL: []string{"u@tcp(h:3306)/db"}, Postgres: []string{"postgres://u@h:5432/db"},
 		MySQLPasswordFile: pw, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
