@@ -11,7 +11,15 @@
 //   - --proxy-listen is the leader proxy: every replica accepts requests and
 //     forwards them to the current leader's --advertise address, adding the
 //     X-Leader-Epoch header; with no leader it answers 503 and Retry-After.
-//   - --notify POSTs every change to the application.
+//   - --notify POSTs every change to the application (over TLS, with a
+//     client certificate and a bearer token: --notify-ca, --notify-cert,
+//     --notify-key, --notify-token-file).
+//
+// The API is secured as every podkit API is (container.APISecurity: TLS,
+// client certificates, bearer tokens, the listen rule), with two roles:
+// reader (GET /leader, GET /, GET /watch) and admin (POST /resign too).
+// The leader proxy carries the application's own traffic and is not
+// secured by podkit.
 //
 // Every leader carries an epoch that is strictly greater than every earlier
 // leader's on every backend (raft term, etcd leader-key creation revision,

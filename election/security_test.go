@@ -78,7 +78,8 @@ func newSecured(t *testing.T, n int, mod func(*Config)) *secured {
 		}
 		opts := container.DefaultOptions()
 		opts.AdminListener, opts.AdminAddr, opts.DrainDelay = ln, ln.Addr().String(), 0
-		opts.Logger = slog.New(slog.NewTextHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug})).With("id", cfg.ID)
+		opts.Logger = slog.New(slog.NewTextHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		opts.LogAttrs = []any{"id", cfg.ID}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- container.Run(ctx, e, opts) }()
@@ -480,8 +481,8 @@ func TestSecurityFlags(t *testing.T) {
 		{"client-ca without tls", []string{"--client-ca", pki.CAFile(dir)}, "--client-ca: client certificates need TLS"},
 		{"allow-cn without client-ca", []string{"--tls-cert", cert, "--tls-key", key, "--allow-cn", "x"}, "need --client-ca"},
 		{"allow-cn unknown role", []string{"--tls-cert", cert, "--tls-key", key, "--client-ca", pki.CAFile(dir), "--allow-cn", "owner=x"}, `"owner" is not a role of elect`},
-		{"token file unknown role", []string{"--token-file", tokens}, "viewer"},
-		{"token file missing", []string{"--token-file", filepath.Join(dir, "nope")}, "nope"},
+		{"token file unknown role", []string{"--token-file", tokens}, `"viewer" is not a role of elect (roles: reader, admin)`},
+		{"token file missing", []string{"--token-file", filepath.Join(dir, "nope")}, "--token-file"},
 		{"notify client without notify", []string{"--notify-token-file", tokens}, "--notify-ca, --notify-cert, --notify-key, --notify-token-file: need --notify"},
 		{"notify token missing", []string{"--notify", "https://127.0.0.1:1/", "--notify-token-file", filepath.Join(dir, "nope")}, "--notify-token-file"},
 		{"notify cert without key", []string{"--notify", "https://127.0.0.1:1/", "--notify-cert", cert}, "--notify-cert and --notify-key: give both or neither"},
