@@ -131,6 +131,11 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"queue", "push", "--server", "nope"}, "--server"},
 		{[]string{"queue", "--data-dir", "x", "--gc-percent", "-5"}, "--gc-percent"},
 		{[]string{"queue", "--data-dir", "x", "--memory-limit", "1MiB"}, "--memory-limit: 1MiB is less than 16MiB"},
+		{[]string{"queue", "--data-dir", "x", "--listen", ":0"}, "--listen :0 is reachable from other hosts"},
+		{[]string{"queue", "--data-dir", "x", "--client-ca", "ca.crt"}, "--client-ca: client certificates need TLS"},
+		{[]string{"queue", "--data-dir", "x", "--tls-cert", "a.crt", "--tls-key", "a.key", "--client-ca", "ca.crt", "--allow-cn", "reader=x"}, `"reader" is not a role of queue`},
+		{[]string{"worker", "--queue", "http://x:1/queues/q", "--cert", "w.crt", "--", "true"}, "--cert and --key: give both or neither"},
+		{[]string{"worker", "--queue", "http://x:1/queues/q", "--token-file", "/nonexistent/token", "--", "true"}, "--token-file"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
