@@ -59,7 +59,8 @@ type API struct {
 // The roles of the queue's API (see docs/queue.md#security). A token or
 // an allowed client certificate has one or more of them.
 const (
-	// RoleProducer enqueues items and reads the items it enqueued.
+	// RoleProducer enqueues items and reads an item by its id (to check
+	// on one it enqueued).
 	RoleProducer = "producer"
 	// RoleWorker leases items and heartbeats, acks and nacks its leases.
 	RoleWorker = "worker"
@@ -110,6 +111,7 @@ var routes = withRoles([]route{
 	{path: "/leases/{op}", endpoints: []endpoint{{"POST", worker, (*API).completeMany}}},
 })
 
+// withRoles fills each route's roles: those of its endpoints.
 func withRoles(rs []route) []route {
 	for i := range rs {
 		for _, e := range rs[i].endpoints {
@@ -284,7 +286,9 @@ func callerName(r *http.Request) string {
 	return id.Name
 }
 
-// NewHandler returns the HTTP API over s.
+// NewHandler returns the HTTP API over s. It checks no credentials: the
+// coordinator serves it behind container.OpenAPI with Access, which
+// refuses a request without one of its route's roles before it gets here.
 func NewHandler(s store.Store, o HandlerOptions) *API {
 	if o.MaxPayload <= 0 {
 		o.MaxPayload = 1 << 20
