@@ -19,9 +19,10 @@ import (
 
 // APIClient are a podkit client's credentials for a podkit API (the
 // worker and the queue CLI towards the queue, --notify hooks towards their
-// URLs): a CA to trust, a client certificate, a bearer token. Every file
-// is read again when it changes, so rotated certificates and tokens are
-// used without a restart.
+// URLs): a CA to trust, a client certificate, a bearer token. The
+// client certificate, its key and the token are read again when they
+// change, so rotated ones are used without a restart; the CA bundle is
+// read once, when the transport is made.
 type APIClient struct {
 	// CAFile is a PEM bundle of the CAs that issued the server's
 	// certificate (default: the system's).
