@@ -1,6 +1,7 @@
 // Package adaptertest holds what the adapters' tests share (health and
 // metrics run the same way): running an adapter in-process under the
-// container contract, and setting up accounts on a test database. It is
+// container contract, holding a secured API to its roles (SecureAPI), and
+// setting up accounts on a test database. It is
 // imported by tests only; general test helpers are in internal/testdeps.
 package adaptertest
 
