@@ -379,7 +379,7 @@ func OpenAPI(ctx context.Context, h *Host, cfg APIConfig) (*API, error) {
 	watched := append(files.List(), s.TokenFiles...)
 	a.reloader = NewReloader(Reload[*credentials]{
 		Subsystem: cfg.Access.Subsystem + "_api",
-		What:      "API credentials",
+		What:      "API credential set",
 		Files:     func() []string { return watched },
 		Interval:  time.Second,
 		Load:      load,
@@ -517,10 +517,15 @@ func (a *API) Reload(ctx context.Context) error { return a.reloader.Reload(ctx) 
 func (a *API) Serve(ctx context.Context, srv *http.Server) error {
 	srv.Handler = a.Handler(srv.Handler)
 	if srv.ErrorLog == nil {
-		srv.ErrorLog = log.New(serverLog{a}, "", 0)
+		srv.ErrorLog = a.ErrorLog()
 	}
 	return ServeHTTP(ctx, a.h, srv, a.ln)
 }
+
+// ErrorLog is the http.Server.ErrorLog for a component that serves the
+// API's Listener with its own server instead of Serve: failed TLS
+// handshakes are counted (reason tls_handshake) and logged as refusals.
+func (a *API) ErrorLog() *log.Logger { return log.New(serverLog{a}, "", 0) }
 
 // serverLog is the API server's error log: a failed TLS handshake (a
 // client certificate the CA did not issue, or that has expired; a client

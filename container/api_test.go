@@ -755,3 +755,24 @@ func TestOpenAPIBadServerCert(t *testing.T) {
 		})
 	}
 }
+
+// TestAPIErrorLog: a component that serves the API's listener with its
+// own server still counts failed handshakes through ErrorLog.
+func TestAPIErrorLog(t *testing.T) {
+	serverCA, clientCA, otherCA := testdeps.NewPKI(t, "server CA"), testdeps.NewPKI(t, "client CA"), testdeps.NewPKI(t, "other CA")
+	dir := t.TempDir()
+	cert, key := serverCA.ServerFiles(dir)
+	h := newHostForTest(io.Discard)
+	api, err := OpenAPI(t.Context(), h, APIConfig{Addr: "127.0.0.1:0", Access: testAccess, Security: APISecurity{TLSCert: cert, TLSKey: key, ClientCA: clientCA.CAFile(t.TempDir())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: api.Handler(http.NotFoundHandler()), ErrorLog: api.ErrorLog()}
+	go srv.Serve(api.Listener())
+	t.Cleanup(func() { srv.Close() })
+	_, _, bad := otherCA.Issue(testdeps.Leaf{CN: "x", Client: true})
+	if r := call(client(serverCA, bad), "https://"+api.Addr().String()+"/work"); r.err == nil {
+		t.Fatalf("a certificate from another CA was accepted: %d", r.status)
+	}
+	testdeps.WaitFor(t, "the failed handshake counted", func() bool { return denied(t, h, "tls_handshake", "") == 1 })
+}
