@@ -96,6 +96,16 @@ func (c APIClient) Transport(base *http.Transport) (http.RoundTripper, error) {
 	} else {
 		base = base.Clone()
 	}
+	if base.TLSClientConfig != nil && !base.ForceAttemptHTTP2 {
+		// Cloning a Transport that had no TLS config (net/http set up
+		// HTTP/2 in it first) gives one that offers h2 in ALPN without
+		// speaking it: an API server that takes h2 would then get
+		// HTTP/1.1 on an h2 connection. Offer h2 only where the
+		// transport sets it up itself.
+		tc := base.TLSClientConfig.Clone()
+		tc.NextProtos = slices.DeleteFunc(slices.Clone(tc.NextProtos), func(p string) bool { return p == "h2" })
+		base.TLSClientConfig = tc
+	}
 	if c.CAFile != "" || c.CertFile != "" {
 		tc := base.TLSClientConfig
 		if tc == nil {
@@ -104,13 +114,6 @@ func (c APIClient) Transport(base *http.Transport) (http.RoundTripper, error) {
 			tc = tc.Clone()
 		}
 		tc.MinVersion = tls.VersionTLS12
-		if !base.ForceAttemptHTTP2 {
-			// Cloning a Transport that has no TLS config gives one that
-			// offers h2 in ALPN without speaking it: an API server that
-			// takes h2 would then get HTTP/1.1 on an h2 connection.
-			// Offer h2 only where the transport sets it up itself.
-			tc.NextProtos = slices.DeleteFunc(slices.Clone(tc.NextProtos), func(p string) bool { return p == "h2" })
-		}
 		if c.CAFile != "" {
 			pool, err := tlsconf.LoadCA("CA", c.CAFile)
 			if err != nil {

@@ -1,11 +1,13 @@
 package container
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -186,4 +188,40 @@ func TestAPIClientAgainstAPI(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAPIClientALPN: whatever base transport it is given, the transport
+// offers h2 only when it speaks it.
+func TestAPIClientALPN(t *testing.T) {
+	ca := testdeps.NewPKI(t, "CA")
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	testdeps.ReplaceFile(t, tok, tokWork)
+	for _, c := range []APIClient{{TokenFile: tok}, {CAFile: ca.CAFile(dir), TokenFile: tok}, {CAFile: ca.CAFile(dir)}} {
+		for name, base := range map[string]*http.Transport{
+			"fresh":         {},
+			"with TLS":      {TLSClientConfig: &tls.Config{}},
+			"forcing h2":    {ForceAttemptHTTP2: true},
+			"default (nil)": nil,
+		} {
+			rt, err := c.Transport(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, ok := rt.(*http.Transport)
+			if b, isBearer := rt.(bearer); isBearer {
+				tr, ok = b.base, true
+			}
+			if !ok {
+				t.Fatalf("%T", rt)
+			}
+			// Make the transport set itself up, as its first request does.
+			tr.CloseIdleConnections()
+			offersH2 := tr.TLSClientConfig != nil && slices.Contains(tr.TLSClientConfig.NextProtos, "h2")
+			speaksH2 := tr.TLSNextProto["h2"] != nil || base == nil || base.ForceAttemptHTTP2
+			if offersH2 && !speaksH2 {
+				t.Errorf("%+v over %s base: offers h2 without speaking it", c, name)
+			}
+		}
+	}
 }
