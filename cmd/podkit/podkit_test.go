@@ -118,6 +118,7 @@ func TestCommandLine(t *testing.T) {
 	}{
 		{name: "no args: usage on stderr, exit 2", code: 2, stderr: "await"},
 		{name: "help lists demo", args: []string{"help"}, code: 0, stdout: "demo"},
+		{name: "demo stays on loopback", args: []string{"demo", "--host", "0.0.0.0"}, code: 2, stderr: "--host 0.0.0.0: the demo's services run without credentials, on loopback only"},
 		{name: "help lists certs", args: []string{"help"}, code: 0, stdout: "certs"},
 		{name: "certs needs --dir", args: []string{"certs", "--client", "w"}, code: 2, stderr: "--dir: required"},
 		{name: "--help", args: []string{"--help"}, code: 0, stdout: "Commands:"},

@@ -188,11 +188,16 @@ func Command() cli.Command {
 		Synopsis: "[--host 127.0.0.1] [--port-base 18000]",
 		Setup: func(fs *flag.FlagSet) cli.Runner {
 			cfg := Config{Host: "127.0.0.1", PortBase: 18000}
-			fs.StringVar(&cfg.Host, "host", cfg.Host, "address every demo service listens on")
+			fs.StringVar(&cfg.Host, "host", cfg.Host, "loopback address every demo service listens on")
 			fs.IntVar(&cfg.PortBase, "port-base", cfg.PortBase, "first port of the range the demo uses")
 			return func(ctx context.Context, args []string, stdio cli.IO) error {
 				if len(args) > 0 {
 					return cli.Usagef("unexpected argument %q", args[0])
+				}
+				// The demo's APIs take no credentials, so they stay where
+				// only this machine reaches them (the listen rule).
+				if !container.IsLoopbackAddr(net.JoinHostPort(cfg.Host, "0")) {
+					return cli.Usagef("--host %s: the demo's services run without credentials, on loopback only (127.0.0.1, ::1 or localhost)", cfg.Host)
 				}
 				if cfg.PortBase < 1 || cfg.PortBase > 65000 {
 					return cli.Usagef("--port-base: %d is not a port from 1 to 65000", cfg.PortBase)
