@@ -19,6 +19,14 @@ import (
 // with the component's logger, which the elector does not own).
 var containerLines = map[string]bool{"started": true, "ready": true, "readiness changed": true, "draining": true, "stopped": true, "stop requested": true}
 
+// apiLine reports a line of the contract's API security (container.OpenAPI:
+// "API security", "API access", "API request refused", reloads of the API
+// credentials): the contract's own too, named by --id when run as podkit
+// elect (TestCommandLinesNameTheReplica).
+func apiLine(msg string) bool {
+	return strings.HasPrefix(msg, "API") || strings.Contains(msg, "API credentials")
+}
+
 // TestLogLinesNameTheReplica: every line an elector logs, its backend's
 // (raft's) included, carries the replica's --id, so electors sharing one
 // log stream can be told apart.
@@ -58,7 +66,7 @@ func TestLogLinesNameTheReplica(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
 		}
-		if rec["component"] != "elect" || containerLines[rec["msg"].(string)] {
+		if rec["component"] != "elect" || containerLines[rec["msg"].(string)] || apiLine(rec["msg"].(string)) {
 			continue
 		}
 		if rec["id"] != "replica-7" {
