@@ -507,9 +507,9 @@ func (e *Elector) Run(ctx context.Context, h *container.Host) error {
 
 	// The API listens, with its TLS, client certificates, tokens and the
 	// listen rule, through the container's API security. It is served
-	// here rather than by api.Serve: the elector's readiness follows the
-	// leadership, not the API, and the API keeps serving until leadership
-	// is released.
+	// here (api.Handler on api.Listener, api.ErrorLog) rather than by
+	// api.Serve: the elector's readiness follows the leadership, not the
+	// API, and the API keeps serving until leadership is released.
 	api, err := container.OpenAPI(ctx, h, container.APIConfig{
 		Flag: "--listen", Addr: e.cfg.Listen, Listener: e.cfg.Listener,
 		Security: e.cfg.API, Access: Access(),
@@ -534,10 +534,9 @@ func (e *Elector) Run(ctx context.Context, h *container.Host) error {
 	e.log.Info("electing", "election", e.cfg.Election, "backend", e.backendName(),
 		"listen", apiLn.Addr().String(), "tls", e.cfg.API.TLS(), "advertise", e.cfg.Advertise)
 
-	// net/http's own complaints (a failed TLS handshake: a probe, a
-	// certificate from another CA) go to the log at debug level.
-	servers := []*http.Server{{Handler: api.Handler(e.Handler()), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(e.log.With("listener", "--listen").Handler(), slog.LevelDebug)}}
+	// A failed TLS handshake (a certificate from another CA, none where
+	// one is needed) is a refusal, counted and logged as one.
+	servers := []*http.Server{{Handler: api.Handler(e.Handler()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: api.ErrorLog()}}
 	lns := []net.Listener{apiLn}
 	if proxyLn != nil {
 		servers = append(servers, &http.Server{Handler: e.Proxy(), ReadHeaderTimeout: 10 * time.Second})

@@ -315,6 +315,27 @@ func TestAPISecurity(t *testing.T) {
 	if !strings.Contains(s.log.String(), "by=cn:admin-1") {
 		t.Error("the log does not say that cn:admin-1 resigned a leader")
 	}
+
+	// A certificate from another CA fails the handshake: counted as a
+	// refusal.
+	other := testdeps.NewPKI(t, "another CA")
+	certFile, keyFile := other.Files(s.dir, "outsider", testdeps.Leaf{CN: "admin-1", Client: true})
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// GetClientCertificate presents it even though the server asks for
+	// certificates of its own CA (Certificates would send none).
+	present := func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+	outsider := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.pki.Pool, GetClientCertificate: present}}, Timeout: 15 * time.Second}
+	if resp, err := outsider.Get("https://" + s.electors[0].Addr().String() + "/leader"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a certificate from another CA: %s; want the handshake refused", resp.Status)
+	}
+	testdeps.WaitFor(t, "the failed handshake to be counted", func() bool {
+		_, m, err := get("http://" + s.admins[0] + "/metrics")
+		return err == nil && strings.Contains(m, `podkit_elect_api_denied_total{reason="tls_handshake",role=""} 1`)
+	})
 }
 
 // TestTokenReload: a token added to the file is accepted, and a token
