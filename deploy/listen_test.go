@@ -24,7 +24,8 @@ var apiComponents = map[string]string{
 }
 
 // TestListenRule checks every Compose file and Kubernetes manifest under
-// deploy/ against the listen rule, as the components apply it at start:
+// deploy/ for command-line values split at a comma by a YAML flow list,
+// and against the listen rule, as the components apply it at start:
 // a podkit API whose --listen is not on loopback needs TLS (--tls-cert),
 // tokens (--token-file) or --insecure-listen, from a flag or its
 // PODKIT_ variable; and an --insecure-listen says why in a comment on its
@@ -179,6 +180,18 @@ services:
     image: x
     command: [sh, -c, "echo queue --listen=0.0.0.0:1"]
 `, ""},
+		{"a value split at its comma", `
+services:
+  q:
+    image: podkit
+    command: [certs, --dir=/tmp, --server=queue,localhost, --client=w]
+`, `"localhost" follows "--server=queue"`},
+		{"the same value quoted", `
+services:
+  q:
+    image: podkit
+    command: [certs, --dir=/tmp, "--server=queue,localhost", --client=w, --, sh, -c, "x"]
+`, ""},
 		{"tls-proxy keeps :8443", `
 services:
   p:
@@ -216,6 +229,14 @@ func listenProblems(b []byte) (problems []string, opened int, err error) {
 			return nil, 0, err
 		}
 		walkContainers(doc, func(name string, argv []string, env map[string]string) {
+			// In a YAML flow list, [a, --x=b,c] is three items: a
+			// value with a comma must be quoted.
+			for i := 1; i < len(argv); i++ {
+				prev := argv[i-1]
+				if strings.HasPrefix(prev, "--") && strings.Contains(prev, "=") && !strings.HasPrefix(argv[i], "-") && !strings.ContainsAny(argv[i], " \n") {
+					problems = append(problems, fmt.Sprintf("%s: %q follows %q: a value split at a comma? quote the whole argument", name, argv[i], prev))
+				}
+			}
 			for _, inv := range invocations(argv) {
 				p, open := checkInvocation(inv, env)
 				if open {
