@@ -297,6 +297,11 @@ var errPaused = errors.New("paused")
 func (w *Worker) slot(ctx context.Context, h *container.Host, log *slog.Logger) {
 	backoff := retry.NewBackoff(leaseRetry)
 	for ctx.Err() == nil {
+		// The pause channel is taken before Paused is asked: a pause
+		// that comes between the two closes it, and cancels the lease
+		// below; taken after, it would be the next pause's channel, and
+		// a paused worker could lease one more item.
+		pc := h.PauseChanged()
 		if h.Paused() {
 			if h.WaitResumed(ctx) != nil {
 				return
@@ -311,7 +316,6 @@ func (w *Worker) slot(ctx context.Context, h *container.Host, log *slog.Logger) 
 		// but never answers is an outage too.
 		lctx, cancel := context.WithCancelCause(ctx)
 		tctx, cancelT := context.WithTimeout(lctx, wait+30*time.Second)
-		pc := h.PauseChanged()
 		go func() {
 			select {
 			case <-pc:
