@@ -75,8 +75,8 @@ func (s *APISecurity) RegisterFlags(fs *flag.FlagSet) {
 
 // Role is a role a component's API grants.
 type Role struct {
-	Name string // e.g. "producer"
-	Help string // what it may do, for docs and errors
+	Name string `json:"name"` // e.g. "producer"
+	Help string `json:"help"` // what it may do, for docs and errors
 }
 
 // Access is what a component declares about its API: its roles, and which
