@@ -1,58 +1,36 @@
 package testdeps
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/url"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/podkit/podkit/internal/tlsconf"
 )
 
 // PKI is a test certificate authority that issues server and client
-// certificates (ECDSA P-256).
+// certificates (ECDSA P-256), a tlsconf.Authority that fails the test on
+// errors.
 type PKI struct {
 	t    testing.TB
+	ca   *tlsconf.Authority
 	Cert *x509.Certificate
-	key  *ecdsa.PrivateKey
 	Pool *x509.CertPool // holds Cert alone
 	PEM  []byte         // Cert, PEM-encoded
 }
 
-var pkiSerial atomic.Int64
-
 // NewPKI returns a new CA whose subject CN is name, valid for a day.
 func NewPKI(t testing.TB, name string) *PKI {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := tlsconf.NewAuthority(tlsconf.Request{CN: name, NotAfter: time.Now().Add(24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(pkiSerial.Add(1)),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &PKI{t: t, Cert: cert, key: key, Pool: pool, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &PKI{t: t, ca: ca, Cert: ca.Cert, Pool: ca.Pool(), PEM: ca.CertPEM}
 }
 
 // Leaf describes a certificate to issue.
@@ -68,10 +46,6 @@ type Leaf struct {
 // Issue returns a PEM certificate and key for o, and the tls.Certificate.
 func (p *PKI) Issue(o Leaf) (certPEM, keyPEM []byte, cert tls.Certificate) {
 	p.t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		p.t.Fatal(err)
-	}
 	if o.NotAfter.IsZero() {
 		o.NotAfter = time.Now().Add(12 * time.Hour)
 	}
@@ -79,41 +53,19 @@ func (p *PKI) Issue(o Leaf) (certPEM, keyPEM []byte, cert tls.Certificate) {
 	if !o.NotAfter.After(notBefore) {
 		notBefore = o.NotAfter.Add(-time.Hour)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(pkiSerial.Add(1)),
-		Subject:      pkix.Name{CommonName: o.CN},
-		NotBefore:    notBefore,
-		NotAfter:     o.NotAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     o.DNS,
-		IPAddresses:  o.IPs,
-	}
-	if o.Client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
+	r := tlsconf.Request{CN: o.CN, DNS: o.DNS, IPs: o.IPs, Client: o.Client, Server: !o.Client, NotBefore: notBefore, NotAfter: o.NotAfter}
 	for _, u := range o.URIs {
 		pu, err := url.Parse(u)
 		if err != nil {
 			p.t.Fatal(err)
 		}
-		tmpl.URIs = append(tmpl.URIs, pu)
+		r.URIs = append(r.URIs, pu)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.Cert, &key.PublicKey, p.key)
+	pair, err := p.ca.Issue(r)
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-	cert, err = tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return certPEM, keyPEM, cert
+	return pair.CertPEM, pair.KeyPEM, pair.TLS()
 }
 
 // Files issues o and writes it to dir as NAME.crt and NAME.key, returning

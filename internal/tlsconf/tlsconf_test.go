@@ -1,4 +1,4 @@
-package tlsconf
+package tlsconf_test
 
 import (
 	"crypto/tls"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/podkit/podkit/internal/testdeps"
+	"github.com/podkit/podkit/internal/tlsconf"
 )
 
 func TestLoadPair(t *testing.T) {
@@ -24,7 +25,7 @@ func TestLoadPair(t *testing.T) {
 	os.WriteFile(garbage, []byte("not PEM"), 0o600)
 	missing := filepath.Join(dir, "missing.pem")
 
-	c, err := LoadPair("--cert", cert, "--key", key)
+	c, err := tlsconf.LoadPair("--cert", cert, "--key", key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +43,8 @@ func TestLoadPair(t *testing.T) {
 		{"missing key", cert, missing, []string{"--key:", "no such file"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := LoadPair("--cert", tt.cert, "--key", tt.key)
-			if !errors.Is(err, ErrBadCertificate) {
+			_, err := tlsconf.LoadPair("--cert", tt.cert, "--key", tt.key)
+			if !errors.Is(err, tlsconf.ErrBadCertificate) {
 				t.Fatalf("err %v does not wrap ErrBadCertificate", err)
 			}
 			for _, w := range tt.want {
@@ -58,10 +59,10 @@ func TestLoadPair(t *testing.T) {
 func TestParsePairNotYetValid(t *testing.T) {
 	ca := testdeps.NewPKI(t, "CA")
 	c, k, _ := ca.Issue(testdeps.Leaf{CN: "x"})
-	if _, err := ParsePair(c, k, time.Now().Add(-48*time.Hour)); err == nil || !strings.Contains(err.Error(), "not valid before") {
+	if _, err := tlsconf.ParsePair(c, k, time.Now().Add(-48*time.Hour)); err == nil || !strings.Contains(err.Error(), "not valid before") {
 		t.Errorf("err %v", err)
 	}
-	if _, err := ParsePair(c, k, time.Now()); err != nil {
+	if _, err := tlsconf.ParsePair(c, k, time.Now()); err != nil {
 		t.Error(err)
 	}
 }
@@ -69,7 +70,7 @@ func TestParsePairNotYetValid(t *testing.T) {
 func TestLoadCA(t *testing.T) {
 	ca := testdeps.NewPKI(t, "CA")
 	dir := t.TempDir()
-	pool, err := LoadCA("--client-ca", ca.CAFile(dir))
+	pool, err := tlsconf.LoadCA("--client-ca", ca.CAFile(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +80,8 @@ func TestLoadCA(t *testing.T) {
 	garbage := filepath.Join(dir, "garbage.pem")
 	os.WriteFile(garbage, []byte("nothing"), 0o600)
 	for path, want := range map[string]string{garbage: "--client-ca " + garbage + ": no PEM certificates found", filepath.Join(dir, "none"): "--client-ca: open"} {
-		_, err := LoadCA("--client-ca", path)
-		if !errors.Is(err, ErrBadCertificate) || !strings.Contains(err.Error(), want) {
+		_, err := tlsconf.LoadCA("--client-ca", path)
+		if !errors.Is(err, tlsconf.ErrBadCertificate) || !strings.Contains(err.Error(), want) {
 			t.Errorf("LoadCA(%s) = %v, want %q", path, err, want)
 		}
 	}
@@ -88,19 +89,19 @@ func TestLoadCA(t *testing.T) {
 
 func TestParseMinVersion(t *testing.T) {
 	for in, want := range map[string]uint16{"": tls.VersionTLS12, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13} {
-		if got, err := ParseMinVersion(in); err != nil || got != want {
+		if got, err := tlsconf.ParseMinVersion(in); err != nil || got != want {
 			t.Errorf("ParseMinVersion(%q) = %x, %v", in, got, err)
 		}
 	}
 	for _, in := range []string{"1.1", "1.0", "tls1.3", "13"} {
-		if _, err := ParseMinVersion(in); err == nil {
+		if _, err := tlsconf.ParseMinVersion(in); err == nil {
 			t.Errorf("ParseMinVersion(%q) accepted", in)
 		}
 	}
 }
 
 func TestSelfSigned(t *testing.T) {
-	c, err := SelfSigned("podkit test", "svc.example", "10.0.0.1")
+	c, err := tlsconf.SelfSigned("podkit test", "svc.example", "10.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func TestSelfSigned(t *testing.T) {
 	if _, err := l.Verify(x509.VerifyOptions{Roots: pool, DNSName: "svc.example"}); err != nil {
 		t.Errorf("does not verify against itself: %v", err)
 	}
-	d, err := SelfSigned("o")
+	d, err := tlsconf.SelfSigned("o")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,17 +131,17 @@ func TestAllowList(t *testing.T) {
 	_, _, alice := ca.Issue(testdeps.Leaf{CN: "alice", DNS: []string{"a.example"}, URIs: []string{"spiffe://x/a"}, Client: true})
 	for _, tt := range []struct {
 		name  string
-		list  AllowList
+		list  tlsconf.AllowList
 		match string // "" no match
 	}{
-		{"empty allows all", AllowList{}, ""},
-		{"cn", AllowList{CN: []string{"bob", "alice"}}, "cn:alice"},
-		{"dns case-insensitive", AllowList{DNS: []string{"A.EXAMPLE"}}, "dns:A.EXAMPLE"},
-		{"uri", AllowList{URI: []string{"spiffe://x/a"}}, "uri:spiffe://x/a"},
-		{"uri prefix is not a match", AllowList{URI: []string{"spiffe://x"}}, ""},
-		{"cn is not a dns match", AllowList{DNS: []string{"alice"}}, ""},
-		{"cn case matters", AllowList{CN: []string{"Alice"}}, ""},
-		{"none match", AllowList{CN: []string{"bob"}, DNS: []string{"b.example"}, URI: []string{"spiffe://x/b"}}, ""},
+		{"empty allows all", tlsconf.AllowList{}, ""},
+		{"cn", tlsconf.AllowList{CN: []string{"bob", "alice"}}, "cn:alice"},
+		{"dns case-insensitive", tlsconf.AllowList{DNS: []string{"A.EXAMPLE"}}, "dns:A.EXAMPLE"},
+		{"uri", tlsconf.AllowList{URI: []string{"spiffe://x/a"}}, "uri:spiffe://x/a"},
+		{"uri prefix is not a match", tlsconf.AllowList{URI: []string{"spiffe://x"}}, ""},
+		{"cn is not a dns match", tlsconf.AllowList{DNS: []string{"alice"}}, ""},
+		{"cn case matters", tlsconf.AllowList{CN: []string{"Alice"}}, ""},
+		{"none match", tlsconf.AllowList{CN: []string{"bob"}, DNS: []string{"b.example"}, URI: []string{"spiffe://x/b"}}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			m, ok := tt.list.Match(alice.Leaf)
@@ -152,7 +153,7 @@ func TestAllowList(t *testing.T) {
 			}
 		})
 	}
-	if id := Identity(alice.Leaf); id != "CN=alice uri:spiffe://x/a dns:a.example" {
+	if id := tlsconf.Identity(alice.Leaf); id != "CN=alice uri:spiffe://x/a dns:a.example" {
 		t.Errorf("Identity = %q", id)
 	}
 }
@@ -164,7 +165,7 @@ func TestAllowList(t *testing.T) {
 func TestStore(t *testing.T) {
 	ca := testdeps.NewPKI(t, "CA")
 	dir := t.TempDir()
-	files := Files{CertFlag: "--cert", KeyFlag: "--key", CAFlag: "--client-ca", CAFile: ca.CAFile(dir)}
+	files := tlsconf.Files{CertFlag: "--cert", KeyFlag: "--key", CAFlag: "--client-ca", CAFile: ca.CAFile(dir)}
 	files.CertFile, files.KeyFile = ca.ServerFiles(dir)
 	if got := files.List(); len(got) != 3 {
 		t.Errorf("List = %v", got)
@@ -174,7 +175,7 @@ func TestStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	verified := make(chan string, 16)
-	s := NewStore(Server{MinVersion: tls.VersionTLS12, ClientAuth: tls.RequireAndVerifyClientCert, VerifyConnection: func(cs tls.ConnectionState) error {
+	s := tlsconf.NewStore(tlsconf.Server{MinVersion: tls.VersionTLS12, ClientAuth: tls.RequireAndVerifyClientCert, VerifyConnection: func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) > 0 {
 			verified <- cs.PeerCertificates[0].Subject.CommonName
 		}

@@ -10,18 +10,10 @@
 package certs
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -179,30 +171,31 @@ func Issue(cfg Config, out io.Writer) error {
 		if ca, err = newAuthority(now()); err != nil {
 			return err
 		}
-		if err := writeFile(caKey, ca.keyPEM, 0o600); err != nil {
+		if err := writeFile(caKey, ca.KeyPEM, 0o600); err != nil {
 			return err
 		}
-		if err := writeFile(caCrt, ca.certPEM, 0o644); err != nil {
+		if err := writeFile(caCrt, ca.CertPEM, 0o644); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "wrote %s and ca.key: new CA %q, valid until %s\n", caCrt, ca.cert.Subject.CommonName, day(ca.cert.NotAfter))
+		fmt.Fprintf(out, "wrote %s and ca.key: new CA %q, valid until %s\n", caCrt, ca.Cert.Subject.CommonName, day(ca.Cert.NotAfter))
 	} else {
-		fmt.Fprintf(out, "using the CA in %s (%q, valid until %s)\n", caCrt, ca.cert.Subject.CommonName, day(ca.cert.NotAfter))
+		fmt.Fprintf(out, "using the CA in %s (%q, valid until %s)\n", caCrt, ca.Cert.Subject.CommonName, day(ca.Cert.NotAfter))
 	}
 	for _, l := range keep {
 		crt, _ := l.files(cfg.Dir)
 		fmt.Fprintf(out, "kept %s and %s.key: they exist (--keep-existing)\n", crt, l.name)
 	}
 	for _, l := range write {
-		certPEM, keyPEM, cert, err := ca.issue(l, now(), cfg.Days)
+		pair, err := issueLeaf(ca, l, now(), cfg.Days)
 		if err != nil {
 			return err
 		}
+		cert := pair.Cert
 		crt, key := l.files(cfg.Dir)
-		if err := writeFile(key, keyPEM, 0o600); err != nil {
+		if err := writeFile(key, pair.KeyPEM, 0o600); err != nil {
 			return err
 		}
-		if err := writeFile(crt, certPEM, 0o644); err != nil {
+		if err := writeFile(crt, pair.CertPEM, 0o644); err != nil {
 			return err
 		}
 		what := "client certificate CN=" + cert.Subject.CommonName
@@ -221,17 +214,9 @@ func exists(p string) bool {
 	return err == nil
 }
 
-// authority is the CA that signs.
-type authority struct {
-	cert    *x509.Certificate
-	key     crypto.Signer
-	certPEM []byte
-	keyPEM  []byte
-}
-
 // loadCA returns the CA in crt and key, nil when neither exists, or an
 // error when only one does or they cannot sign.
-func loadCA(crt, key string, now time.Time) (*authority, error) {
+func loadCA(crt, key string, now time.Time) (*tlsconf.Authority, error) {
 	hasCrt, hasKey := exists(crt), exists(key)
 	switch {
 	case !hasCrt && !hasKey:
@@ -241,110 +226,50 @@ func loadCA(crt, key string, now time.Time) (*authority, error) {
 	case !hasCrt:
 		return nil, fmt.Errorf("%s exists without ca.crt: remove it to make a new CA", key)
 	}
-	pair, err := tlsconf.LoadPair("CA certificate", crt, "CA key", key)
-	if err != nil {
-		return nil, fmt.Errorf("the CA in the directory cannot be used (remove ca.crt and ca.key to make a new one): %w", err)
-	}
-	signer, ok := pair.PrivateKey.(crypto.Signer)
-	if !ok || !pair.Leaf.IsCA || pair.Leaf.KeyUsage&x509.KeyUsageCertSign == 0 {
-		return nil, fmt.Errorf("%s: not a CA certificate (it cannot sign certificates)", crt)
-	}
-	if !now.Before(pair.Leaf.NotAfter) {
-		return nil, fmt.Errorf("%s: the CA expired at %s", crt, pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
-	}
-	return &authority{cert: pair.Leaf, key: signer}, nil
-}
-
-func newKey() (*ecdsa.PrivateKey, []byte, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return nil, nil, err
-	}
-	return k, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
-
-func serial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-}
-
-func newAuthority(now time.Time) (*authority, error) {
-	k, keyPEM, err := newKey()
+	certPEM, err := os.ReadFile(crt)
 	if err != nil {
 		return nil, err
 	}
-	sn, err := serial()
+	keyPEM, err := os.ReadFile(key)
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
-		Subject:               pkix.Name{CommonName: CAName, Organization: []string{"podkit (development only)"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(caDays * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
+	ca, err := tlsconf.ParseAuthority(certPEM, keyPEM, now)
+	switch {
+	case errors.Is(err, tlsconf.ErrNotCA):
+		return nil, fmt.Errorf("%s: %w", crt, err)
+	case err != nil:
+		return nil, fmt.Errorf("the CA in the directory cannot be used (remove ca.crt and ca.key to make a new one): %s / %s: %w", crt, key, err)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return &authority{cert: cert, key: k, keyPEM: keyPEM, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+	return ca, nil
 }
 
-// issue signs a certificate for l, valid for days from now (at most until
+func newAuthority(now time.Time) (*tlsconf.Authority, error) {
+	return tlsconf.NewAuthority(tlsconf.Request{
+		CN:        CAName,
+		Org:       []string{"podkit (development only)"},
+		NotBefore: now.Add(-time.Hour),
+		NotAfter:  now.Add(caDays * 24 * time.Hour),
+	})
+}
+
+// issueLeaf signs a certificate for l, valid for days from now (at most until
 // the CA expires).
-func (a *authority) issue(l leaf, now time.Time, days int) (certPEM, keyPEM []byte, cert *x509.Certificate, err error) {
-	k, keyPEM, err := newKey()
-	if err != nil {
-		return nil, nil, nil, err
+func issueLeaf(ca *tlsconf.Authority, l leaf, now time.Time, days int) (*tlsconf.Pair, error) {
+	r := tlsconf.Request{
+		NotBefore: now.Add(-time.Hour),
+		NotAfter:  now.Add(time.Duration(days) * 24 * time.Hour),
 	}
-	sn, err := serial()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	notAfter := now.Add(time.Duration(days) * 24 * time.Hour)
-	if notAfter.After(a.cert.NotAfter) {
-		notAfter = a.cert.NotAfter
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
+	if r.NotAfter.After(ca.Cert.NotAfter) {
+		r.NotAfter = ca.Cert.NotAfter
 	}
 	if l.client {
-		tmpl.Subject = pkix.Name{CommonName: l.name}
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		r.CN, r.Client = l.name, true
 	} else {
-		tmpl.Subject = pkix.Name{CommonName: l.hosts[0]}
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		for _, h := range l.hosts {
-			if ip := net.ParseIP(h); ip != nil {
-				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-			} else {
-				tmpl.DNSNames = append(tmpl.DNSNames, h)
-			}
-		}
+		r.CN, r.Server = l.hosts[0], true
+		r.DNS, r.IPs = tlsconf.SplitHosts(l.hosts)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, &k.PublicKey, a.key)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cert, err = x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, cert, nil
+	return ca.Issue(r)
 }
 
 // writeFile writes b to path with mode, through a temporary file renamed
