@@ -16,6 +16,7 @@ import (
 	"github.com/podkit/podkit/adapter/internal/adaptertest"
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/container/containertest"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -24,7 +25,7 @@ import (
 // name the role, the right token and the allowed certificate get the real
 // answer about a real redis-server.
 func TestAPIAccess(t *testing.T) {
-	s := adaptertest.NewSecureAPI(t, "probe")
+	s := containertest.NewSecureAPI(t, "probe")
 	target := testdeps.StartRedis(t)
 	paths := []string{"/livez", "/readyz", "/startupz", "/"}
 	if target == "" {
@@ -55,7 +56,7 @@ func TestAPIAccess(t *testing.T) {
 	})
 	for _, p := range paths {
 		t.Run(p, func(t *testing.T) {
-			s.CheckAccess(t, base+p, func(ans adaptertest.Answer) string {
+			s.CheckAccess(t, base+p, func(ans containertest.Answer) string {
 				var body map[string]any
 				if err := json.Unmarshal([]byte(ans.Body), &body); err != nil {
 					return "not JSON: " + ans.Body
@@ -99,12 +100,12 @@ func TestKubeletOverTLS(t *testing.T) {
 	adaptertest.Run(t, a, nil)
 	testdeps.WaitFor(t, "the adapter to listen", func() bool { return a.Addr() != nil })
 	kubelet := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	ans := adaptertest.Get(t, kubelet, "https://127.0.0.1:"+strconv.Itoa(a.Addr().(*net.TCPAddr).Port)+"/livez", "")
+	ans := containertest.Get(t, kubelet, "https://127.0.0.1:"+strconv.Itoa(a.Addr().(*net.TCPAddr).Port)+"/livez", "")
 	var body struct{ Status string }
 	if ans.Code != http.StatusOK || json.Unmarshal([]byte(ans.Body), &body) != nil || body.Status != "ok" {
 		t.Fatalf("/livez as the kubelet asks: %d %s", ans.Code, ans.Body)
 	}
-	plain := adaptertest.Get(t, &http.Client{Timeout: 20 * time.Second}, "http://127.0.0.1:"+strconv.Itoa(a.Addr().(*net.TCPAddr).Port)+"/livez", "")
+	plain := containertest.Get(t, &http.Client{Timeout: 20 * time.Second}, "http://127.0.0.1:"+strconv.Itoa(a.Addr().(*net.TCPAddr).Port)+"/livez", "")
 	if plain.Code == http.StatusOK {
 		t.Fatalf("/livez over plain HTTP on the TLS listener: %d %s", plain.Code, plain.Body)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/podkit/podkit/adapter/internal/adaptertest"
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/container/containertest"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -36,7 +37,7 @@ func stubStatus(t *testing.T) string {
 // right token and the allowed certificate get the real metrics, and the
 // index page stays public.
 func TestAPIAccess(t *testing.T) {
-	s := adaptertest.NewSecureAPI(t, "scraper")
+	s := containertest.NewSecureAPI(t, "scraper")
 	ln := adaptertest.Listen(t)
 	cfg := DefaultConfig()
 	cfg.Listener = ln
@@ -58,20 +59,20 @@ func TestAPIAccess(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	if idx := adaptertest.Get(t, anon, base+"/", ""); idx.Code != http.StatusOK || !strings.Contains(idx.Body, `href="/metrics"`) {
+	if idx := containertest.Get(t, anon, base+"/", ""); idx.Code != http.StatusOK || !strings.Contains(idx.Body, `href="/metrics"`) {
 		t.Fatalf("index without a credential: %d %s, want the public index", idx.Code, idx.Body)
 	}
-	if got := adaptertest.Get(t, anon, base+"/nothing-here", ""); got.Code != http.StatusUnauthorized {
+	if got := containertest.Get(t, anon, base+"/nothing-here", ""); got.Code != http.StatusUnauthorized {
 		t.Fatalf("an unknown path without a credential: %d, want 401 (no hint of which paths exist)", got.Code)
 	}
-	s.CheckAccess(t, base+"/metrics", func(ans adaptertest.Answer) string {
+	s.CheckAccess(t, base+"/metrics", func(ans containertest.Answer) string {
 		if !strings.Contains(ans.Body, "\nnginx_up{addr=") || !strings.Contains(ans.Body, "nginx_connections_active{") {
 			return "no nginx metrics in /metrics:\n" + ans.Body
 		}
 		return ""
 	})
 	// The refusals are counted, by reason and role, where they are scraped.
-	body := adaptertest.Get(t, anon, base+"/metrics", s.Token).Body
+	body := containertest.Get(t, anon, base+"/metrics", s.Token).Body
 	for _, want := range []string{
 		`podkit_metrics_api_denied_total{reason="no_credential",role="scraper"} 2`, // and /nothing-here
 		`podkit_metrics_api_denied_total{reason="bad_token",role="scraper"} 1`,
@@ -142,7 +143,7 @@ func TestListenRule(t *testing.T) {
 		testdeps.WaitFor(t, "the adapter to listen", func() bool { return a.Addr() != nil })
 		port := a.Addr().(*net.TCPAddr).Port
 		c := &http.Client{Timeout: 20 * time.Second}
-		ans := adaptertest.Get(t, c, "http://127.0.0.1:"+strconv.Itoa(port)+"/metrics", "")
+		ans := containertest.Get(t, c, "http://127.0.0.1:"+strconv.Itoa(port)+"/metrics", "")
 		if ans.Code != http.StatusOK || !strings.Contains(ans.Body, "nginx_up{") {
 			t.Fatalf("/metrics with --insecure-listen: %d\n%s", ans.Code, ans.Body)
 		}
