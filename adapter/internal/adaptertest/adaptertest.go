@@ -1,8 +1,8 @@
 // Package adaptertest holds what the adapters' tests share (health and
 // metrics run the same way): running an adapter in-process under the
-// container contract, holding a secured API to its roles (SecureAPI), and
-// setting up accounts on a test database. It is
-// imported by tests only; general test helpers are in internal/testdeps.
+// container contract, and setting up accounts on a test database. It is
+// imported by tests only; general test helpers are in internal/testdeps,
+// and checking a secured API against its roles is in container/containertest.
 package adaptertest
 
 import (
