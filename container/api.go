@@ -356,6 +356,9 @@ func OpenAPI(ctx context.Context, h *Host, cfg APIConfig) (*API, error) {
 	if cfg.Flag == "" {
 		cfg.Flag = "--listen"
 	}
+	if cfg.Access.Need == nil || cfg.Access.Subsystem == "" || len(cfg.Access.Roles) == 0 {
+		return nil, fmt.Errorf("%s: the component declares no roles (Access.Roles, Access.Need and Access.Subsystem are required)", cfg.Flag)
+	}
 	s := cfg.Security
 	if err := s.Validate(cfg.Flag, "", cfg.Access); err != nil {
 		return nil, err

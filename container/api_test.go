@@ -629,6 +629,12 @@ func TestListenRule(t *testing.T) {
 		}
 	}
 
+	t.Run("OpenAPI without declared roles", func(t *testing.T) {
+		_, err := OpenAPI(t.Context(), newHostForTest(io.Discard), APIConfig{Addr: "127.0.0.1:0", Access: Access{Component: "x", Subsystem: "x"}})
+		if err == nil || !strings.Contains(err.Error(), "declares no roles") {
+			t.Fatalf("OpenAPI = %v, want an error naming the missing roles", err)
+		}
+	})
 	t.Run("OpenAPI on every interface", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "0.0.0.0:0")
 		if err != nil {
