@@ -110,8 +110,9 @@ func TestHTTPSourceConditional(t *testing.T) {
 			if res.SHA256 != hex.EncodeToString(sum[:]) {
 				t.Fatalf("SHA256 = %s, want the sha256 of the file", res.SHA256)
 			}
-			if got := testutil.ToFloat64(s.m.content.WithLabelValues(res.SHA256)); got != 1 {
-				t.Fatalf("podkit_configsync_content_info{sha256=%s} = %v, want 1", res.SHA256, got)
+			want := `podkit_configsync_content_info{sha256="` + res.SHA256 + `"} 1`
+			if err := testutil.CollectAndCompare(s.m.content, strings.NewReader("# HELP podkit_configsync_content_info The SHA-256 of the published content; always 1.\n# TYPE podkit_configsync_content_info gauge\n"+want+"\n")); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
@@ -883,12 +884,13 @@ func TestReadiness(t *testing.T) {
 	testdeps.ReplaceFile(t, src, "hello")
 	testdeps.WaitFor(t, "the first version again", fileIs(dest, "hello"))
 	// The file is renamed into place a moment before the metrics count it.
+	sum := sha256.Sum256([]byte("hello"))
 	var metrics string
 	testdeps.WaitFor(t, "the third publish counted", func() bool {
 		_, metrics = h.get(t, "/metrics")
-		return strings.Contains(metrics, `podkit_configsync_syncs_total{result="published"} 3`)
+		return strings.Contains(metrics, `podkit_configsync_syncs_total{result="published"} 3`) &&
+			strings.Contains(metrics, hex.EncodeToString(sum[:]))
 	})
-	sum := sha256.Sum256([]byte("hello"))
 	for _, want := range []string{
 		`podkit_configsync_content_info{sha256="` + hex.EncodeToString(sum[:]) + `"} 1`,
 		`podkit_configsync_syncs_total{result="published"} 3`,

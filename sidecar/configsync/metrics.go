@@ -1,6 +1,7 @@
 package configsync
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,7 +39,7 @@ type metrics struct {
 	lastSync   prometheus.Gauge
 	lastReload prometheus.Gauge
 	lastChange prometheus.Gauge
-	content    *prometheus.GaugeVec
+	content    *contentInfo
 	inPlace    prometheus.Counter
 	duration   prometheus.Histogram
 }
@@ -69,10 +70,8 @@ func newMetrics() *metrics {
 			Name: "podkit_configsync_last_publish_timestamp_seconds",
 			Help: "Unix time new content was last published.",
 		}),
-		content: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "podkit_configsync_content_info",
-			Help: "The SHA-256 of the published content; always 1.",
-		}, []string{"sha256"}),
+		content: &contentInfo{desc: prometheus.NewDesc("podkit_configsync_content_info",
+			"The SHA-256 of the published content; always 1.", []string{"sha256"}, nil)},
 		inPlace: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "podkit_configsync_in_place_writes_total",
 			Help: "Publishes that rewrote a bind-mounted file in place because rename failed with EBUSY.",
@@ -99,9 +98,33 @@ func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.syncs, m.failures, m.reloads, m.lastSync, m.lastReload, m.lastChange, m.content, m.inPlace, m.duration}
 }
 
-func (m *metrics) setContent(sha string) {
-	m.content.Reset()
-	m.content.WithLabelValues(sha).Set(1)
+func (m *metrics) setContent(sha string) { m.content.set(sha) }
+
+// contentInfo is podkit_configsync_content_info: one series whose label
+// is the published content's SHA-256, or none before anything is
+// published. Swapping the label is one step, so a scrape never sees
+// zero series (or two) while it changes.
+type contentInfo struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	sha  string
+}
+
+func (c *contentInfo) set(sha string) {
+	c.mu.Lock()
+	c.sha = sha
+	c.mu.Unlock()
+}
+
+func (c *contentInfo) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *contentInfo) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	sha := c.sha
+	c.mu.Unlock()
+	if sha != "" {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, sha)
+	}
 }
 
 func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

@@ -217,7 +217,7 @@ func (s *Syncer) sync(ctx context.Context, reload bool) (res Result, err error) 
 	if len(prev.files) > 0 {
 		s.m.setContent(prev.sha256Hex())
 	} else {
-		s.m.content.Reset()
+		s.m.content.set("")
 	}
 	if _, rerr2 := s.reload(ctx, true); rerr2 != nil {
 		// The application could not be told the previous content either:
