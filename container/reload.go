@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/podkit/podkit/internal/dirwatch"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -323,7 +324,7 @@ func (h *Host) Watch(ctx context.Context, cfg WatchConfig) *Watcher {
 	events := make(chan struct{}, 1)
 	stop := func() {}
 	if cfg.Dirs != nil {
-		s, re, err := watchDirs(cfg.Dirs, func() {
+		s, re, err := dirwatch.Watch(cfg.Dirs, func() {
 			select {
 			case events <- struct{}{}:
 			default:

@@ -18,6 +18,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/podkit/podkit/internal/dirwatch"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -429,7 +430,7 @@ func TestWatchDirsStops(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var n atomic.Int32
-	stop, _, err := watchDirs(func() []string { return []string{dir} }, func() { n.Add(1) })
+	stop, _, err := dirwatch.Watch(func() []string { return []string{dir} }, func() { n.Add(1) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package container
+package dirwatch
 
 import (
 	"os"
@@ -9,13 +9,13 @@ const inotifyMask = syscall.IN_CREATE | syscall.IN_DELETE | syscall.IN_MODIFY |
 	syscall.IN_CLOSE_WRITE | syscall.IN_MOVED_FROM | syscall.IN_MOVED_TO |
 	syscall.IN_ATTRIB | syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF
 
-// watchDirs calls notify after every batch of inotify events in the
+// Watch calls notify after every batch of inotify events in the
 // directories dirs() returns, until stop is called. The set is recomputed
 // after each batch and whenever rewatch is called, so a directory that
 // appears later, or a symlink that now points elsewhere, is picked up;
 // directories that do not exist are skipped (polling covers them). Events
 // are not interpreted: the caller looks at what changed.
-func watchDirs(dirs func() []string, notify func()) (stop, rewatch func(), err error) {
+func Watch(dirs func() []string, notify func()) (stop, rewatch func(), err error) {
 	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC | syscall.IN_NONBLOCK)
 	if err != nil {
 		return nil, nil, os.NewSyscallError("inotify_init1", err)
