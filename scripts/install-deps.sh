@@ -36,11 +36,13 @@ packages=(
   wrk
   nghttp2-client
   prometheus
+  dnsmasq-base  # a real DNS server (A, AAAA, SRV) for discovery's dns: and srv: sources
+  haproxy  # the peer of bench/broker.sh, and a second balancer in broker tests
   python3-prometheus-client  # the strict OpenMetrics reference parser for container's /metrics test
 )
 
 # Services the packages above would start on install.
-services=(redis-server memcached nginx nutcracker mariadb postgresql prometheus)
+services=(redis-server memcached nginx nutcracker mariadb postgresql prometheus haproxy)
 
 # Keep maintainer scripts from starting services while installing: a
 # policy-rc.d that answers 101 ("action forbidden") is the Debian mechanism.
