@@ -1,0 +1,86 @@
+// Package wireprobe checks that a server speaks its protocol: a Redis
+// PING, a MySQL greeting, a PostgreSQL SSLRequest. A probe runs over a
+// connection the caller dialed (plain TCP, or TLS from tlsconf.Client),
+// takes its deadline from ctx, never authenticates and leaves the
+// connection half-way through the protocol's handshake: the caller closes
+// it when the probe returns.
+//
+// A probe says whether a server of the right kind answers and accepts
+// connections, not whether a query would succeed: an error names what was
+// received (an unexpected reply, the server's own error text and code, or
+// a timeout).
+package wireprobe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+// Probe is the signature the three probes share.
+type Probe func(ctx context.Context, c net.Conn) error
+
+// ByName returns the probe named "redis", "mysql" or "postgres".
+func ByName(name string) (Probe, bool) {
+	switch name {
+	case "redis":
+		return Redis, true
+	case "mysql":
+		return MySQL, true
+	case "postgres":
+		return Postgres, true
+	}
+	return nil, false
+}
+
+// ErrUnhealthy is wrapped by the error of a probe whose server answered
+// in its protocol but said it cannot serve (Redis LOADING, a MySQL error
+// packet at the greeting, a PostgreSQL error).
+var ErrUnhealthy = errors.New("server answered but is not serving")
+
+// ErrProtocol is wrapped by the error of a probe whose peer answered
+// something that is not the protocol expected (another kind of server on
+// the port).
+var ErrProtocol = errors.New("unexpected reply")
+
+// withDeadline sets c's deadline from ctx and interrupts c's reads and
+// writes when ctx is cancelled. The returned function undoes the latter;
+// it also turns an I/O error caused by ctx into one that says so.
+func withDeadline(ctx context.Context, c net.Conn) (stop func(err error) error, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	dl, _ := ctx.Deadline()
+	if err := c.SetDeadline(dl); err != nil {
+		return nil, err
+	}
+	cancel := context.AfterFunc(ctx, func() {
+		c.SetDeadline(time.Unix(1, 0))
+	})
+	return func(err error) error {
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if cerr := ctx.Err(); cerr != nil && (errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err)) {
+			return fmt.Errorf("%w: no answer in time (%v)", cerr, err)
+		}
+		return err
+	}, nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// printable quotes at most n bytes of b for an error message.
+func printable(b []byte, n int) string {
+	if len(b) > n {
+		return fmt.Sprintf("%q...", b[:n])
+	}
+	return fmt.Sprintf("%q", b)
+}
