@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/podkit/podkit/internal/buildinfo"
@@ -88,6 +90,11 @@ func (h *Host) AdminHandler() http.Handler {
 		mux.Handle(rt.method+" "+rt.path, rt.handler)
 		allowed[rt.path] = rt.method
 	}
+	extra := h.componentRoutes(allowed)
+	for _, rt := range extra {
+		mux.Handle(rt.method+" "+rt.path, rt.handler)
+		allowed[rt.path] = rt.method
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if m, ok := allowed[r.URL.Path]; ok {
 			w.Header().Set("Allow", m)
@@ -95,12 +102,57 @@ func (h *Host) AdminHandler() http.Handler {
 			return
 		}
 		if r.URL.Path == "/" && r.Method == http.MethodGet {
-			writeText(w, http.StatusOK, "podkit "+h.name+" admin: /livez /readyz /healthz /metrics /info /lifecycle; POST /pause /resume /quitquitquit\n")
+			own := ""
+			for _, rt := range extra {
+				own += " " + rt.method + " " + rt.path + ";"
+			}
+			writeText(w, http.StatusOK, "podkit "+h.name+" admin: /livez /readyz /healthz /metrics /info /lifecycle; POST /pause /resume /quitquitquit;"+strings.TrimSuffix(own, ";")+"\n")
 			return
 		}
 		http.NotFound(w, r)
 	})
 	return mux
+}
+
+// AdminRouter is implemented by components that serve routes of their
+// own on the admin listener, beside the contract's (broker's GET
+// /endpoints). Each key is "METHOD /path" or "/path" (GET); its handler
+// answers that method on that exact path. A key naming one of the
+// contract's paths, or malformed, is skipped with a log line.
+type AdminRouter interface {
+	AdminRoutes() map[string]http.Handler
+}
+
+type adminRoute struct {
+	method, path string
+	handler      http.Handler
+}
+
+// componentRoutes returns the component's own admin routes, sorted by
+// path, leaving out those that clash with taken.
+func (h *Host) componentRoutes(taken map[string]string) []adminRoute {
+	ar, ok := h.comp.(AdminRouter)
+	if !ok {
+		return nil
+	}
+	var out []adminRoute
+	for key, handler := range ar.AdminRoutes() {
+		method, path, ok := strings.Cut(key, " ")
+		if !ok {
+			method, path = http.MethodGet, key
+		}
+		switch {
+		case handler == nil || method == "" || strings.ContainsAny(method, " /{}") || !strings.HasPrefix(path, "/") || path == "/" || strings.ContainsAny(path, " {}"):
+			h.log.Error("admin route skipped: want \"METHOD /path\" and a handler", "route", key)
+			continue
+		case taken[path] != "":
+			h.log.Error("admin route skipped: the contract serves this path", "route", key)
+			continue
+		}
+		out = append(out, adminRoute{strings.ToUpper(method), path, handler})
+	}
+	slices.SortFunc(out, func(a, b adminRoute) int { return strings.Compare(a.path, b.path) })
+	return slices.CompactFunc(out, func(a, b adminRoute) bool { return a.path == b.path })
 }
 
 // loopbackOnly answers 403 unless the caller is on a loopback address.
