@@ -10,6 +10,7 @@ import (
 	"github.com/podkit/podkit/adapter/health"
 	"github.com/podkit/podkit/adapter/logs"
 	"github.com/podkit/podkit/adapter/metrics"
+	"github.com/podkit/podkit/ambassador/broker"
 	"github.com/podkit/podkit/ambassador/shard"
 	"github.com/podkit/podkit/cli"
 	"github.com/podkit/podkit/cmd/podkit/internal/certs"
@@ -29,6 +30,7 @@ import (
 func commands() []cli.Command {
 	return []cli.Command{
 		await.Command(),
+		broker.Command(),
 		certs.Command(),
 		configsync.Command(),
 		demo.Command(),

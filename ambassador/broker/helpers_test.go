@@ -1,0 +1,198 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/internal/testdeps"
+	"github.com/podkit/podkit/internal/upstream"
+)
+
+// running is a Broker hosted by container.Run for a test.
+type running struct {
+	t     testing.TB
+	b     *Broker
+	admin string
+	logs  *testdeps.Buffer
+	host  *container.Host
+	stop  func()
+}
+
+// flagConfig is a config for one upstream named "up" from flags, with
+// checks and ejections quick enough for tests.
+func flagConfig(source, mode string) Config {
+	cfg := DefaultConfig()
+	u := &cfg.Upstream
+	u.Name, u.Listen, u.Source, u.Mode = "up", "127.0.0.1:0", source, mode
+	u.HealthCheck.Interval, u.HealthCheck.Timeout = 200*time.Millisecond, time.Second
+	u.HealthCheck.Rise, u.HealthCheck.Fall = 2, 2
+	u.Outlier.Ejection = 500 * time.Millisecond
+	u.Outlier.MaxEjection = 2 * time.Second
+	u.Outlier.Failures = 3
+	cfg.WatchInterval = 100 * time.Millisecond
+	return cfg
+}
+
+// start runs a Broker for cfg until the test ends.
+func start(t testing.TB, cfg Config) *running {
+	t.Helper()
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testdeps.Buffer{}
+	o := container.DefaultOptions()
+	o.AdminListener = ln
+	o.AdminAddr = ln.Addr().String()
+	o.DrainDelay = 0
+	o.DrainTimeout = 5 * time.Second
+	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- container.Run(ctx, b, o) }()
+	stop := sync.OnceFunc(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("broker stopped with %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("broker did not stop")
+		}
+	})
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("broker log:\n%s", logs.String())
+		}
+	})
+	r := &running{t: t, b: b, admin: "http://" + ln.Addr().String(), logs: logs, stop: stop}
+	testdeps.WaitFor(t, "the broker to listen", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("broker stopped: %v", err)
+		default:
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		r.host = b.host
+		return b.running
+	})
+	return r
+}
+
+// addr is the listen address of upstream name.
+func (r *running) addr(name string) string {
+	a := r.b.Addr(name)
+	if a == nil {
+		r.t.Fatalf("upstream %q does not listen", name)
+	}
+	return a.String()
+}
+
+// get fetches an admin path.
+func (r *running) get(path string) (int, string) {
+	r.t.Helper()
+	resp, err := http.Get(r.admin + path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// endpoint returns the state of one endpoint of upstream name.
+func (r *running) endpoint(name, addr string) (upstream.EndpointStatus, bool) {
+	for _, u := range r.b.Endpoints() {
+		if u.Name != name {
+			continue
+		}
+		for _, e := range u.Endpoints {
+			if e.Address == addr {
+				return e, true
+			}
+		}
+	}
+	return upstream.EndpointStatus{}, false
+}
+
+// counter is the value of a broker counter.
+func (r *running) counter(name string, labels ...string) float64 {
+	var v float64
+	switch name {
+	case "connections":
+		v = testutil.ToFloat64(r.b.m.connections.WithLabelValues(labels...))
+	case "connect_errors":
+		v = testutil.ToFloat64(r.b.m.connectErrors.WithLabelValues(labels...))
+	case "rejected":
+		v = testutil.ToFloat64(r.b.m.rejected.WithLabelValues(labels...))
+	case "requests":
+		v = testutil.ToFloat64(r.b.m.requests.WithLabelValues(labels...))
+	default:
+		r.t.Fatalf("no counter %s", name)
+	}
+	return v
+}
+
+// metrics returns the /metrics text.
+func (r *running) metrics() string {
+	_, body := r.get("/metrics")
+	return body
+}
+
+// endpointsJSON decodes GET /endpoints.
+func (r *running) endpointsJSON() []UpstreamStatus {
+	r.t.Helper()
+	code, body := r.get("/endpoints")
+	if code != 200 {
+		r.t.Fatalf("GET /endpoints = %d %s", code, body)
+	}
+	var out struct {
+		Upstreams []UpstreamStatus `json:"upstreams"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		r.t.Fatalf("GET /endpoints: %v in %s", err, body)
+	}
+	return out.Upstreams
+}
+
+// echo is a TCP server that echoes what it reads, and closes its side
+// once the client closed its own.
+func echo(t testing.TB) *testdeps.TCPServer {
+	return testdeps.ServeTCP(t, func(c net.Conn) {
+		io.Copy(c, c)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+	})
+}
+
+// deadAddr is a loopback address where nothing listens.
+func deadAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ln.Addr().String()
+	ln.Close()
+	return a
+}
+
+func static(addrs ...string) string { return "static:" + strings.Join(addrs, ",") }
