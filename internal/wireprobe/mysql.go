@@ -20,6 +20,9 @@ const maxGreeting = 16 << 10
 // An error packet instead of the greeting ("Too many connections", 1040;
 // "Host ... is blocked", 1129; "Host ... is not allowed to connect", 1130)
 // is an error wrapping ErrUnhealthy that names the code and the message.
+// A server sends 1040 at the greeting only when even the slot kept for
+// administrators is taken: while ordinary accounts are refused (after
+// authenticating) and that slot is free, the probe passes.
 //
 // The server sees a client that went away during the handshake: MySQL
 // and MariaDB count it in Aborted_connects and, for clients not on
@@ -28,17 +31,17 @@ const maxGreeting = 16 << 10
 // successful connection or FLUSH HOSTS). Keep max_connect_errors high
 // where a remote broker probes a server.
 func MySQL(ctx context.Context, c net.Conn) (err error) {
-	stop, err := withDeadline(ctx, c)
+	stop, err := withDeadline(ctx, "mysql probe", c)
 	if err != nil {
-		return fmt.Errorf("mysql probe: %w", err)
+		return err
 	}
 	defer func() { err = stop(err) }()
 	var hdr [4]byte
 	if _, err := io.ReadFull(c, hdr[:]); err != nil {
 		if errors.Is(err, io.EOF) {
-			return errors.New("mysql probe: connection closed before the server greeting")
+			return errors.New("connection closed before the server greeting")
 		}
-		return fmt.Errorf("mysql probe: reading the server greeting: %w", err)
+		return fmt.Errorf("reading the server greeting: %w", err)
 	}
 	n, err := greetingLength(hdr)
 	if err != nil {
@@ -46,7 +49,7 @@ func MySQL(ctx context.Context, c net.Conn) (err error) {
 	}
 	payload := make([]byte, n)
 	if _, err := io.ReadFull(c, payload); err != nil {
-		return fmt.Errorf("mysql probe: reading the %d-byte server greeting: %w", n, err)
+		return fmt.Errorf("reading the %d-byte server greeting: %w", n, err)
 	}
 	_, err = parseGreeting(payload)
 	return err
@@ -57,7 +60,7 @@ func MySQL(ctx context.Context, c net.Conn) (err error) {
 func greetingLength(hdr [4]byte) (int, error) {
 	n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
 	if hdr[3] != 0 || n == 0 || n > maxGreeting {
-		return 0, fmt.Errorf("mysql probe: %w: not a MySQL greeting (header %x: length %d, sequence %d)", ErrProtocol, hdr[:], n, hdr[3])
+		return 0, fmt.Errorf("%w: not a MySQL greeting (header %x: length %d, sequence %d)", ErrProtocol, hdr[:], n, hdr[3])
 	}
 	return n, nil
 }
@@ -66,28 +69,28 @@ func greetingLength(hdr [4]byte) (int, error) {
 // version it names.
 func parseGreeting(p []byte) (version string, err error) {
 	if len(p) == 0 {
-		return "", fmt.Errorf("mysql probe: %w: empty greeting", ErrProtocol)
+		return "", fmt.Errorf("%w: empty greeting", ErrProtocol)
 	}
 	switch p[0] {
 	case 10:
 		v, _, ok := bytes.Cut(p[1:], []byte{0})
 		if !ok || len(v) == 0 || len(v) > 255 {
-			return "", fmt.Errorf("mysql probe: %w: greeting without a server version string", ErrProtocol)
+			return "", fmt.Errorf("%w: greeting without a server version string", ErrProtocol)
 		}
 		return string(v), nil
 	case 0xff:
 		return "", parseErrorPacket(p)
 	case 9:
-		return "", fmt.Errorf("mysql probe: %w: protocol version 9 (MySQL before 3.21) is not supported", ErrProtocol)
+		return "", fmt.Errorf("%w: protocol version 9 (MySQL before 3.21) is not supported", ErrProtocol)
 	}
-	return "", fmt.Errorf("mysql probe: %w: not a MySQL greeting (first bytes %s)", ErrProtocol, printable(p, 16))
+	return "", fmt.Errorf("%w: not a MySQL greeting (first bytes %s)", ErrProtocol, printable(p, 16))
 }
 
 // parseErrorPacket decodes an ERR packet: 0xff, a 2-byte code, an
 // optional '#' and 5-byte SQL state, and the message.
 func parseErrorPacket(p []byte) error {
 	if len(p) < 3 {
-		return fmt.Errorf("mysql probe: %w: truncated error packet %x", ErrProtocol, p)
+		return fmt.Errorf("%w: truncated error packet %x", ErrProtocol, p)
 	}
 	code := binary.LittleEndian.Uint16(p[1:3])
 	msg := p[3:]
@@ -100,7 +103,7 @@ func parseErrorPacket(p []byte) error {
 		msg = msg[:512]
 	}
 	if state != "" {
-		return fmt.Errorf("mysql probe: %w: error %d (%s) at the greeting: %q", ErrUnhealthy, code, printable([]byte(state), 5), msg)
+		return fmt.Errorf("%w: error %d (%s) at the greeting: %q", ErrUnhealthy, code, printable([]byte(state), 5), msg)
 	}
-	return fmt.Errorf("mysql probe: %w: error %d at the greeting: %q", ErrUnhealthy, code, msg)
+	return fmt.Errorf("%w: error %d at the greeting: %q", ErrUnhealthy, code, msg)
 }

@@ -25,20 +25,20 @@ const maxPGError = 8 << 10
 // answered 'N' logs nothing for the connection, one that answered 'S'
 // may log a failed TLS handshake.
 func Postgres(ctx context.Context, c net.Conn) (err error) {
-	stop, err := withDeadline(ctx, c)
+	stop, err := withDeadline(ctx, "postgres probe", c)
 	if err != nil {
-		return fmt.Errorf("postgres probe: %w", err)
+		return err
 	}
 	defer func() { err = stop(err) }()
 	if _, err := c.Write(sslRequest); err != nil {
-		return fmt.Errorf("postgres probe: sending SSLRequest: %w", err)
+		return fmt.Errorf("sending SSLRequest: %w", err)
 	}
 	var b [1]byte
 	if _, err := io.ReadFull(c, b[:]); err != nil {
 		if errors.Is(err, io.EOF) {
-			return errors.New("postgres probe: connection closed before an answer to SSLRequest")
+			return errors.New("connection closed before an answer to SSLRequest")
 		}
-		return fmt.Errorf("postgres probe: reading the answer to SSLRequest: %w", err)
+		return fmt.Errorf("reading the answer to SSLRequest: %w", err)
 	}
 	switch b[0] {
 	case 'S', 'N':
@@ -49,20 +49,20 @@ func Postgres(ctx context.Context, c net.Conn) (err error) {
 		buf := make([]byte, 0, 256)
 		for len(buf) < maxPGError {
 			if m, done := parsePGError(buf); done {
-				return fmt.Errorf("postgres probe: %w: %s", ErrUnhealthy, m)
+				return fmt.Errorf("%w: %s", ErrUnhealthy, m)
 			}
 			chunk := make([]byte, min(4096, maxPGError-len(buf)))
 			n, err := c.Read(chunk)
 			buf = append(buf, chunk[:n]...)
 			if err != nil {
 				m, _ := parsePGError(buf)
-				return fmt.Errorf("postgres probe: %w: %s", ErrUnhealthy, m)
+				return fmt.Errorf("%w: %s", ErrUnhealthy, m)
 			}
 		}
 		m, _ := parsePGError(buf)
-		return fmt.Errorf("postgres probe: %w: %s", ErrUnhealthy, m)
+		return fmt.Errorf("%w: %s", ErrUnhealthy, m)
 	}
-	return fmt.Errorf("postgres probe: %w: answer %q to SSLRequest is not 'S', 'N' or an error", ErrProtocol, b[0])
+	return fmt.Errorf("%w: answer %q to SSLRequest is not 'S', 'N' or an error", ErrProtocol, b[0])
 }
 
 // parsePGError decodes the bytes after an 'E': a v3 ErrorResponse

@@ -26,13 +26,13 @@ var pingCommand = []byte("*1\r\n$4\r\nPING\r\n")
 // and does not serve stale data), BUSY (a script is running) and any
 // other error reply count as unhealthy, with the server's text.
 func Redis(ctx context.Context, c net.Conn) (err error) {
-	stop, err := withDeadline(ctx, c)
+	stop, err := withDeadline(ctx, "redis probe", c)
 	if err != nil {
-		return fmt.Errorf("redis probe: %w", err)
+		return err
 	}
 	defer func() { err = stop(err) }()
 	if _, err := c.Write(pingCommand); err != nil {
-		return fmt.Errorf("redis probe: sending PING: %w", err)
+		return fmt.Errorf("sending PING: %w", err)
 	}
 	return readPong(resp.NewReader(c, 512, redisLimits))
 }
@@ -42,12 +42,12 @@ func readPong(r *resp.Reader) error {
 	raw, err := r.ReadReply()
 	if err != nil {
 		if errors.Is(err, resp.ErrProtocol) || errors.Is(err, resp.ErrTooLarge) {
-			return fmt.Errorf("redis probe: %w: not a Redis reply to PING: %v", ErrProtocol, err)
+			return fmt.Errorf("%w: not a Redis reply to PING: %v", ErrProtocol, err)
 		}
 		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("redis probe: connection closed before a reply to PING")
+			return fmt.Errorf("connection closed before a reply to PING")
 		}
-		return fmt.Errorf("redis probe: reading the reply to PING: %w", err)
+		return fmt.Errorf("reading the reply to PING: %w", err)
 	}
 	return pongReply(raw)
 }
@@ -56,7 +56,7 @@ func readPong(r *resp.Reader) error {
 func pongReply(raw []byte) error {
 	v, err := resp.ParseValue(raw)
 	if err != nil {
-		return fmt.Errorf("redis probe: %w: not a Redis reply to PING: %v", ErrProtocol, err)
+		return fmt.Errorf("%w: not a Redis reply to PING: %v", ErrProtocol, err)
 	}
 	switch v.Kind {
 	case resp.KindSimple, resp.KindBulk:
@@ -69,7 +69,7 @@ func pongReply(raw []byte) error {
 		case "NOAUTH", "WRONGPASS", "NOPERM":
 			return nil
 		}
-		return fmt.Errorf("redis probe: %w: PING answered %q", ErrUnhealthy, v.Str)
+		return fmt.Errorf("%w: PING answered %q", ErrUnhealthy, v.Str)
 	}
-	return fmt.Errorf("redis probe: %w: PING answered %s, want +PONG", ErrProtocol, printable(raw, 64))
+	return fmt.Errorf("%w: PING answered %s, want +PONG", ErrProtocol, printable(raw, 64))
 }

@@ -46,16 +46,17 @@ var ErrUnhealthy = errors.New("server answered but is not serving")
 // the port).
 var ErrProtocol = errors.New("unexpected reply")
 
-// withDeadline sets c's deadline from ctx and interrupts c's reads and
-// writes when ctx is cancelled. The returned function undoes the latter;
-// it also turns an I/O error caused by ctx into one that says so.
-func withDeadline(ctx context.Context, c net.Conn) (stop func(err error) error, err error) {
+// withDeadline sets c's deadline from ctx (clearing any other) and
+// interrupts c's reads and writes when ctx is cancelled. The returned
+// function undoes the latter and names the probe in err; an I/O timeout
+// becomes an error wrapping ctx's.
+func withDeadline(ctx context.Context, name string, c net.Conn) (stop func(err error) error, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	dl, _ := ctx.Deadline()
 	if err := c.SetDeadline(dl); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	cancel := context.AfterFunc(ctx, func() {
 		c.SetDeadline(time.Unix(1, 0))
@@ -65,10 +66,16 @@ func withDeadline(ctx context.Context, c net.Conn) (stop func(err error) error, 
 		if err == nil {
 			return nil
 		}
-		if cerr := ctx.Err(); cerr != nil && (errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err)) {
-			return fmt.Errorf("%w: no answer in time (%v)", cerr, err)
+		if errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err) {
+			// The only deadline set on c is ctx's (the timer that fires
+			// it may run before ctx records the reason).
+			cerr := ctx.Err()
+			if cerr == nil {
+				cerr = context.DeadlineExceeded
+			}
+			return fmt.Errorf("%s: no answer in time (%v): %w", name, err, cerr)
 		}
-		return err
+		return fmt.Errorf("%s: %w", name, err)
 	}, nil
 }
 
