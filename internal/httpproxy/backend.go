@@ -173,7 +173,7 @@ func (bc *backendConn) close() { bc.c.Close() }
 
 // refreshRead keeps the read deadline about idle ahead.
 func (bc *backendConn) refreshRead(now time.Time, idle time.Duration) {
-	if bc.readDL.Sub(now) < idle-idle/4 {
+	if d := bc.readDL.Sub(now); d < idle-idle/4 || d > idle {
 		bc.readDL = now.Add(idle)
 		bc.c.SetReadDeadline(bc.readDL)
 	}

@@ -301,12 +301,28 @@ func (c *conn) rejectBody(code int, reason, text, body string) {
 	c.bw.Flush()
 }
 
-// route picks the backend for the parsed request.
-func (c *conn) route() (*Backend, error) {
-	if r := c.p.cfg.Route; r != nil {
-		return r(&c.rq)
+// pick picks the backend for the parsed request's first attempt.
+func (c *conn) pick(start time.Time) (*attempt, error) {
+	return c.p.pick(&c.rq, start)
+}
+
+// pick picks the backend for r's first attempt: Pick's, Route's or
+// Config.Backend.
+func (p *Proxy) pick(r *Request, start time.Time) (*attempt, error) {
+	at := &attempt{p: p, start: start}
+	var err error
+	switch {
+	case p.cfg.Pick != nil:
+		at.b, at.done, err = p.cfg.Pick(r, 0)
+		if at.b == nil {
+			at.done = nil
+		}
+	case p.cfg.Route != nil:
+		at.b, err = p.cfg.Route(r)
+	default:
+		at.b = p.cfg.Backend
 	}
-	return c.p.cfg.Backend, nil
+	return at, err
 }
 
 // handle forwards one request and its response. It reports whether the
@@ -328,19 +344,25 @@ func (c *conn) handle(head []byte) bool {
 		}
 		return false
 	}
-	b, err := c.route()
-	if b == nil {
+	at, err := c.pick(start)
+	if at.b == nil {
 		c.br.Discard(len(head))
 		text := "no backend for this request"
 		if err != nil {
 			text = err.Error()
 		}
-		c.rejectBody(502, "backend", statusText(502), p.cfg.Name+": "+text+"\n")
+		code := routeStatus(err)
+		c.rejectBody(code, "backend", statusText(code), p.cfg.Name+": "+text+"\n")
 		return false
 	}
+	// Whatever ends the request ends its attempt: a report that has not
+	// been made by then is the client's going away.
+	defer at.report(Outcome{Failure: "client"})
 	hasBody := r.chunked || r.contentLength > 0
 	upgrade := r.connUpgrade && len(r.upgrade) > 0 && !r.http10
 	keepClient := !r.connClose && !r.http10 && !p.draining.Load()
+	retryable := !hasBody && !upgrade && idempotent(r.method)
+	respTO := p.responseTimeout()
 
 	var (
 		bc     *backendConn
@@ -348,8 +370,13 @@ func (c *conn) handle(head []byte) bool {
 		early  bool // answered before the whole body was sent
 	)
 	for attempt := 0; ; attempt++ {
+		b := at.b
 		bc, reused, err = c.backend(b, hasBody, start)
 		if err != nil {
+			if at.failed(&c.rq, "dial", retryable) {
+				attempt = -1
+				continue
+			}
 			c.br.Discard(len(head))
 			code, _, text := p.failure(b, err)
 			c.rejectBody(code, "backend", statusText(code), text)
@@ -360,13 +387,28 @@ func (c *conn) handle(head []byte) bool {
 			// The head goes out with the first read of the answer.
 			err = bc.sock.deferWrite(bc.bw.Flush)
 			if err == nil {
-				err = bc.readHead(&c.resp, start, idleTO)
+				err = bc.readHead(&c.resp, start, respTO)
 			}
 			if err != nil && reused && attempt == 0 && !isTimeout(err) {
 				// A pooled connection the backend had closed: try a
 				// new one.
 				bc.close()
 				continue
+			}
+			if err != nil && beforeAnswer(err) {
+				// Closed or reset before any answer: another backend
+				// may take it.
+				bc.close()
+				c.p.backendError(p.failureKind(b, err))
+				if at.failed(&c.rq, p.failureKind(b, err), retryable) {
+					attempt = -1
+					continue
+				}
+				c.br.Discard(len(head))
+				code, _, text := p.failure(b, err)
+				c.p.log.Warn("target failed", "target", b.String(), "error", err)
+				c.rejectBody(code, "backend", statusText(code), text)
+				return false
 			}
 			c.br.Discard(len(head))
 		} else {
@@ -386,7 +428,7 @@ func (c *conn) handle(head []byte) bool {
 			}
 			switch {
 			case err == nil:
-				err = bc.readHead(&c.resp, start, idleTO)
+				err = bc.readHead(&c.resp, start, respTO)
 			case errors.Is(err, errBadRequest):
 				// The body's framing is bad: the backend has part of
 				// a message and loses its connection; the client
@@ -402,15 +444,17 @@ func (c *conn) handle(head []byte) bool {
 				// The backend stopped reading: it may have answered
 				// first (413 on the head, say). The rest of the body
 				// is not read, so the client connection closes after.
-				if bc.readHead(&c.resp, start, idleTO) == nil {
+				if bc.readHead(&c.resp, start, respTO) == nil {
 					err, early = nil, true
 				}
 			}
 		}
 		break
 	}
+	b := at.b
 	if err != nil {
 		bc.close()
+		at.report(Outcome{Failure: p.failureKind(b, err)})
 		c.backendFailed(b, err)
 		return false
 	}
@@ -424,9 +468,10 @@ func (c *conn) handle(head []byte) bool {
 			bc.close()
 			return false
 		}
-		if err := bc.readHead(resp, start, idleTO); err != nil {
+		if err := bc.readHead(resp, start, respTO); err != nil {
 			bc.close()
 			p.backendError("read")
+			at.report(Outcome{Failure: "read"})
 			return false
 		}
 	}
@@ -434,9 +479,11 @@ func (c *conn) handle(head []byte) bool {
 	if resp.status == 101 {
 		if !upgrade {
 			bc.close()
+			at.report(Outcome{Status: 101, Failure: "protocol"})
 			c.backendFailed(b, errUnaskedUpgrade)
 			return false
 		}
+		at.report(Outcome{Status: 101})
 		c.writeResponseHead(resp, true)
 		bc.br.Discard(len(resp.head))
 		p.served(HTTP1, time.Since(start))
@@ -490,9 +537,13 @@ func (c *conn) handle(head []byte) bool {
 		if !errors.As(err, &we) {
 			p.backendError("read")
 			p.log.Warn("target failed mid-response", "target", b.String(), "error", err)
+			at.report(Outcome{Status: resp.status, Failure: "read"})
+		} else {
+			at.report(Outcome{Status: resp.status, Failure: "client"})
 		}
 		return false
 	}
+	at.report(Outcome{Status: resp.status})
 	if keepBackend && bc.br.Buffered() == 0 {
 		bc.idleSince = done
 		c.back = bc

@@ -56,7 +56,7 @@ func (p *Proxy) failure(b *Backend, err error) (code int, kind, text string) {
 		}
 	case isTimeout(err):
 		code, kind = http.StatusGatewayTimeout, "timeout"
-		what = "did not answer within " + p.cfg.IdleTimeout.String()
+		what = "did not answer within " + p.responseTimeout().String()
 	case errors.Is(err, errUpgradeH2):
 		kind = "protocol"
 		what = "answered with an upgrade (101), which HTTP/2 cannot carry"

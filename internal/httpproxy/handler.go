@@ -30,30 +30,38 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
 	}
-	b := p.cfg.Backend
-	if rt := p.cfg.Route; rt != nil {
-		var err error
-		if b, err = rt(requestView(r)); b == nil {
-			text := "no backend for this request"
-			if err != nil {
-				text = err.Error()
-			}
-			p.rejected("backend")
-			textAnswer(w, http.StatusBadGateway, p.cfg.Name+": "+text+"\n")
-			return
-		}
+	var rq *Request
+	if p.cfg.Route != nil || p.cfg.Pick != nil {
+		rq = requestView(r)
 	}
+	at, err := p.pick(rq, start)
+	if at.b == nil {
+		text := "no backend for this request"
+		if err != nil {
+			text = err.Error()
+		}
+		p.rejected("backend")
+		textAnswer(w, routeStatus(err), p.cfg.Name+": "+text+"\n")
+		return
+	}
+	defer at.report(Outcome{Failure: "client"})
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+	retryable := !hasBody && idempotent([]byte(r.Method))
+	respTO := p.responseTimeout()
 	var (
 		bc     *backendConn
 		reused bool
-		err    error
 		resp   msg
 		early  bool // answered before the whole body was sent
 	)
 	for attempt := 0; ; attempt++ {
+		b := at.b
 		bc, reused, err = b.get(p, hasBody)
 		if err != nil {
+			if at.failed(rq, "dial", retryable) {
+				attempt = -1
+				continue
+			}
 			code, _, text := p.failure(b, err) // counted by the dial
 			p.rejected("backend")
 			textAnswer(w, code, text)
@@ -80,31 +88,46 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		switch {
 		case err == nil:
-			err = bc.readHead(&resp, start, idleTO) // sends a deferred request first
+			err = bc.readHead(&resp, start, respTO) // sends a deferred request first
 		case !isTimeout(err):
 			// The backend stopped reading: it may have answered first
 			// (413 on the head, say).
-			if bc.readHead(&resp, start, idleTO) == nil {
+			if bc.readHead(&resp, start, respTO) == nil {
 				err, early = nil, true
 			}
 		}
 		// Interim responses are not relayed over HTTP/2.
 		for err == nil && resp.status < 200 && resp.status != 101 {
 			bc.br.Discard(len(resp.head))
-			err = bc.readHead(&resp, start, idleTO)
+			err = bc.readHead(&resp, start, respTO)
 		}
 		if err != nil && !hasBody && reused && attempt == 0 && !isTimeout(err) {
 			bc.close() // a pooled connection the backend had closed
 			continue
 		}
+		if err != nil && !hasBody && beforeAnswer(err) {
+			bc.close()
+			p.backendError(p.failureKind(b, err))
+			if at.failed(rq, p.failureKind(b, err), retryable) {
+				attempt = -1
+				continue
+			}
+			code, kind, text := p.failure(b, err)
+			p.rejected("backend")
+			p.log.Warn("target failed", "target", b.String(), "kind", kind, "method", r.Method, "path", r.URL.Path, "error", err)
+			textAnswer(w, code, text)
+			return
+		}
 		break
 	}
+	b := at.b
 	if err == nil && resp.status == 101 {
 		err = errUpgradeH2
 	}
 	if err != nil {
 		bc.close()
 		code, kind, text := p.failure(b, err)
+		at.report(Outcome{Failure: kind})
 		p.backendError(kind)
 		p.rejected("backend")
 		p.log.Warn("target failed", "target", b.String(), "kind", kind, "method", r.Method, "path", r.URL.Path, "error", err)
@@ -157,10 +180,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil && !errors.As(err, &we) {
 			p.backendError("read")
 			p.log.Warn("target failed mid-response", "target", b.String(), "error", err)
+			at.report(Outcome{Status: resp.status, Failure: "read"})
 			panic(http.ErrAbortHandler) // reset the stream: the body is incomplete
+		}
+		if err != nil {
+			at.report(Outcome{Status: resp.status, Failure: "client"})
+		} else {
+			at.report(Outcome{Status: resp.status})
 		}
 		return
 	}
+	at.report(Outcome{Status: resp.status})
 	b.put(bc)
 }
 

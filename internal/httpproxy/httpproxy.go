@@ -105,11 +105,25 @@ type Config struct {
 	Backend *Backend
 	// Route, if set, picks the backend for each request once its head is
 	// parsed and checked. A nil Backend with an error is answered 502
-	// with the error's text.
+	// (or the code of a *StatusError) with the error's text.
 	Route func(r *Request) (*Backend, error)
+	// Pick, if set, replaces Route and Backend: it picks the backend for
+	// each attempt at a request once its head is parsed and checked
+	// (attempt 0, then one more per retry), and returns done, which the
+	// engine calls exactly once with the attempt's Outcome (done may be
+	// nil). When the Outcome is Retryable and done returns true, the
+	// engine calls Pick again and sends the request to the backend it
+	// picks; if Pick then has none, the first failure is answered. A nil
+	// Backend is answered with the error's text: 502, or the code of a
+	// *StatusError.
+	Pick func(r *Request, attempt int) (b *Backend, done func(Outcome) (retry bool), err error)
 	// IdleTimeout bounds the wait for a next request, and each read and
 	// write of a backend or client while a request is served.
 	IdleTimeout time.Duration
+	// ResponseTimeout bounds the wait for a response head once the
+	// request was sent (0: IdleTimeout); a backend that does not answer
+	// within it is answered 504.
+	ResponseTimeout time.Duration
 	// HeaderTimeout bounds the rest of a request head once its first byte
 	// arrived.
 	HeaderTimeout time.Duration
@@ -170,6 +184,14 @@ func (p *Proxy) backendError(kind string) {
 	if f := p.cfg.BackendError; f != nil {
 		f(kind)
 	}
+}
+
+// responseTimeout is the bound on waiting for a response head.
+func (p *Proxy) responseTimeout() time.Duration {
+	if p.cfg.ResponseTimeout > 0 {
+		return p.cfg.ResponseTimeout
+	}
+	return p.cfg.IdleTimeout
 }
 
 func (p *Proxy) served(proto string, d time.Duration) {
