@@ -1,9 +1,17 @@
 // Package wireprobe checks that a server speaks its protocol: a Redis
 // PING, a MySQL greeting, a PostgreSQL SSLRequest. A probe runs over a
-// connection the caller dialed (plain TCP, or TLS from tlsconf.Client),
-// takes its deadline from ctx, never authenticates and leaves the
-// connection half-way through the protocol's handshake: the caller closes
-// it when the probe returns.
+// connection the caller dialed, takes its deadline from ctx, never
+// authenticates and leaves the connection half-way through the
+// protocol's handshake: the caller closes it when the probe returns.
+//
+// The connection is plain TCP, or TLS (tlsconf.Client.Dial) where the
+// server speaks TLS from the first byte: Redis on its tls-port, or any of
+// the three behind a TLS-terminating proxy. MySQL and PostgreSQL servers
+// that do TLS themselves negotiate it inside their protocol, after the
+// greeting or the SSLRequest answer, so they are probed in plain TCP.
+//
+// A ctx without a deadline lets a probe wait as long as a silent server
+// keeps the connection open: give it one (the health-check timeout).
 //
 // A probe says whether a server of the right kind answers and accepts
 // connections, not whether a query would succeed: an error names what was
