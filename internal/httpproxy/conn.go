@@ -70,6 +70,7 @@ func (p *Proxy) ServeConn(cl Client) {
 		c.sock = cl.Conn
 	}
 	c.rq.m = &c.req
+	c.rq.conn = cl.Conn
 	c.br = clientReaders.Get().(*bufio.Reader)
 	c.br.Reset(cl.Conn)
 	c.bw = clientWriters.Get().(*bufio.Writer)
@@ -344,6 +345,7 @@ func (c *conn) handle(head []byte) bool {
 		}
 		return false
 	}
+	c.rq.data = nil
 	at, err := c.pick(start)
 	if at.b == nil {
 		c.br.Discard(len(head))

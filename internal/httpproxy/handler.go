@@ -222,7 +222,7 @@ func requestView(r *http.Request) *Request {
 		m.reset(nil)
 		m.method, m.target = []byte(r.Method), []byte(r.URL.RequestURI())
 	}
-	return &Request{m: m}
+	return &Request{m: m, remote: r.RemoteAddr}
 }
 
 // textAnswer answers code with a short text body.

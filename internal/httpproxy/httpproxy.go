@@ -254,7 +254,31 @@ type Waker interface {
 
 // Request is a parsed request head, as Route sees it. It and the slices
 // it returns are valid only during the call.
-type Request struct{ m *msg }
+type Request struct {
+	m      *msg
+	conn   net.Conn // the client's, for RemoteAddr (ServeConn)
+	remote string   // the client's address (ServeHTTP), or conn's once asked
+	data   any
+}
+
+// RemoteAddr is the client's address (host:port), as the listener saw
+// it.
+func (r *Request) RemoteAddr() string {
+	if r.remote == "" && r.conn != nil {
+		if a := r.conn.RemoteAddr(); a != nil {
+			r.remote = a.String()
+		}
+	}
+	return r.remote
+}
+
+// Data is what SetData stored during an earlier Pick for the same
+// request (nil at the first attempt): a place for a Pick's own state
+// across the attempts of one request (the endpoints already tried, say).
+func (r *Request) Data() any { return r.data }
+
+// SetData stores v for the next Pick of the same request.
+func (r *Request) SetData(v any) { r.data = v }
 
 // Method returns the request method.
 func (r *Request) Method() []byte { return r.m.method }

@@ -28,6 +28,13 @@ type outcomes struct {
 	mu    sync.Mutex
 	picks []string
 	got   []Outcome
+	errs  []string
+}
+
+func (o *outcomes) bad(format string, a ...any) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.errs = append(o.errs, fmt.Sprintf(format, a...))
 }
 
 func (o *outcomes) add(b *Backend) func(Outcome) bool {
@@ -45,7 +52,7 @@ func (o *outcomes) add(b *Backend) func(Outcome) bool {
 func (o *outcomes) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var parts []string
+	parts := o.errs
 	for _, g := range o.got {
 		parts = append(parts, fmt.Sprintf("%d/%s/%t", g.Status, g.Failure, g.Retryable))
 	}
@@ -86,6 +93,19 @@ func okBackend(t *testing.T, status int) *Backend {
 func seqPick(rec *outcomes, backends ...*Backend) func(*Request, int) (*Backend, func(Outcome) bool, error) {
 	return func(r *Request, attempt int) (*Backend, func(Outcome) bool, error) {
 		b := backends[min(attempt, len(backends)-1)]
+		// Data lives across the attempts of one request, and the
+		// client's address is known.
+		switch {
+		case attempt == 0 && r.Data() != nil:
+			rec.bad("attempt 0 sees data %v", r.Data())
+		case attempt > 0 && r.Data() != "set by attempt 0":
+			rec.bad("attempt %d sees data %v", attempt, r.Data())
+		case !strings.HasPrefix(r.RemoteAddr(), "127.0.0.1:"):
+			rec.bad("RemoteAddr = %q", r.RemoteAddr())
+		}
+		if attempt == 0 {
+			r.SetData("set by attempt 0")
+		}
 		return b, rec.add(b), nil
 	}
 }
