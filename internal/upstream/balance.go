@@ -11,12 +11,12 @@ import (
 // sums are scaled down to fit (each endpoint keeps at least one slot).
 const maxSchedule = 4096
 
-// Ring sizes: at least minRing points in all, ringPerEndpoint per endpoint
-// when that is more, at most maxRing.
+// Ring sizes: ringPerWeight points per unit of weight (four endpoints of
+// weight 1 make a ring of 1024 points), scaled down to at most maxRing
+// points in all.
 const (
-	minRing         = 1024
-	ringPerEndpoint = 128
-	maxRing         = 1 << 17
+	ringPerWeight = 256
+	maxRing       = 1 << 17
 )
 
 // snapshot is what Acquire reads: immutable once published.
@@ -50,8 +50,10 @@ func (s *snapshot) build(p *Pool) {
 		}
 		s.ring = p.ring
 		s.onRing = make([]bool, len(s.ring.eps))
-		for i, e := range s.ring.eps {
-			s.onRing[i] = slices.Contains(s.cands, e)
+		for _, e := range s.cands {
+			if i, ok := s.ring.index[e]; ok {
+				s.onRing[i] = true
+			}
 		}
 	}
 }
@@ -153,7 +155,7 @@ func (s *snapshot) pickPolicy(p *Pool, h *Hint) *Endpoint {
 
 func (s *snapshot) roundRobin(p *Pool, h *Hint) *Endpoint {
 	n := uint64(len(s.sched))
-	start := p.rr.Add(1)
+	start := p.rr.Add(1) - 1
 	for i := range n {
 		e := s.cands[s.sched[(start+i)%n]]
 		if len(h.Tried) == 0 || !tried(h, e) {
@@ -241,6 +243,7 @@ func (s *snapshot) ringPick(h *Hint) *Endpoint {
 // while their addresses and weights stay the same.
 type ring struct {
 	eps     []*Endpoint
+	index   map[*Endpoint]int
 	weights []int64
 	points  []ringPoint
 }
@@ -262,12 +265,17 @@ func (r *ring) same(eps []*Endpoint) bool {
 	return true
 }
 
-// newRing gives each endpoint points in proportion to its weight: about
-// max(minRing, ringPerEndpoint×n) points in all (at most maxRing), at least
-// one each. Point j of an endpoint hashes "ADDR_j", so an endpoint's points
-// do not depend on the others'.
+// newRing gives each endpoint ringPerWeight points per unit of weight,
+// unless that makes more than maxRing in all: then maxRing in proportion to
+// the weights, at least one each. Point j of an endpoint hashes "ADDR_j",
+// so an endpoint's points do not depend on the other endpoints (while the
+// ring is not scaled down): an endpoint that comes or goes takes or gives
+// back only its own keys.
 func newRing(eps []*Endpoint) *ring {
-	r := &ring{eps: slices.Clone(eps), weights: make([]int64, len(eps))}
+	r := &ring{eps: slices.Clone(eps), weights: make([]int64, len(eps)), index: make(map[*Endpoint]int, len(eps))}
+	for i, e := range eps {
+		r.index[e] = i
+	}
 	if len(eps) == 0 {
 		return r
 	}
@@ -276,10 +284,12 @@ func newRing(eps []*Endpoint) *ring {
 		r.weights[i] = e.weight()
 		sum += r.weights[i]
 	}
-	target := min(max(int64(minRing), int64(ringPerEndpoint*len(eps))), maxRing)
 	var buf []byte
 	for i, e := range eps {
-		k := max(1, (r.weights[i]*target+sum/2)/sum)
+		k := r.weights[i] * ringPerWeight
+		if sum*ringPerWeight > maxRing {
+			k = max(1, (r.weights[i]*maxRing+sum/2)/sum)
+		}
 		for j := range k {
 			buf = append(buf[:0], e.addr...)
 			buf = append(buf, '_')

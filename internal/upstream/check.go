@@ -84,11 +84,9 @@ func HTTPCheck(c HTTPCheckConfig) Checker {
 			dial = (&net.Dialer{}).DialContext
 		}
 		rt = &http.Transport{
-			DialContext:         dial,
-			TLSClientConfig:     c.TLS,
-			DisableKeepAlives:   true,
-			Proxy:               nil,
-			TLSHandshakeTimeout: 0,
+			DialContext:       dial,
+			TLSClientConfig:   c.TLS,
+			DisableKeepAlives: true,
 		}
 	}
 	client := &http.Client{
@@ -183,7 +181,6 @@ func (p *Pool) observe(e *Endpoint, err error) {
 	if e.removed.Load() || p.closed {
 		return
 	}
-	e.checked = true
 	if err == nil {
 		e.fails = 0
 		e.passes++

@@ -29,9 +29,8 @@ type Endpoint struct {
 	streak       int // ejections counting toward the next period
 	lastReturn   time.Time
 	ejectTimer   *time.Timer
-	checked      bool // at least one check has run
-	passes       int  // in a row
-	fails        int  // in a row
+	passes       int // in a row
+	fails        int // in a row
 	lastCheckErr string
 	stopCheck    context.CancelFunc
 }
@@ -51,8 +50,6 @@ func (e *Endpoint) weight() int64 {
 	}
 	return 1
 }
-
-func (e *Endpoint) usable() bool { return e.healthy.Load() && !e.ejected.Load() && !e.removed.Load() }
 
 // EndpointStatus is one endpoint's state, for GET /endpoints.
 type EndpointStatus struct {

@@ -18,7 +18,8 @@
 //     otherwise the whole group;
 //  5. the Policy picks one: smooth weighted round robin (nginx's), least
 //     request (in-flight/weight, ties in weighted round robin order), power
-//     of two weighted random choices, or a consistent hash ring.
+//     of two weighted random choices, or a consistent hash ring (256 points
+//     per unit of weight, at most 131072 in all; keys hashed with XXH64).
 //
 // An endpoint discovery no longer lists is never picked again; Releases of
 // connections still open on it are harmless. State (health, ejections,
