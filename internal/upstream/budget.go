@@ -1,9 +1,31 @@
 package upstream
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
+
+// clock is a coarse Unix time in seconds for the request path, where
+// time.Now can cost more than the rest of a pick (it is a system call on
+// some virtual machines). One goroutine per process refreshes it every
+// 100ms from the first pool made on.
+var clock struct {
+	once sync.Once
+	sec  atomic.Int64
+}
+
+func nowSec() int64 {
+	clock.once.Do(func() {
+		clock.sec.Store(time.Now().Unix())
+		go func() {
+			for range time.Tick(100 * time.Millisecond) {
+				clock.sec.Store(time.Now().Unix())
+			}
+		}()
+	})
+	return clock.sec.Load()
+}
 
 // window counts requests and retries in ten one-second buckets. Counts that
 // land on a bucket while it is being recycled may be lost: the budget is an
@@ -27,7 +49,7 @@ func (w *window) at(sec int64) *bucket {
 	return b
 }
 
-func (w *window) request() { w.at(time.Now().Unix()).requests.Add(1) }
+func (w *window) request() { w.at(nowSec()).requests.Add(1) }
 
 func (w *window) sums(now int64) (requests, retries int64) {
 	for i := range w.b {
@@ -41,7 +63,7 @@ func (w *window) sums(now int64) (requests, retries int64) {
 }
 
 func (w *window) allowRetry(budget float64, minRetries int) bool {
-	now := time.Now().Unix()
+	now := nowSec()
 	requests, retries := w.sums(now)
 	if retries < int64(minRetries) || (budget > 0 && float64(retries+1) <= budget*float64(requests)) {
 		w.at(now).retries.Add(1)

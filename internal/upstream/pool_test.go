@@ -375,20 +375,33 @@ func TestAcquireConcurrent(t *testing.T) {
 			w := pushWatch(t, ep(1, 1, 0, "a"), ep(2, 2, 0, "b"), ep(3, 1, 1, "a"))
 			chk := newFlaky()
 			p := newPool(t, Config{Policy: policy, Zone: "a", Limits: Limits{MaxConnections: 6, MaxRequests: 6},
-				Check:   CheckConfig{Checker: chk, Interval: time.Millisecond, Rise: 1, Fall: 1},
+				Check:   CheckConfig{Checker: chk, Interval: 2 * time.Millisecond, Rise: 1, Fall: 1},
 				Outlier: OutlierConfig{ConsecutiveFailures: 2, BaseEjection: time.Millisecond, MaxPercent: 100}}, w)
 			run(t, p)
+			// Discovery updates and health flips while 8 goroutines pick.
 			stop := make(chan struct{})
+			updated := make(chan struct{})
+			go func() {
+				defer close(updated)
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					chk.set(i % 4)
+					eps := []discovery.Endpoint{ep(1, 1, 0, "a"), ep(2, 2, 0, "b"), ep(3+i%2, 1, 1, "a")}
+					w.Update(discovery.Set{Endpoints: eps})
+					p.Snapshot()
+					p.Usable()
+					time.Sleep(time.Millisecond)
+				}
+			}()
 			var wg sync.WaitGroup
 			for g := range 8 {
 				wg.Go(func() {
 					var tried []*Endpoint
-					for i := 0; ; i++ {
-						select {
-						case <-stop:
-							return
-						default:
-						}
+					for i := range 5000 {
 						k := Kind(g % 2)
 						e, err := p.Acquire(Hint{Kind: k, Key: uint64(i), HasKey: true, Tried: tried})
 						if err != nil {
@@ -408,16 +421,9 @@ func TestAcquireConcurrent(t *testing.T) {
 					}
 				})
 			}
-			for i := range 50 {
-				chk.set(i % 4)
-				eps := []discovery.Endpoint{ep(1, 1, 0, "a"), ep(2, 2, 0, "b"), ep(3+i%2, 1, 1, "a")}
-				w.Update(discovery.Set{Endpoints: eps})
-				p.Snapshot()
-				p.Usable()
-				time.Sleep(time.Millisecond)
-			}
-			close(stop)
 			wg.Wait()
+			close(stop)
+			<-updated
 			if p.InFlight(Conn) != 0 || p.InFlight(Request) != 0 || p.pending.Load() != 0 {
 				t.Errorf("counts left: conn %d request %d pending %d", p.InFlight(Conn), p.InFlight(Request), p.pending.Load())
 			}
