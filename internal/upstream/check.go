@@ -46,7 +46,8 @@ type HTTPCheckConfig struct {
 	Path string
 	// Host is the Host header ("" means the endpoint's address).
 	Host string
-	// Lo and Hi bound the passing status codes (default 200 and 399).
+	// Lo and Hi bound the passing status codes (default 200 and 399; Hi 0
+	// alone means 399, or Lo when Lo is above 399).
 	Lo, Hi int
 	// Dial opens the connection to the endpoint (nil: a net.Dialer). For
 	// TLS, give a dial that returns a handshaken *tls.Conn (as
@@ -70,8 +71,11 @@ func HTTPCheck(c HTTPCheckConfig) Checker {
 	if c.Path[0] != '/' {
 		c.Path = "/" + c.Path
 	}
-	if c.Lo == 0 && c.Hi == 0 {
-		c.Lo, c.Hi = 200, 399
+	if c.Lo == 0 {
+		c.Lo = 200
+	}
+	if c.Hi == 0 {
+		c.Hi = max(c.Lo, 399)
 	}
 	scheme := "http"
 	rt := c.Transport

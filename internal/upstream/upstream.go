@@ -348,7 +348,8 @@ type Hint struct {
 	// Tried are the endpoints already tried for this request or connection:
 	// Acquire picks another usable endpoint while one is left (in the same
 	// group first, then any usable one), and a tried one only when every
-	// usable endpoint has been tried.
+	// usable endpoint has been tried: a returned endpoint that is already in
+	// Tried tells the caller that nothing new is left.
 	Tried []*Endpoint
 	// Kind is Conn or Request.
 	Kind Kind
@@ -541,9 +542,9 @@ func (p *Pool) overflow(limit string, n int) error {
 	return fmt.Errorf("upstream %q: %s %d: %w", p.name, limit, n, ErrOverloaded)
 }
 
-// Release ends an acquisition of e (of kind k) with result r, which feeds
-// outlier detection. Releasing an endpoint discovery has since removed is
-// harmless.
+// Release ends an acquisition of e with result r, which feeds outlier
+// detection; k must be the Hint.Kind it was acquired with. Releasing an
+// endpoint discovery has since removed is harmless.
 func (p *Pool) Release(e *Endpoint, k Kind, r Result) {
 	if e == nil {
 		return
