@@ -63,6 +63,9 @@ func newDNS(str, spec string, o Options) (Source, error) {
 	if err := checkDNSName(name); err != nil {
 		return nil, err
 	}
+	if err := resolverOption(&o); err != nil {
+		return nil, err
+	}
 	return &dnsSource{str: str, kind: "dns", name: name, port: port, opts: o, resolvConf: dnsclient.ResolvConfPath}, nil
 }
 
@@ -73,7 +76,26 @@ func newSRV(str, spec string, o Options) (Source, error) {
 	if err := checkDNSName(spec); err != nil {
 		return nil, err
 	}
+	if err := resolverOption(&o); err != nil {
+		return nil, err
+	}
 	return &dnsSource{str: str, kind: "srv", name: spec, opts: o, resolvConf: dnsclient.ResolvConfPath}, nil
+}
+
+// resolverOption checks Options.Resolver: HOST:PORT, or an IP address
+// alone, which means port 53.
+func resolverOption(o *Options) error {
+	if o.Resolver == "" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(strings.Trim(o.Resolver, "[]")); err == nil {
+		o.Resolver = netip.AddrPortFrom(ip, 53).String()
+		return nil
+	}
+	if _, _, err := splitHostPort(o.Resolver); err != nil {
+		return fmt.Errorf("DNS resolver %w", err)
+	}
+	return nil
 }
 
 func checkDNSName(name string) error {

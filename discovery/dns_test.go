@@ -52,6 +52,17 @@ func TestParseDNS(t *testing.T) {
 		{"srv:_redis._tcp..example.com", "not a valid DNS name"},
 		{"srv:" + strings.Repeat("a", 64) + ".com", "not a valid DNS name"},
 	}
+	for _, tt := range []struct{ resolver, want string }{{"10.0.0.10", "10.0.0.10:53"}, {"::1", "[::1]:53"}, {"dns.internal:5353", "dns.internal:5353"}} {
+		src, err := Parse("dns:redis:6379", Options{Resolver: tt.resolver})
+		if err != nil || src.(*dnsSource).opts.Resolver != tt.want {
+			t.Errorf("resolver %q: %v, want %q", tt.resolver, err, tt.want)
+		}
+	}
+	for _, r := range []string{"dns.internal", "10.0.0.1:0", "a b:53"} {
+		if _, err := Parse("srv:_a._tcp.b", Options{Resolver: r}); !errors.Is(err, ErrBadSource) || !strings.Contains(err.Error(), "DNS resolver") {
+			t.Errorf("resolver %q: err = %v, want ErrBadSource naming the DNS resolver", r, err)
+		}
+	}
 	for _, tt := range bad {
 		_, err := Parse(tt.in, Options{})
 		if !errors.Is(err, ErrBadSource) || !strings.Contains(err.Error(), tt.want) {

@@ -265,7 +265,7 @@ func TestContextEndsLookup(t *testing.T) {
 // search list, NXDOMAIN, NODATA, REFUSED and SRV with additional records.
 func TestDnsmasq(t *testing.T) {
 	d := testdeps.StartDnsmasq(t, "192.0.2.1 a.test\n192.0.2.2 a.test\n::1 six.test\n192.0.2.3 t1.test\n",
-		"srv-host=_redis._tcp.svc.test,t1.test,6379,0,5\nsrv-host=_redis._tcp.svc.test,t2.test,6380,1,0\n", 3)
+		"srv-host=_redis._tcp.svc.test,t1.test,6379,0,5\nsrv-host=_redis._tcp.svc.test,t2.test,6380,1,0\ncname=alias.test,a.test,2\n", 3)
 	c := New(Config{Servers: []string{d.Addr()}, Search: []string{"test."}, Ndots: 1, Timeout: 10 * time.Second})
 	ctx := context.Background()
 
@@ -276,6 +276,10 @@ func TestDnsmasq(t *testing.T) {
 	slices.SortFunc(r.Addrs, netip.Addr.Compare)
 	if want := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")}; !slices.Equal(r.Addrs, want) || r.TTL != 3 || r.Name != "a.test." {
 		t.Errorf("a: got %+v, want %v TTL 3 from a.test.", r, want)
+	}
+	r, err = c.Lookup(ctx, "alias.test", dnsmessage.TypeA)
+	if err != nil || len(r.Addrs) != 2 || r.Name != "a.test." || r.TTL != 2 {
+		t.Errorf("alias.test (CNAME a.test, TTL 2): %+v, %v; want a.test's addresses with the CNAME's TTL", r, err)
 	}
 	r, err = c.Lookup(ctx, "six.test", dnsmessage.TypeAAAA)
 	if err != nil || len(r.Addrs) != 1 || r.Addrs[0] != netip.IPv6Loopback() {
