@@ -174,11 +174,18 @@ func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 // the others; it stands for endpoints going down and up where the test is
 // about selection, not about how a check talks to an endpoint.
 type flaky struct {
-	mu   sync.Mutex
-	down map[string]bool
+	mu    sync.Mutex
+	down  map[string]bool
+	calls map[string]int
 }
 
-func newFlaky() *flaky { return &flaky{down: map[string]bool{}} }
+func newFlaky() *flaky { return &flaky{down: map[string]bool{}, calls: map[string]int{}} }
+
+func (f *flaky) checks(port int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[addr(port)]
+}
 
 func (f *flaky) set(ports ...int) {
 	f.mu.Lock()
@@ -192,6 +199,7 @@ func (f *flaky) set(ports ...int) {
 func (f *flaky) Check(ctx context.Context, a string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls[a]++
 	if f.down[a] {
 		return fmt.Errorf("%s is down", a)
 	}

@@ -321,6 +321,14 @@ func TestEndpointRemovedByDiscovery(t *testing.T) {
 	if !status(p, addr(3)).Ejected || status(p, addr(3)).Ejections != 1 {
 		t.Errorf("endpoint 3 lost its ejection across the refresh: %+v", status(p, addr(3)))
 	}
+	// The new endpoint is checked; the removed one no longer (one check
+	// may have been under way when it left).
+	checks2 := chk.checks(2)
+	n4 := chk.checks(4)
+	testdeps.WaitFor(t, "checks of the new endpoint", func() bool { return chk.checks(4) >= n4+3 })
+	if n := chk.checks(2); n > checks2+1 {
+		t.Errorf("the removed endpoint was checked %d more times", n-checks2)
+	}
 	if n := picks(t, p, 200, nil)[addr(2)]; n != 0 {
 		t.Errorf("removed endpoint picked %d times", n)
 	}
