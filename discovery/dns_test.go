@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -290,6 +291,45 @@ func TestRefreshWait(t *testing.T) {
 	} {
 		if got := refreshAfter(tt.ttl, o); got != tt.want {
 			t.Errorf("refreshAfter(%v) = %v, want %v", tt.ttl, got, tt.want)
+		}
+	}
+}
+
+// failTimes is a Receiver that records when each failure came.
+type failTimes struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (f *failTimes) Update(Set) {}
+func (f *failTimes) Failed(error) {
+	f.mu.Lock()
+	f.times = append(f.times, time.Now())
+	f.mu.Unlock()
+}
+
+// TestDNSFailureBacksOff: failed refreshes are retried MinRefresh apart
+// at first, then further apart (doubling, 10% jitter), never in a loop.
+// Only lower bounds are checked: a loaded machine makes the gaps longer,
+// never shorter.
+func TestDNSFailureBacksOff(t *testing.T) {
+	d := testdeps.StartDnsmasq(t, "", "", 1)
+	src, err := Parse("dns:missing.test:1", Options{Resolver: d.Addr(), MinRefresh: 50 * time.Millisecond, MaxRefresh: 400 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &failTimes{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { src.Run(ctx, f); close(done) }()
+	defer func() { cancel(); <-done }()
+	testdeps.WaitFor(t, "six failures", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return len(f.times) >= 6 })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// Waits: 50, 100, 200, 400, 400 ms, each at least 90% of that.
+	for i, want := range []time.Duration{45, 90, 180, 360, 360} {
+		if gap := f.times[i+1].Sub(f.times[i]); gap < want*time.Millisecond {
+			t.Errorf("gap %d = %v, want at least %v", i+1, gap, want*time.Millisecond)
 		}
 	}
 }
