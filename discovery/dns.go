@@ -34,7 +34,12 @@ import (
 // Options.MinRefresh nor later than Options.MaxRefresh. A failed refresh
 // (NXDOMAIN, SERVFAIL, no answer, no records) is reported to the Receiver
 // and keeps the last set; it is retried after MinRefresh, doubling up to
-// MaxRefresh.
+// MaxRefresh. A failure to get an answer for A or AAAA (or for an SRV
+// target) fails the whole refresh rather than deliver half a set.
+//
+// Only DNS is asked: /etc/hosts and nsswitch are not consulted (names in
+// Compose and Kubernetes come from their DNS servers). Options.Resolver
+// may be an IP address alone, meaning port 53.
 type dnsSource struct {
 	str, kind string
 	name      string // the name asked, as given
