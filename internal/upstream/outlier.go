@@ -31,7 +31,7 @@ func (p *Pool) eject(e *Endpoint, r Result, failures int64) {
 	}
 	e.streak++
 	e.ejections++
-	d := min(time.Duration(e.streak)*p.cfg.Outlier.BaseEjection, p.cfg.Outlier.MaxEjection)
+	d := p.cfg.Outlier.period(e.streak)
 	e.ejectedUntil = now.Add(d)
 	e.ejected.Store(true)
 	if p.m != nil {
@@ -71,4 +71,9 @@ func ejectionAllowed(total, ejected, maxPercent int) bool {
 		return true
 	}
 	return total > 1 && ejected == 0
+}
+
+// period is how long the n-th ejection in a streak lasts.
+func (c OutlierConfig) period(n int) time.Duration {
+	return min(time.Duration(n)*c.BaseEjection, c.MaxEjection)
 }

@@ -71,13 +71,15 @@ func TestOutlierEjection(t *testing.T) {
 		t.Errorf("after return: usable %d, %+v", p.Usable(), status(p, addr(1)))
 	}
 	// The second ejection lasts twice the first.
+	before := time.Now()
 	fail(t, p, addr(1), 3, ConnectFailed)
+	after := time.Now()
 	st = status(p, addr(1))
 	if !st.Ejected || st.Ejections != 2 {
 		t.Fatalf("second ejection: %+v", st)
 	}
-	if d := time.Until(st.EjectedUntil); d <= 50*time.Millisecond || d > 100*time.Millisecond {
-		t.Errorf("second ejection lasts %v more, want 100ms at most and more than one base period", d)
+	if until := st.EjectedUntil; until.Before(before.Add(100*time.Millisecond)) || until.After(after.Add(100*time.Millisecond)) {
+		t.Errorf("second ejection ends %v after it began, want 2×50ms", until.Sub(before))
 	}
 	testdeps.WaitFor(t, "the second return", func() bool { return !status(p, addr(1)).Ejected })
 	if v, _ := gather(t, m, "podkit_test_endpoint_ejections_total", map[string]string{"upstream": "o", "endpoint": addr(1)}); v != 2 {
@@ -88,6 +90,19 @@ func TestOutlierEjection(t *testing.T) {
 	}
 	if n := logs.count("endpoint returned from ejection"); n != 2 {
 		t.Errorf("%d return lines, want 2", n)
+	}
+}
+
+func TestEjectionPeriod(t *testing.T) {
+	c := Config{Outlier: OutlierConfig{BaseEjection: 30 * time.Second, MaxEjection: 100 * time.Second}}.withDefaults().Outlier
+	for n, want := range map[int]time.Duration{1: 30 * time.Second, 2: 60 * time.Second, 3: 90 * time.Second, 4: 100 * time.Second, 50: 100 * time.Second} {
+		if got := c.period(n); got != want {
+			t.Errorf("ejection %d lasts %v, want %v", n, got, want)
+		}
+	}
+	d := Config{}.withDefaults().Outlier
+	if d.period(1) != DefaultBaseEjection || d.period(100) != DefaultMaxEjection {
+		t.Errorf("defaults: %v, %v", d.period(1), d.period(100))
 	}
 }
 
