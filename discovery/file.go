@@ -96,18 +96,6 @@ func ParseFile(data []byte) (Set, error) {
 	return Set{Endpoints: eps}.Normalize(), nil
 }
 
-func (f *file) load() (Set, error) {
-	data, err := os.ReadFile(f.path)
-	if err != nil {
-		return Set{}, err
-	}
-	set, err := ParseFile(data)
-	if err != nil {
-		return Set{}, fmt.Errorf("%s: %w", f.path, err)
-	}
-	return set, nil
-}
-
 func (f *file) Run(ctx context.Context, r Receiver) error {
 	changed := make(chan struct{}, 1)
 	stop, rewatch, err := dirwatch.Watch(func() []string { return []string{filepath.Dir(f.path)} }, func() {
