@@ -355,3 +355,24 @@ func TestNoEndpoint(t *testing.T) {
 		t.Errorf("no_endpoint_total = %v, want 3", v)
 	}
 }
+
+func FuzzParsePolicy(f *testing.F) {
+	for _, s := range []string{"", "round-robin", "p2c", "ring-hash", "least-request", "rr", "RING-HASH", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePolicy(s)
+		if err != nil {
+			if p != "" || !strings.Contains(err.Error(), "unknown balancing policy") {
+				t.Errorf("ParsePolicy(%q) = %q, %v", s, p, err)
+			}
+			return
+		}
+		if s != "" && string(p) != s {
+			t.Errorf("ParsePolicy(%q) = %q", s, p)
+		}
+		if again, err := ParsePolicy(string(p)); err != nil || again != p {
+			t.Errorf("%q does not parse back: %v", p, err)
+		}
+	})
+}

@@ -462,3 +462,28 @@ func TestAcquireConcurrent(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
+
+func TestCloseStopsChecks(t *testing.T) {
+	chk := newFlaky()
+	p := newPool(t, Config{Check: CheckConfig{Checker: chk, Interval: 5 * time.Millisecond}}, pushWatch(t, ep(1, 1, 0, "")))
+	run(t, p)
+	testdeps.WaitFor(t, "a few checks", func() bool { return chk.checks(1) >= 3 })
+	p.Close()
+	n := chk.checks(1)
+	// Acquire still works on the last snapshot.
+	e, err := p.Acquire(Hint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Release(e, Conn, OK)
+	p.Close() // twice is fine
+	chk2 := newFlaky()
+	p2 := newPool(t, Config{Check: CheckConfig{Checker: chk2, Interval: 5 * time.Millisecond}}, pushWatch(t, ep(1, 1, 0, "")))
+	run(t, p2)
+	testdeps.WaitFor(t, "checks of a second pool", func() bool { return chk2.checks(1) >= 5 })
+	if got := chk.checks(1); got > n+1 {
+		t.Errorf("%d checks after Close", got-n)
+	}
+	// Run after Close returns at once.
+	p.Run(t.Context())
+}
