@@ -216,6 +216,7 @@ func (k *kubernetes) Run(ctx context.Context, r Receiver) error {
 	st := &kubeState{k: k, r: r, api: client.EndpointSlices(k.namespace), warned: map[string]string{}}
 	backoff := retry.NewBackoff(kubeRetry)
 	for ctx.Err() == nil {
+		listed := time.Now()
 		rv, err := st.list(ctx)
 		if err == nil {
 			backoff.Reset()
@@ -225,12 +226,13 @@ func (k *kubernetes) Run(ctx context.Context, r Receiver) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		d := time.Second - time.Since(listed) // at most one list a second
 		if err != nil {
 			st.failed(err)
-			d, _ := backoff.Next()
-			if retry.Sleep(ctx, d) != nil {
-				return nil
-			}
+			d, _ = backoff.Next()
+		}
+		if retry.Sleep(ctx, d) != nil {
+			return nil
 		}
 	}
 	return nil
@@ -429,12 +431,13 @@ func kubeSet(ns, svc, port string, sl []*discoveryv1.EndpointSlice) (Set, map[st
 		return Set{}, warns, fmt.Errorf("service %s/%s has no EndpointSlices (does the Service exist?)", ns, svc)
 	}
 	var (
-		eps     []Endpoint
-		index   = map[string]int{} // address -> position in eps
-		withEps int                // slices (of IP addresses) that list endpoints
-		matched int                // of those, slices with the port
-		names   []string           // port names seen, for the error
-		notTCP  string
+		eps      []Endpoint
+		index    = map[string]int{} // address -> position in eps
+		withEps  int                // slices (of IP addresses) that list endpoints
+		matched  int                // of those, slices with the port
+		names    []string           // port names seen, for the error
+		notTCP   string
+		noNumber bool
 	)
 	for _, s := range sl {
 		switch s.AddressType {
@@ -459,6 +462,7 @@ func kubeSet(ns, svc, port string, sl []*discoveryv1.EndpointSlice) (Set, map[st
 			continue
 		}
 		if p.Port == nil || *p.Port < 1 || *p.Port > 65535 {
+			noNumber = true
 			warns[s.Name] = fmt.Sprintf("EndpointSlice ignored: its port %s has no usable number", kubePortLabel(port))
 			continue
 		}
@@ -492,6 +496,8 @@ func kubeSet(ns, svc, port string, sl []*discoveryv1.EndpointSlice) (Set, map[st
 		switch {
 		case notTCP != "":
 			return Set{}, warns, fmt.Errorf("port %s of service %s/%s is %s, not TCP", kubePortLabel(port), ns, svc, notTCP)
+		case noNumber:
+			return Set{}, warns, fmt.Errorf("port %s of service %s/%s has no port number in its EndpointSlices", kubePortLabel(port), ns, svc)
 		default:
 			return Set{}, warns, fmt.Errorf("service %s/%s has no port %s in its EndpointSlices (ports: %s)", ns, svc, kubePortLabel(port), kubePortList(names))
 		}

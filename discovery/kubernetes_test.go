@@ -199,6 +199,11 @@ func TestKubeSet(t *testing.T) {
 			err:    `port "dns" of service ns/svc is UDP, not TCP`,
 		},
 		{
+			name: "no number", port: "any",
+			slices: []*discoveryv1.EndpointSlice{kubeSlice("a", "svc", discoveryv1.AddressTypeIPv4, []discoveryv1.EndpointPort{{Name: ptrTo("any")}}, kubeEP("10.0.0.1", "", "", kubeReady))},
+			err:    `port "any" of service ns/svc has no port number in its EndpointSlices`,
+		},
+		{
 			// The controller's placeholder for a Service without pods:
 			// no ports, no endpoints.
 			name: "scaled to zero", port: "grpc",
@@ -451,6 +456,14 @@ func TestKubernetes(t *testing.T) {
 			_, err := w.Status()
 			return err == nil && slices.Equal(addrs(w.Current()), []string{"10.7.0.1:8080", "10.7.0.2:8080"})
 		})
+		// Away and back with nothing changed: the error clears all the same.
+		p.down()
+		waitErr(t, w)
+		p.up(t)
+		testdeps.WaitFor(t, "recovery with the same set", func() bool { _, err := w.Status(); return err == nil })
+		if got := addrs(w.Current()); !slices.Equal(got, []string{"10.7.0.1:8080", "10.7.0.2:8080"}) {
+			t.Errorf("after recovering: %v", got)
+		}
 	})
 
 	// deploy/kubernetes/broker/rbac.yaml is all the source needs, and only
