@@ -137,16 +137,22 @@ func (b *Broker) logger() *slog.Logger { return b.log.Load() }
 // EffectiveConfig implements container.Configured: the flags and the
 // upstreams in force.
 func (b *Broker) EffectiveConfig() any {
-	var ups []Upstream
-	for _, s := range b.services() {
-		ups = append(ups, s.cur.Load().spec)
-	}
+	ups := b.Upstreams()
 	cfg := b.cfg
 	cfg.Upstream = cfg.base()
 	return struct {
 		Config
 		Upstreams []Upstream `json:"upstreams"`
 	}{cfg, ups}
+}
+
+// Upstreams returns the upstreams in force.
+func (b *Broker) Upstreams() []Upstream {
+	var ups []Upstream
+	for _, s := range b.services() {
+		ups = append(ups, s.cur.Load().spec)
+	}
+	return ups
 }
 
 // Addr returns the address upstream name listens on, once Run has started

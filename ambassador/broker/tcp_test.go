@@ -213,6 +213,10 @@ func TestReadinessNoEndpoint(t *testing.T) {
 	dead := deadAddr(t)
 	cfg := flagConfig(static(dead), TCP)
 	r := start(t, cfg)
+	testdeps.WaitFor(t, "the endpoint unhealthy", func() bool {
+		e, ok := r.endpoint("up", dead)
+		return ok && e.Health == "unhealthy"
+	})
 	testdeps.WaitFor(t, "readiness 503 naming the upstream", func() bool {
 		code, body := r.get("/healthz")
 		return code == 503 && strings.Contains(body, `upstream up`) && strings.Contains(body, "no usable endpoint")
