@@ -74,6 +74,8 @@ type kubernetes struct {
 	port       string
 	kubeconfig string
 	log        *slog.Logger
+	// watchTimeout is kubeWatchTimeout (shorter in tests).
+	watchTimeout time.Duration
 }
 
 var _ Source = (*kubernetes)(nil)
@@ -103,8 +105,9 @@ func newKubernetes(name, spec string, o Options) (Source, error) {
 	}
 	return &kubernetes{
 		name: name, namespace: ns, service: svc, port: port,
-		kubeconfig: o.Kubeconfig,
-		log:        o.Logger.With("source", name),
+		kubeconfig:   o.Kubeconfig,
+		log:          o.Logger.With("source", name),
+		watchTimeout: kubeWatchTimeout,
 	}, nil
 }
 
@@ -296,7 +299,7 @@ func (st *kubeState) watch(ctx context.Context, rv string) error {
 		opts := st.listOptions()
 		opts.ResourceVersion = rv
 		opts.AllowWatchBookmarks = true
-		secs := int64((kubeWatchTimeout + rand.N(kubeWatchTimeout)) / time.Second)
+		secs := int64((st.k.watchTimeout + rand.N(st.k.watchTimeout)) / time.Second)
 		opts.TimeoutSeconds = &secs
 		started, events := time.Now(), 0
 		w, err := st.api.Watch(ctx, opts)

@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -24,6 +26,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/podkit/podkit/internal/kubetest"
+	"github.com/podkit/podkit/internal/retry"
 	"github.com/podkit/podkit/internal/testdeps"
 )
 
@@ -466,6 +469,23 @@ func TestKubernetes(t *testing.T) {
 		}
 	})
 
+	// Watches the server ends (here after 1–2s instead of 5–10 min) are
+	// resumed, and what changes after each is seen, with no failure.
+	t.Run("WatchExpiry", func(t *testing.T) {
+		s := create(t, kubeSlice("expiry-abc", "expiry", discoveryv1.AddressTypeIPv4, ports, kubeEP("10.9.0.1", "", "", kubeReady)))
+		w := startKubeWith(t, "kubernetes:default/expiry:http", api.Kubeconfig, func(k *kubernetes) { k.watchTimeout = time.Second })
+		waitSynced(t, w)
+		for i := 2; i <= 4; i++ {
+			retry.Sleep(ctx, 2500*time.Millisecond) // past the watch's end
+			s.Endpoints = append(s.Endpoints, kubeEP(fmt.Sprintf("10.9.0.%d", i), "", "", kubeReady))
+			s = update(t, s)
+			testdeps.WaitFor(t, fmt.Sprintf("%d endpoints", i), func() bool { return len(w.Current().Endpoints) == i })
+		}
+		if _, err := w.Status(); err != nil {
+			t.Errorf("a watch that ended was reported: %v", err)
+		}
+	})
+
 	// deploy/kubernetes/broker/rbac.yaml is all the source needs, and only
 	// in its own namespace.
 	t.Run("RBAC", func(t *testing.T) {
@@ -507,10 +527,19 @@ func TestKubernetes(t *testing.T) {
 // startKube parses and runs a kubernetes: source until the test ends.
 func startKube(t *testing.T, spec, kubeconfig string) *Watch {
 	t.Helper()
+	return startKubeWith(t, spec, kubeconfig, nil)
+}
+
+// startKubeWith is startKube with the source changed by tune first.
+func startKubeWith(t *testing.T, spec, kubeconfig string, tune func(*kubernetes)) *Watch {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	src, err := Parse(spec, Options{Kubeconfig: kubeconfig, Logger: log})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tune != nil {
+		tune(src.(*kubernetes))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := StartWatch(ctx, src, WatchOptions{Logger: log})
