@@ -1,8 +1,8 @@
 package broker
 
 import (
-	"net/http"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +96,3 @@ func TestNonLoopbackListen(t *testing.T) {
 		t.Errorf("echo: %q, %v", got, err)
 	}
 }
-
-
