@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,8 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	discoveryclient "k8s.io/client-go/kubernetes/typed/discovery/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/podkit/podkit/internal/kubeconfig"
 	"github.com/podkit/podkit/internal/retry"
 )
 
@@ -151,50 +150,14 @@ func (k *kubernetes) Kind() string   { return "kubernetes" }
 // Options.Kubeconfig; without one, the in-cluster configuration (the
 // pod's service account), then $KUBECONFIG.
 func (k *kubernetes) restConfig() (*rest.Config, error) {
-	var rc *rest.Config
-	switch {
-	case k.kubeconfig != "":
-		loader := &clientcmd.ClientConfigLoadingRules{ExplicitPath: k.kubeconfig}
-		cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loader, &clientcmd.ConfigOverrides{})
-		c, err := cc.ClientConfig()
-		if err != nil {
-			return nil, fmt.Errorf("kubeconfig %s: %w", k.kubeconfig, err)
-		}
-		rc = c
-	default:
-		c, inErr := rest.InClusterConfig()
-		if inErr == nil {
-			rc = c
-			break
-		}
-		env := os.Getenv(clientcmd.RecommendedConfigPathEnvVar)
-		if env == "" {
-			return nil, fmt.Errorf("not running in a cluster (%v) and $%s is not set: give a kubeconfig file", inErr, clientcmd.RecommendedConfigPathEnvVar)
-		}
-		loader := &clientcmd.ClientConfigLoadingRules{Precedence: kubeconfigList(env)}
-		cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loader, &clientcmd.ConfigOverrides{})
-		c, err := cc.ClientConfig()
-		if err != nil {
-			return nil, fmt.Errorf("$%s=%s: %w", clientcmd.RecommendedConfigPathEnvVar, env, err)
-		}
-		rc = c
+	rc, _, err := kubeconfig.Load(k.kubeconfig)
+	if err != nil {
+		return nil, err
 	}
-	rc = rest.CopyConfig(rc)
 	rc.UserAgent = "podkit-discovery"
 	rc.WarningHandler = kubeWarnings{k.log}
 	// No rc.Timeout: it would cut every watch; each list has its own.
 	return rc, nil
-}
-
-// kubeconfigList splits $KUBECONFIG, a list like $PATH.
-func kubeconfigList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, string(os.PathListSeparator)) {
-		if p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // kubeWarnings logs the API server's warnings (a deprecated API, say).

@@ -33,10 +33,10 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/podkit/podkit/election/backend"
+	"github.com/podkit/podkit/internal/kubeconfig"
 	"github.com/podkit/podkit/internal/retry"
 )
 
@@ -102,15 +102,8 @@ func New(cfg Config) (*Backend, error) {
 	kubeNS := ""
 	if rc == nil {
 		var err error
-		if cfg.Kubeconfig != "" {
-			loader := &clientcmd.ClientConfigLoadingRules{ExplicitPath: cfg.Kubeconfig}
-			cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loader, &clientcmd.ConfigOverrides{})
-			if rc, err = cc.ClientConfig(); err != nil {
-				return nil, fmt.Errorf("kubeconfig %s: %w", cfg.Kubeconfig, err)
-			}
-			kubeNS, _, _ = cc.Namespace()
-		} else if rc, err = rest.InClusterConfig(); err != nil {
-			return nil, fmt.Errorf("not running in a cluster (%v): give a kubeconfig file", err)
+		if rc, kubeNS, err = kubeconfig.Load(cfg.Kubeconfig); err != nil {
+			return nil, err
 		}
 	}
 	rc = rest.CopyConfig(rc)
