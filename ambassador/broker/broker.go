@@ -60,6 +60,9 @@ type Broker struct {
 	host    *container.Host
 
 	wg sync.WaitGroup // accept loops and connections
+
+	httpMu sync.Mutex
+	https  []*httpMode // every http engine made, for a forced stop
 }
 
 var (
@@ -247,6 +250,12 @@ func (b *Broker) shutdown(drain context.Context) {
 	case <-drain.Done():
 		for _, s := range svcs {
 			s.closeConns()
+		}
+		b.httpMu.Lock()
+		https := slices.Clone(b.https)
+		b.httpMu.Unlock()
+		for _, h := range https {
+			h.abort()
 		}
 		<-done
 	}

@@ -38,6 +38,9 @@ type httpMode struct {
 
 func (b *Broker) newHTTP(g *gen) *httpMode {
 	h := &httpMode{b: b, g: g, backends: map[string]*httpproxy.Backend{}, waiting: map[*tracker]struct{}{}}
+	b.httpMu.Lock()
+	b.https = append(b.https, h)
+	b.httpMu.Unlock()
 	u := g.spec
 	dur := b.m.duration.WithLabelValues(u.Name)
 	h.proxy = httpproxy.New(httpproxy.Config{
@@ -194,6 +197,22 @@ func (h *httpMode) closeIdle() {
 	h.mu.Unlock()
 	for _, be := range bes {
 		be.CloseIdle()
+	}
+}
+
+// abort closes every connection of the engine, client and backend: the
+// drain deadline has passed.
+func (h *httpMode) abort() {
+	h.drain()
+	h.h2.Close()
+	h.mu.Lock()
+	bes := make([]*httpproxy.Backend, 0, len(h.backends))
+	for _, be := range h.backends {
+		bes = append(bes, be)
+	}
+	h.mu.Unlock()
+	for _, be := range bes {
+		be.Abort()
 	}
 }
 

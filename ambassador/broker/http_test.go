@@ -222,3 +222,35 @@ func TestHTTPRingHashHeader(t *testing.T) {
 		t.Errorf("6 users all went to %v", all)
 	}
 }
+
+// TestHTTPMaxRequests: over --max-requests a request is answered 503 at
+// once, naming the limit, and counted. The request still in flight at
+// the end outlives the drain timeout: the stop then closes it, backend
+// side included, and Run returns (the test fails otherwise).
+func TestHTTPMaxRequests(t *testing.T) {
+	release := make(chan struct{})
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(s.Close)
+	t.Cleanup(func() { close(release) })
+	cfg := flagConfig(static(strings.TrimPrefix(s.URL, "http://")), HTTP)
+	cfg.Upstream.Limits.MaxRequests = 1
+	r := start(t, cfg)
+	url := "http://" + r.addr("up")
+	go http.Get(url + "/slow")
+	testdeps.WaitFor(t, "one request in flight", func() bool {
+		e, _ := r.endpoint("up", strings.TrimPrefix(s.URL, "http://"))
+		return e.InFlight == 1
+	})
+	code, body := httpGet(t, &http.Client{}, "GET", url+"/fast", "")
+	if code != 503 || !strings.Contains(body, "limit") {
+		t.Errorf("over the limit: %d %q, want 503 naming the limit", code, body)
+	}
+	if n := r.counter("rejected", "up", reasonOverloaded); n != 1 {
+		t.Errorf("rejected{overloaded} = %v, want 1", n)
+	}
+}

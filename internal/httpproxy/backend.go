@@ -26,6 +26,7 @@ type Backend struct {
 	idle    []*backendConn // most recently used last
 	closed  bool
 	maxIdle int
+	open    map[*backendConn]struct{} // every connection not closed yet
 }
 
 // NewBackend returns a Backend for network and address.
@@ -59,6 +60,22 @@ func (b *Backend) CloseIdle() {
 	b.idle, b.closed = nil, true
 	b.mu.Unlock()
 	for _, bc := range idle {
+		bc.close()
+	}
+}
+
+// Abort closes every connection to the backend, idle or in use (a
+// request in flight on one fails), and stops keeping any: for a stop
+// whose drain deadline has passed.
+func (b *Backend) Abort() {
+	b.CloseIdle()
+	b.mu.Lock()
+	open := make([]*backendConn, 0, len(b.open))
+	for bc := range b.open {
+		open = append(open, bc)
+	}
+	b.mu.Unlock()
+	for _, bc := range open {
 		bc.close()
 	}
 }
@@ -123,6 +140,12 @@ func (b *Backend) get(p *Proxy, probe bool) (*backendConn, bool, error) {
 		br:   bufio.NewReaderSize(sock, headBufSize),
 		bw:   bufio.NewWriterSize(sock, 8<<10),
 	}
+	b.mu.Lock()
+	if b.open == nil {
+		b.open = map[*backendConn]struct{}{}
+	}
+	b.open[bc] = struct{}{}
+	b.mu.Unlock()
 	return bc, false, nil
 }
 
@@ -169,7 +192,13 @@ func (b *Backend) put(bc *backendConn) {
 	}
 }
 
-func (bc *backendConn) close() { bc.c.Close() }
+func (bc *backendConn) close() {
+	bc.c.Close()
+	b := bc.b
+	b.mu.Lock()
+	delete(b.open, bc)
+	b.mu.Unlock()
+}
 
 // refreshRead keeps the read deadline about idle ahead.
 func (bc *backendConn) refreshRead(now time.Time, idle time.Duration) {

@@ -227,3 +227,39 @@ func TestPickOutcomes(t *testing.T) {
 	}
 	testdeps.WaitFor(t, "the timeout reported", func() bool { return rec.String() == "0/timeout/false" })
 }
+
+// TestAbort: Abort closes a connection with a request in flight, which
+// then fails at once instead of waiting for the backend.
+func TestAbort(t *testing.T) {
+	silent := testdeps.ServeTCP(t, func(c net.Conn) {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		io.Copy(io.Discard, c)
+	})
+	be := NewBackend("tcp", silent.Addr(), 5*time.Second)
+	p := New(Config{Name: "test", Backend: be, IdleTimeout: 30 * time.Second, HeaderTimeout: 10 * time.Second, Logger: testLogger()})
+	url := serveProxy(t, p)
+	got := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			got <- 0
+			return
+		}
+		resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	testdeps.WaitFor(t, "a connection in use", func() bool {
+		be.mu.Lock()
+		defer be.mu.Unlock()
+		return len(be.open) == 1
+	})
+	be.Abort()
+	select {
+	case code := <-got:
+		if code != 502 {
+			t.Errorf("the request in flight got %d, want 502", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request in flight was not ended by Abort")
+	}
+}
