@@ -360,3 +360,51 @@ func TestTCPEndpointKilledUnderLoad(t *testing.T) {
 		t.Errorf("the endpoint back: %+v", e)
 	}
 }
+
+// TestTCPRingHashAndZone: ring-hash on the client address keeps one
+// client on one endpoint; with --zone the endpoints of the pod's zone
+// take the traffic while one is usable there.
+func TestTCPRingHashAndZone(t *testing.T) {
+	a, b, c := echo(t), echo(t), echo(t)
+	cfg := flagConfig(static(a.Addr(), b.Addr(), c.Addr()), TCP)
+	cfg.Upstream.Balance = "ring-hash"
+	r := start(t, cfg)
+	for range 12 {
+		conn, err := net.Dial("tcp", r.addr("up"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoOnce(conn, "x")
+		conn.Close()
+	}
+	var used []string
+	testdeps.WaitFor(t, "12 connections counted", func() bool {
+		used = nil
+		var n float64
+		for _, s := range []string{a.Addr(), b.Addr(), c.Addr()} {
+			if v := r.counter("connections", "up", s); v > 0 {
+				used = append(used, s)
+				n += v
+			}
+		}
+		return n == 12
+	})
+	if len(used) != 1 {
+		t.Errorf("one client's connections went to %v, want one endpoint", used)
+	}
+
+	cfg = flagConfig("static:"+a.Addr()+";zone=z1,"+b.Addr()+";zone=z2,"+c.Addr()+";zone=z2", TCP)
+	cfg.Upstream.Zone = "z1"
+	r2 := start(t, cfg)
+	for range 6 {
+		conn, err := net.Dial("tcp", r2.addr("up"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoOnce(conn, "x")
+		conn.Close()
+	}
+	testdeps.WaitFor(t, "6 connections to the own zone's endpoint", func() bool {
+		return r2.counter("connections", "up", a.Addr()) == 6
+	})
+}
