@@ -480,6 +480,15 @@ func (b *Broker) newGen(u Upstream) (*gen, error) {
 	g.watch = discovery.StartWatch(ctx, src, discovery.WatchOptions{
 		Name: u.Name, Logger: b.logger(), Metrics: b.m.disc,
 	})
+	// The pool starts from the watch's set: wait a little for the first
+	// answer, so that a static or file source has its endpoints before
+	// the listener opens; a slower source (DNS, Kubernetes) fills the
+	// pool once it answers, readiness staying 503 until then.
+	wctx, wcancel := context.WithTimeout(ctx, firstAnswerWait)
+	if err := g.watch.WaitSynced(wctx); err != nil {
+		b.logger().Warn("discovery has not answered yet; the upstream starts with no endpoint", "upstream", u.Name, "source", u.Source, "error", err)
+	}
+	wcancel()
 	g.pool, err = upstream.New(upstream.Config{
 		Name:   u.Name,
 		Policy: policy,
@@ -510,6 +519,10 @@ func (b *Broker) newGen(u Upstream) (*gen, error) {
 	}
 	return g, nil
 }
+
+// firstAnswerWait bounds the wait for a new upstream's first discovery
+// answer.
+const firstAnswerWait = 3 * time.Second
 
 // retryBudget maps the configured budget to the pool's: 0 means no
 // retries beyond the pool's minimum, which the pool spells negative.
