@@ -56,6 +56,7 @@ type Broker struct {
 
 	mu      sync.Mutex // serialises apply; guards svcs, running, host
 	svcs    []*svc
+	live    atomic.Pointer[[]*svc] // svcs, for readers that must not wait
 	running bool
 	host    *container.Host
 
@@ -169,10 +170,13 @@ func (b *Broker) Addr(name string) net.Addr {
 	return nil
 }
 
+// services returns the upstreams in force, without waiting for a reload
+// under way (readiness checks and the admin API call it).
 func (b *Broker) services() []*svc {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return slices.Clone(b.svcs)
+	if p := b.live.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // errNotRunning is Reload's error outside Run.
@@ -393,6 +397,7 @@ func (b *Broker) applyLocked(ups []Upstream) error {
 		}
 	}
 	b.svcs = next
+	b.live.Store(&next)
 	return nil
 }
 
