@@ -54,11 +54,13 @@ type Broker struct {
 	reloader    *container.Reloader[[]Upstream]
 	tlsReloader *container.Reloader[struct{}]
 
-	mu      sync.Mutex // serialises apply; guards svcs, running, host
-	svcs    []*svc
-	live    atomic.Pointer[[]*svc] // svcs, for readers that must not wait
-	running bool
-	host    *container.Host
+	mu   sync.Mutex // serialises apply; guards svcs, running, host
+	svcs []*svc
+	live atomic.Pointer[[]*svc] // svcs, for readers that must not wait
+	// injectedUsed are the Config.Listeners taken (each serves once).
+	injectedUsed map[net.Listener]bool
+	running      bool
+	host         *container.Host
 
 	wg sync.WaitGroup // accept loops and connections
 
@@ -351,7 +353,11 @@ func (b *Broker) applyLocked(ups []Upstream) error {
 		}
 		p.g = g
 		if p.old == nil || p.old.listen != p.spec.Listen {
-			ln, err := container.Listen(fmt.Sprintf("upstream %q: listen", p.spec.Name), p.spec.Listen, nil)
+			var injected net.Listener
+			if l := b.cfg.Listeners[p.spec.Name]; l != nil && !b.injectedUsed[l] {
+				injected = l
+			}
+			ln, err := container.Listen(fmt.Sprintf("upstream %q: listen", p.spec.Name), p.spec.Listen, injected)
 			if err != nil {
 				return fail(err)
 			}
@@ -359,6 +365,14 @@ func (b *Broker) applyLocked(ups []Upstream) error {
 		}
 	}
 	// Nothing can fail from here on.
+	for _, p := range plans {
+		if p.ln != nil && p.ln == b.cfg.Listeners[p.spec.Name] {
+			if b.injectedUsed == nil {
+				b.injectedUsed = map[net.Listener]bool{}
+			}
+			b.injectedUsed[p.ln] = true
+		}
+	}
 	var next []*svc
 	for _, p := range plans {
 		switch {

@@ -348,7 +348,8 @@ type Config struct {
 	Kubeconfig    string        `json:"kubeconfig,omitempty"`
 
 	// Listeners, if set, are used instead of listening on an upstream's
-	// address (by upstream name): for tests and embedding.
+	// address (by upstream name), each once: for tests and programs that
+	// embed the broker (podkit demo).
 	Listeners map[string]net.Listener `json:"-"`
 
 	tlsFiles TLS // the flags' files, before UpstreamTLS decides

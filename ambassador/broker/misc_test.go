@@ -96,3 +96,28 @@ func TestNonLoopbackListen(t *testing.T) {
 		t.Errorf("echo: %q, %v", got, err)
 	}
 }
+
+// TestInjectedListener: Config.Listeners serves an upstream on a
+// listener the program made.
+func TestInjectedListener(t *testing.T) {
+	srv := echo(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := flagConfig(static(srv.Addr()), TCP)
+	cfg.Upstream.Listen = ln.Addr().String()
+	cfg.Listeners = map[string]net.Listener{"up": ln}
+	r := start(t, cfg)
+	if r.addr("up") != ln.Addr().String() {
+		t.Fatalf("listens on %s, want the injected %s", r.addr("up"), ln.Addr())
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := echoOnce(c, "hi"); err != nil || got != "hi" {
+		t.Errorf("echo: %q, %v", got, err)
+	}
+}
