@@ -253,38 +253,50 @@ func (h *httpMode) serve(s *svc, c net.Conn) {
 		return
 	}
 	t := &tracker{h: h, conn: c}
+	h.mu.Lock()
+	h.waiting[t] = struct{}{}
+	h.mu.Unlock()
+	if h.draining.Load() {
+		t.wake() // a drain that began before the connection was listed
+	}
 	h.proxy.ServeConn(httpproxy.Client{Conn: c, Tracker: t, Header: forwarded(c.RemoteAddr())})
-	t.Waiting(nil)
+	h.mu.Lock()
+	delete(h.waiting, t)
+	h.mu.Unlock()
 }
 
-// tracker follows an HTTP/1 connection's waits, so a drain can wake it.
+// tracker follows an HTTP/1 connection's waits for a next request, so
+// a drain can wake it: the engine then sees the drain and closes it.
 type tracker struct {
 	h    *httpMode
 	conn net.Conn
 	mu   sync.Mutex
+	idle bool
 	w    httpproxy.Waker
 }
 
-func (t *tracker) Idle(idle bool) bool { return !(idle && t.h.draining.Load()) }
+func (t *tracker) Idle(idle bool) bool {
+	t.mu.Lock()
+	t.idle = idle
+	t.mu.Unlock()
+	return !(idle && t.h.draining.Load())
+}
 
 func (t *tracker) Waiting(w httpproxy.Waker) bool {
 	t.mu.Lock()
 	t.w = w
 	t.mu.Unlock()
-	t.h.mu.Lock()
-	if w != nil {
-		t.h.waiting[t] = struct{}{}
-	} else {
-		delete(t.h.waiting, t)
-	}
-	t.h.mu.Unlock()
 	return w == nil || !t.h.draining.Load()
 }
 
+// wake ends a wait for a next request.
 func (t *tracker) wake() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	past := time.Unix(1, 0)
+	if t.idle {
+		t.conn.SetReadDeadline(past)
+	}
 	if t.w != nil {
 		t.w.SetReadDeadline(past)
 	}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,5 +254,70 @@ func TestHTTPMaxRequests(t *testing.T) {
 	}
 	if n := r.counter("rejected", "up", reasonOverloaded); n != 1 {
 		t.Errorf("rejected{overloaded} = %v, want 1", n)
+	}
+}
+
+// TestHTTPEndpointKilledUnderLoad: GETs under load while one endpoint
+// dies: its failed connects are retried on the other endpoint, so no
+// GET fails, and it is ejected after a bounded number of failures.
+func TestHTTPEndpointKilledUnderLoad(t *testing.T) {
+	live := backend(t, "live", 200)
+	victim := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "victim") }))
+	t.Cleanup(victim.Close)
+	vaddr := strings.TrimPrefix(victim.URL, "http://")
+	cfg := flagConfig(static(live, vaddr), HTTP)
+	cfg.Upstream.HealthCheck.Type = CheckNone // outlier ejection alone
+	cfg.Upstream.Outlier.Ejection, cfg.Upstream.Outlier.MaxEjection = time.Minute, time.Minute
+	cfg.Upstream.Retries.Budget = 1
+	r := start(t, cfg)
+	url := "http://" + r.addr("up") + "/"
+	var (
+		ok, failed atomic.Int64
+		stop       = make(chan struct{})
+		wg         sync.WaitGroup
+	)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get(url)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil || resp.StatusCode != 200 {
+					failed.Add(1)
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	testdeps.WaitFor(t, "load on the victim", func() bool { return r.counter("requests", "up", vaddr, "2xx") > 20 })
+	victim.CloseClientConnections()
+	victim.Close()
+	testdeps.WaitFor(t, "the victim ejected", func() bool {
+		e, _ := r.endpoint("up", vaddr)
+		return e.Ejected
+	})
+	errs := r.counter("connect_errors", "up", vaddr)
+	t.Logf("failed connects to the dead endpoint before its ejection: %v; failed GETs: %d", errs, failed.Load())
+	n := ok.Load()
+	testdeps.WaitFor(t, "more load", func() bool { return ok.Load() > n+200 })
+	if after := r.counter("connect_errors", "up", vaddr); after != errs {
+		t.Errorf("connects to the ejected endpoint went on: %v, then %v", errs, after)
+	}
+	// GETs in flight on the victim's connections when it closed them
+	// may fail; none after.
+	if f := failed.Load(); f > 4 {
+		t.Errorf("%d GETs failed, want at most one per client (those in flight when the endpoint died)", f)
 	}
 }
