@@ -11,8 +11,7 @@ import (
 
 // checker builds the active health check of g's upstream: nil for none;
 // otherwise a check that dials as the proxied connections do (through
-// TLS when the upstream originates it; the mysql and postgres probes
-// always over plain TCP, as those protocols negotiate TLS themselves).
+// TLS when the upstream originates it).
 func (g *gen) checker() (upstream.Checker, error) {
 	hc := g.spec.HealthCheck
 	dial := g.dial
@@ -32,12 +31,6 @@ func (g *gen) checker() (upstream.Checker, error) {
 	if !ok {
 		return nil, fmt.Errorf("health check %q: no such probe", hc.Type)
 	}
-	if hc.Type == CheckMySQL || hc.Type == CheckPostgres {
-		// Their TLS is negotiated inside the protocol: the probe speaks
-		// to the plain TCP port, whatever the upstream originates.
-		d := &net.Dialer{}
-		dial = d.DialContext
-	}
 	return upstream.CheckFunc(func(ctx context.Context, addr string) error {
 		c, err := dial(ctx, "tcp", addr)
 		if err != nil {
@@ -47,3 +40,5 @@ func (g *gen) checker() (upstream.Checker, error) {
 		return probe(ctx, c)
 	}), nil
 }
+
+var _ = net.Dial
