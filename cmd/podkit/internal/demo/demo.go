@@ -50,6 +50,7 @@ var services = []service{
 	{name: "config-sync", start: startConfigSync},
 	{name: "topz", start: startTopz},
 	{name: "shard", start: startShard},
+	{name: "broker", start: startBroker},
 	{name: "metrics", start: startMetrics},
 	{name: "health", start: startHealth},
 	{name: "logs", start: startLogs},

@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -25,7 +26,7 @@ func TestRunStopsCleanly(t *testing.T) {
 	var logBuf, out testdeps.Buffer
 	cfg := Config{
 		Host:     "127.0.0.1",
-		PortBase: testdeps.FreePortRange(t, 40),
+		PortBase: testdeps.FreePortRange(t, 56),
 		Exe:      exe,
 		Log:      slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
@@ -56,6 +57,39 @@ func TestRunStopsCleanly(t *testing.T) {
 			Acked uint64 `json:"acked_total"`
 		}
 		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.Acked > 0
+	})
+	// The broker answers from one of its demo backends, and lists them.
+	brokerURL, brokerEndpoints := "", ""
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "broker" {
+			if strings.HasSuffix(f[len(f)-1], "/endpoints?format=text") {
+				brokerEndpoints = f[len(f)-1]
+			} else {
+				brokerURL = f[len(f)-1]
+			}
+		}
+	}
+	if brokerURL == "" || brokerEndpoints == "" {
+		t.Fatalf("the demo table has no broker lines:\n%s", out.String())
+	}
+	testdeps.WaitForWithin(t, time.Minute, "an answer from a backend through the broker", func() bool {
+		resp, err := client.Get(brokerURL)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 200 && strings.Contains(string(b), "backend-")
+	})
+	testdeps.WaitForWithin(t, time.Minute, "the broker's endpoints listing its three backends as healthy", func() bool {
+		resp, err := client.Get(brokerEndpoints)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Count(string(b), " healthy ") == 3
 	})
 	testdeps.WaitForWithin(t, time.Minute, "a log line from elector n1", func() bool { return strings.Contains(logBuf.String(), " id=n1") })
 	testdeps.WaitForWithin(t, time.Minute, "a log line from worker-1", func() bool { return strings.Contains(logBuf.String(), " worker=worker-1") })
