@@ -29,6 +29,7 @@ func TestListenDefaults(t *testing.T) {
 		"topz":       loopback, // shows command lines, which may hold secrets
 		"sample-app": loopback, // a stand-in application for the demo and tests
 		"shard":      none,     // nutcracker.yml names each pool's listen address
+		"broker":     none,     // the application's own port for its upstream (127.0.0.1:6379, say)
 	}
 	seen := map[string]bool{}
 	for _, c := range commands() {
