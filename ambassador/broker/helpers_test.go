@@ -1,20 +1,18 @@
 package broker
 
 import (
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/container/containertest"
 	"github.com/podkit/podkit/internal/testdeps"
 	"github.com/podkit/podkit/internal/upstream"
 )
@@ -51,44 +49,10 @@ func start(t testing.TB, cfg Config) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &testdeps.Buffer{}
-	o := container.DefaultOptions()
-	o.AdminListener = ln
-	o.AdminAddr = ln.Addr().String()
-	o.DrainDelay = 0
-	o.DrainTimeout = 5 * time.Second
-	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- container.Run(ctx, b, o) }()
-	stop := sync.OnceFunc(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("broker stopped with %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("broker did not stop")
-		}
-	})
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("broker log:\n%s", logs.String())
-		}
-	})
-	r := &running{t: t, b: b, admin: "http://" + ln.Addr().String(), logs: logs, stop: stop}
+	h := containertest.Host(t, b)
+	r := &running{t: t, b: b, admin: h.Admin, logs: h.Logs, stop: h.Stop}
 	testdeps.WaitFor(t, "the broker to listen", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("broker stopped: %v", err)
-		default:
-		}
+		h.Exited()
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		r.host = b.host

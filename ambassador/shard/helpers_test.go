@@ -1,17 +1,14 @@
 package shard
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/podkit/podkit/container"
+	"github.com/podkit/podkit/container/containertest"
 	"github.com/podkit/podkit/internal/resp"
 	"github.com/podkit/podkit/internal/testdeps"
 )
@@ -40,47 +37,13 @@ func startB(t testing.TB, cfg Config) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &testdeps.Buffer{}
-	o := container.DefaultOptions()
-	o.AdminListener = ln
-	o.AdminAddr = ln.Addr().String()
-	o.DrainDelay = 0
-	o.DrainTimeout = 5 * time.Second
-	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- container.Run(ctx, px, o) }()
-	stop := sync.OnceFunc(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("proxy stopped with %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("proxy did not stop")
-		}
-	})
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("proxy log:\n%s", logs.String())
-		}
-	})
+	h := containertest.Host(t, px)
 	testdeps.WaitFor(t, "the proxy to listen", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("proxy stopped: %v", err)
-		default:
-		}
+		h.Exited()
 		return len(px.pools()) > 0 && px.PoolAddr(px.pools()[0].cfg.Name) != nil
 	})
 	checkDataPath(t, px, cfg)
-	return &running{px: px, admin: "http://" + ln.Addr().String(), logs: logs, stop: stop}
+	return &running{px: px, admin: h.Admin, logs: h.Logs, stop: h.Stop}
 }
 
 // addr is the listen address of pool name ("" for the first pool).
