@@ -675,6 +675,7 @@ func (s *svc) closeConns() {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		c.Close()
+		abortRelay(c) // a relayed pair's sockets are the relay's
 	}
 }
 

@@ -88,14 +88,15 @@ func (b *Broker) rejectTCP(name string, c net.Conn, err error, tried int) {
 	}
 }
 
-// relay copies both ways between the client and the endpoint: with
-// splice(2) between two TCP sockets, through the engine's buffers
-// otherwise (TLS towards the endpoint).
+// relay copies both ways between the client and the endpoint: between
+// two TCP sockets with relayTCP (an event loop on Linux, splice(2)
+// elsewhere), through the engine's buffers otherwise (TLS towards the
+// endpoint).
 func relay(client, back net.Conn, idle time.Duration) {
 	ct, ok1 := client.(*net.TCPConn)
 	bt, ok2 := back.(*net.TCPConn)
 	if ok1 && ok2 {
-		spliceTCP(ct, bt, idle)
+		relayTCP(ct, bt, idle)
 		return
 	}
 	httpproxy.Splice(httpproxy.End{R: client, W: client, C: client}, httpproxy.End{R: back, W: back, C: back}, idle)
