@@ -252,9 +252,12 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // TestRelayIdle: a silent pair is closed after its idle time; one that
-// carries a byte now and then is not.
+// carries a byte now and then is not. The busy pair sends every idle/30,
+// so only a stall of the whole process for seconds could make it look
+// idle.
 func TestRelayIdle(t *testing.T) {
-	const idle = 600 * time.Millisecond
+	t.Parallel()
+	const idle = 3 * time.Second
 	silent := relayPairFor(t, idle, 0)
 	busy := relayPairFor(t, idle, 0)
 
@@ -262,7 +265,7 @@ func TestRelayIdle(t *testing.T) {
 	pinged := make(chan struct{})
 	go func() {
 		defer close(pinged)
-		tk := time.NewTicker(idle / 6)
+		tk := time.NewTicker(idle / 30)
 		defer tk.Stop()
 		for {
 			select {
@@ -280,12 +283,12 @@ func TestRelayIdle(t *testing.T) {
 	if n, err := silent.user.Read(make([]byte, 1)); err == nil {
 		t.Fatalf("read %d bytes from a closed pair, want EOF", n)
 	}
-	// The busy pair outlived the silent one by a few idle times.
-	time.Sleep(3 * idle)
+	// The busy pair outlives the silent one by two idle times.
+	time.Sleep(2 * idle)
 	close(stop)
 	<-pinged
 	if busy.ended() {
-		t.Fatal("a pair that carried bytes every idle/6 was closed as idle")
+		t.Fatal("a pair that carried bytes every idle/30 was closed as idle")
 	}
 	busy.server.SetReadDeadline(time.Now().Add(30 * time.Second))
 	var got int
