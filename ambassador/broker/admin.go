@@ -16,8 +16,8 @@ func (b *Broker) AdminRoutes() map[string]http.Handler {
 	return map[string]http.Handler{"GET /endpoints": http.HandlerFunc(b.serveEndpoints)}
 }
 
-// UpstreamStatus is one upstream on GET /endpoints.
-type UpstreamStatus struct {
+// upstreamStatus is one upstream on GET /endpoints.
+type upstreamStatus struct {
 	Name   string `json:"name"`
 	Mode   string `json:"mode"`
 	Listen string `json:"listen"`
@@ -32,14 +32,14 @@ type UpstreamStatus struct {
 	Endpoints []upstream.EndpointStatus `json:"endpoints"`
 }
 
-// Endpoints returns the state of every upstream and its endpoints, as
+// endpoints returns the state of every upstream and its endpoints, as
 // GET /endpoints shows it.
-func (b *Broker) Endpoints() []UpstreamStatus {
-	var out []UpstreamStatus
+func (b *Broker) endpoints() []upstreamStatus {
+	var out []upstreamStatus
 	for _, s := range b.services() {
 		g := s.cur.Load()
 		synced, derr := g.watch.Status()
-		st := UpstreamStatus{
+		st := upstreamStatus{
 			Name: g.spec.Name, Mode: g.spec.Mode, Listen: s.ln.Addr().String(), Source: g.spec.Source,
 			Synced: synced, Usable: g.pool.Usable(), Endpoints: g.pool.Snapshot(),
 		}
@@ -60,7 +60,7 @@ func (b *Broker) Endpoints() []UpstreamStatus {
 // serveEndpoints answers GET /endpoints: JSON, or a table with
 // ?format=text or Accept: text/plain.
 func (b *Broker) serveEndpoints(w http.ResponseWriter, r *http.Request) {
-	ups := b.Endpoints()
+	ups := b.endpoints()
 	w.Header().Set("Cache-Control", "no-store")
 	format := r.URL.Query().Get("format")
 	if format == "text" || format == "" && strings.HasPrefix(r.Header.Get("Accept"), "text/plain") {
@@ -79,7 +79,7 @@ func (b *Broker) serveEndpoints(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeTable writes the endpoints as a table, one line per endpoint.
-func writeTable(w http.ResponseWriter, ups []UpstreamStatus, now time.Time) {
+func writeTable(w http.ResponseWriter, ups []upstreamStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "UPSTREAM\tENDPOINT\tZONE\tWEIGHT\tPRIORITY\tCONDITION\tHEALTH\tEJECTED\tIN-FLIGHT\tREQUESTS\tUSABLE")
 	for _, u := range ups {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -22,7 +23,7 @@ type running struct {
 	t     testing.TB
 	b     *Broker
 	admin string
-	logs  *testdeps.Buffer
+	logs  fmt.Stringer
 	host  *container.Host
 	stop  func()
 }
@@ -84,7 +85,7 @@ func (r *running) get(path string) (int, string) {
 
 // endpoint returns the state of one endpoint of upstream name.
 func (r *running) endpoint(name, addr string) (upstream.EndpointStatus, bool) {
-	for _, u := range r.b.Endpoints() {
+	for _, u := range r.b.endpoints() {
 		if u.Name != name {
 			continue
 		}
@@ -122,14 +123,14 @@ func (r *running) metrics() string {
 }
 
 // endpointsJSON decodes GET /endpoints.
-func (r *running) endpointsJSON() []UpstreamStatus {
+func (r *running) endpointsJSON() []upstreamStatus {
 	r.t.Helper()
 	code, body := r.get("/endpoints")
 	if code != 200 {
 		r.t.Fatalf("GET /endpoints = %d %s", code, body)
 	}
 	var out struct {
-		Upstreams []UpstreamStatus `json:"upstreams"`
+		Upstreams []upstreamStatus `json:"upstreams"`
 	}
 	if err := json.Unmarshal([]byte(body), &out); err != nil {
 		r.t.Fatalf("GET /endpoints: %v in %s", err, body)

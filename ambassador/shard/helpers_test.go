@@ -17,7 +17,7 @@ import (
 type running struct {
 	px    *Proxy
 	admin string
-	logs  *testdeps.Buffer
+	logs  fmt.Stringer
 	// stop stops the proxy and waits for Run to return (at the latest
 	// when the test ends).
 	stop func()

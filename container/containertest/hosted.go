@@ -2,6 +2,7 @@ package containertest
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -19,7 +20,7 @@ type Hosted struct {
 	Admin string
 	// Logs holds the component's log (text, debug level); it is printed
 	// when the test fails.
-	Logs *testdeps.Buffer
+	Logs fmt.Stringer
 
 	t    testing.TB
 	done chan error
@@ -36,13 +37,14 @@ func Host(t testing.TB, c container.Component) *Hosted {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Hosted{Admin: "http://" + ln.Addr().String(), Logs: &testdeps.Buffer{}, t: t, done: make(chan error, 1)}
+	logs := &testdeps.Buffer{}
+	h := &Hosted{Admin: "http://" + ln.Addr().String(), Logs: logs, t: t, done: make(chan error, 1)}
 	o := container.DefaultOptions()
 	o.AdminListener = ln
 	o.AdminAddr = ln.Addr().String()
 	o.DrainDelay = 0
 	o.DrainTimeout = 5 * time.Second
-	o.Logger = slog.New(slog.NewTextHandler(h.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { h.done <- container.Run(ctx, c, o) }()
 	h.stop = sync.OnceFunc(func() {
