@@ -241,7 +241,7 @@ func TestReadinessNoEndpoint(t *testing.T) {
 	// The endpoint appears: ready.
 	ln, err := net.Listen("tcp", dead)
 	if err != nil {
-		t.Skipf("cannot listen on %s again: %v", dead, err)
+		t.Fatalf("cannot listen on %s again (another process took the port meanwhile?): %v", dead, err)
 	}
 	defer ln.Close()
 	go func() {

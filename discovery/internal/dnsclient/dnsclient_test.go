@@ -88,16 +88,26 @@ type fakeServer struct {
 
 func startFake(t *testing.T, f *fakeServer) {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	// The fake answers UDP and TCP on one port: take a UDP port whose
+	// TCP twin is free.
+	var (
+		pc  net.PacketConn
+		l   net.Listener
+		err error
+	)
+	for range 50 {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+	}
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("no loopback port free for both UDP and TCP in 50 tries: %v", err)
 	}
 	f.addr = pc.LocalAddr().String()
-	l, err := net.Listen("tcp", f.addr)
-	if err != nil {
-		pc.Close()
-		t.Skipf("the TCP port of the fake UDP server is taken: %v", err)
-	}
 	t.Cleanup(func() { pc.Close(); l.Close() })
 	f.udp, f.tcp = make(chan struct{}, 100), make(chan struct{}, 100)
 	go func() {
