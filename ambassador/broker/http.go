@@ -189,15 +189,20 @@ func (h *httpMode) forget(addr string) {
 
 // closeIdle closes every backend's idle connections.
 func (h *httpMode) closeIdle() {
+	for _, be := range h.backendList() {
+		be.CloseIdle()
+	}
+}
+
+// backendList is every endpoint's backend, as of now.
+func (h *httpMode) backendList() []*httpproxy.Backend {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	bes := make([]*httpproxy.Backend, 0, len(h.backends))
 	for _, be := range h.backends {
 		bes = append(bes, be)
 	}
-	h.mu.Unlock()
-	for _, be := range bes {
-		be.CloseIdle()
-	}
+	return bes
 }
 
 // abort closes every connection of the engine, client and backend: the
@@ -205,13 +210,7 @@ func (h *httpMode) closeIdle() {
 func (h *httpMode) abort() {
 	h.drain()
 	h.h2.Close()
-	h.mu.Lock()
-	bes := make([]*httpproxy.Backend, 0, len(h.backends))
-	for _, be := range h.backends {
-		bes = append(bes, be)
-	}
-	h.mu.Unlock()
-	for _, be := range bes {
+	for _, be := range h.backendList() {
 		be.Abort()
 	}
 }
