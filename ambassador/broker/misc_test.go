@@ -52,6 +52,12 @@ func TestDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// The broker has accepted and relayed it (a connection still in the
+	// listen backlog when the listener closes is reset, as with any
+	// server).
+	if got, err := echoOnce(c, "before"); err != nil || got != "before" {
+		t.Fatalf("the connection before the stop: %q, %v", got, err)
+	}
 	stopped := make(chan struct{})
 	go func() { r.stop(); close(stopped) }()
 	testdeps.WaitFor(t, "the listener closed", func() bool {
